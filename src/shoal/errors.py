@@ -1,0 +1,79 @@
+"""The one error root of shoal.
+
+Every error the CLI can report derives from ShoalError. Each class carries its exit code
+(1: the operation failed, 2: bad usage or configuration) and whether retrying later can help,
+so the CLI and the daemon never have to guess from the message.
+"""
+
+from __future__ import annotations
+
+
+class ShoalError(Exception):
+    """Root of every error shoal reports to a user."""
+
+    exit_code = 1
+    retryable = False
+
+    def __init__(self, message: str, *, path: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(ShoalError):
+    """The command line was wrong."""
+
+    exit_code = 2
+
+
+class ConfigError(ShoalError):
+    """The configuration file is invalid; `problems` holds every message found."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, path: str | None = None):
+        super().__init__(message, path=path)
+        self.problems = problems or [message]
+
+
+class StoreError(ShoalError):
+    """The local store could not be opened or used."""
+
+
+class StoreCorrupt(StoreError):
+    """The file at the store path is not a healthy shoal store; it is left untouched."""
+
+
+class AlreadyRunning(ShoalError):
+    """Another daemon holds this state dir."""
+
+
+class HubError(ShoalError):
+    """The hub refused or failed an operation."""
+
+
+class HubUnreachable(HubError):
+    """The hub could not be reached; local work goes on and the operation is retried later."""
+
+    retryable = True
+
+
+class HubMismatch(HubError):
+    """The hub refused a request because it contradicts what it already holds (e.g. a replayed seq)."""
+
+
+class PathRefused(ShoalError):
+    """A path from the hub (or the disk) cannot be written safely: it is refused, nothing is written."""
+
+
+class FileProblem(ShoalError):
+    """One file could not be read or written; retried later, the rest goes on."""
+
+    retryable = True
+
+
+class FolderPaused(ShoalError):
+    """A folder is paused (missing marker, mass delete, ...) and was not synced."""

@@ -1,17 +1,41 @@
-"""Configuration: YAML file -> frozen dataclasses, default paths per platform.
+"""Configuration: the YAML file -> frozen dataclasses, and the default paths per platform.
 
-(Skeleton: the loader is being written; the dataclasses below are the contract other
-modules code against.)
+Owns SPEC "Paths" and "Configuration (YAML)": where the config file and the state dir live
+(including Termux), reading and validating the file (every problem at once, each as
+`<file>:<line>: <key path>: <what is wrong>`), reading the hub password from the place the
+file names, and writing a new config file for `shoal init`.
+
+Values are read from the YAML node tree, never through PyYAML's implicit typing, so that
+`name: no`, `id: 2024` or `interval: 1:30` mean what they look like (or are refused) instead
+of turning into False, 2024 or 90.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import socket
+import stat
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pathspec
+import platformdirs
+import yaml
+
+from shoal.core.durations import DURATION_HINT, parse_duration
+from shoal.errors import ConfigError, ShoalError, UsageError
 
 MODES = ("send-only", "receive-only", "send-receive")
 CONFLICT_POLICIES = ("keep-both", "newest-wins")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+APP_NAME = "shoal"
+CONFIG_ENV = "SHOAL_CONFIG"
+TERMUX_PREFIX = "/data/data/com.termux"
 
 
 @dataclass(frozen=True)
@@ -62,3 +86,555 @@ class Config:
             if f.id == folder_id:
                 return f
         return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths
+
+
+def is_termux(env: Mapping[str, str] = os.environ) -> bool:
+    """True when running inside Termux on Android. Raises nothing."""
+    if env.get("TERMUX_VERSION"):
+        return True
+    return any(_under(value, TERMUX_PREFIX) for value in (sys.prefix, env.get("HOME", "")))
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def _platform_dirs(env: Mapping[str, str]) -> platformdirs.PlatformDirs:
+    # platformdirs picks its Android layout (app-private dirs outside $HOME) when SHELL and
+    # PREFIX are unset, as under some service runners; SPEC wants the $HOME layout on Termux.
+    if is_termux(env):
+        from platformdirs.unix import Unix
+
+        return Unix(APP_NAME)
+    return platformdirs.PlatformDirs(APP_NAME)
+
+
+def default_config_path(env: Mapping[str, str] = os.environ) -> Path:
+    """The config file to use when --config is not given: $SHOAL_CONFIG, else the platform's
+    user config dir + config.yaml. Raises nothing."""
+    from_env = env.get(CONFIG_ENV)
+    if from_env:
+        return Path(os.path.expanduser(from_env))
+    return Path(_platform_dirs(env).user_config_dir) / "config.yaml"
+
+
+def default_state_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """The state dir used when the config file sets none: the platform's user data dir.
+    Raises nothing."""
+    return Path(_platform_dirs(env).user_data_dir)
+
+
+def resolve_config_path(cli_value: str | None, env: Mapping[str, str] = os.environ) -> Path:
+    """The config file to use: `--config` beats $SHOAL_CONFIG beats the default. Raises nothing."""
+    if cli_value:
+        return Path(os.path.expanduser(cli_value))
+    return default_config_path(env)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the config file at `path`.
+
+    Raises ConfigError when the file is missing, unreadable, not UTF-8, not valid YAML, or
+    invalid; its `problems` lists every problem found, each `<file>:<line>: <key>: <what>`.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path} (run `shoal init`)", path=str(path)) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot read config file {path}: {reason}", path=str(path)) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        message = f"{path.name}:{line}: not valid UTF-8 text"
+        raise ConfigError(message, path=str(path)) from None
+    return _parse(text, path.name, path.absolute().parent, path)
+
+
+def parse_config_text(text: str, filename: str, base_dir: Path) -> Config:
+    """Validate config `text` as if read from `filename` (used in messages, and as Config.path).
+
+    Relative paths in the text are resolved against `base_dir`.
+    Raises ConfigError listing every problem, as load_config does.
+    """
+    return _parse(text, Path(filename).name, Path(os.path.abspath(base_dir)), Path(filename))
+
+
+_NULL_TAG = "tag:yaml.org,2002:null"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_FOLDER_ID_RE = re.compile(r"[A-Za-z0-9._-]+")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DEVICE_NAME_BAD = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
+_MAX_TRASH_DAYS = 1_000_000
+_DAYS = "a whole number of days >= 0"
+
+
+def _parse(text: str, shown_name: str, base_dir: Path, config_path: Path) -> Config:
+    def refuse(line: int, what: str) -> ConfigError:
+        return ConfigError(f"{shown_name}:{line}: invalid YAML: {what}", path=str(config_path))
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = exc.problem or exc.context or "syntax error"
+        if exc.context and exc.problem and exc.context_mark is not None:
+            what += f" ({exc.context} at line {exc.context_mark.line + 1})"
+        raise refuse(mark.line + 1 if mark else 1, what) from None
+    except yaml.YAMLError as exc:  # ReaderError: a character YAML does not allow
+        line = text[: getattr(exc, "position", 0) or 0].count("\n") + 1
+        raise refuse(line, getattr(exc, "reason", "unacceptable character")) from None
+    except RecursionError:
+        raise refuse(1, "nested too deeply") from None
+    reader = _Reader(shown_name, base_dir)
+    config = reader.config(root, config_path)
+    if reader.problems:
+        problems = [message for _line, message in sorted(reader.problems, key=lambda p: p[0])]
+        raise ConfigError("\n".join(problems), problems=problems, path=str(config_path))
+    assert config is not None
+    return config
+
+
+class _Reader:
+    """Walks the YAML node tree once, building the Config and collecting every problem.
+
+    Scalars are read as written (node.value), never through PyYAML's implicit typing.
+    """
+
+    def __init__(self, shown_name: str, base_dir: Path):
+        self.shown_name = shown_name
+        self.base_dir = base_dir
+        self.problems: list[tuple[int, str]] = []
+
+    def problem(self, line: int, key: str, what: str) -> None:
+        self.problems.append((line, f"{self.shown_name}:{line}: {key}: {what}"))
+
+    def section(self, node: yaml.Node | None, key: str, line: int, allowed: tuple[str, ...]) -> _Section:
+        """The known entries of a mapping node; a missing or null node is an empty mapping."""
+        entries: dict[str, tuple[int, yaml.Node]] = {}
+        if node is not None and not _is_null(node) and not isinstance(node, yaml.MappingNode):
+            self.problem(line, key, f"must be a mapping (keys: {', '.join(allowed)})")
+        elif isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key_line = _line(key_node)
+                name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                child = f"{key}.{name}" if key != "top level" else str(name)
+                if name is None:
+                    self.problem(key_line, key, "keys must be plain names, not lists or mappings")
+                elif key_node.tag == _MERGE_TAG:
+                    self.problem(key_line, key, "YAML merge keys (<<) are not supported")
+                elif name not in allowed:
+                    self.problem(key_line, child, f"unknown key (allowed: {', '.join(allowed)})")
+                elif name in entries:
+                    self.problem(key_line, child, f"duplicate key (first on line {entries[name][0]})")
+                else:
+                    entries[name] = (key_line, value_node)
+        return _Section(self, key, line, entries)
+
+    def items(self, node: yaml.Node, key: str, line: int, what: str) -> list[yaml.Node]:
+        if _is_null(node):
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(line, key, f"must be a list of {what}")
+            return []
+        return list(node.value)
+
+    def config(self, root: yaml.Node | None, config_path: Path) -> Config | None:
+        top_keys = ("device", "state_dir", "hub", "folders", "sync", "log")
+        top = self.section(root, "top level", _line(root) if root else 1, top_keys)
+        state_dir = top.path("state_dir") or default_state_dir()
+        config = Config(
+            config_path,
+            self.device(top.subsection("device", ("name",))),
+            state_dir,
+            self.hub(top.subsection("hub", ("url", "password_env", "password_file"))),
+            self.folders(top, state_dir),
+            self.sync(top.subsection("sync", ("interval", "debounce", "conflict", "trash_days"))),
+            LogConfig(level=top.subsection("log", ("level",)).choice("level", LOG_LEVELS, "info")),
+        )
+        return None if self.problems else config
+
+    def device(self, device: _Section) -> DeviceConfig:
+        name = device.text("name")
+        if name is None:
+            return DeviceConfig(name=_default_device_name())
+        device.check(
+            "name",
+            1 <= len(name) <= 64 and not _DEVICE_NAME_BAD.search(name) and name == name.strip(" ."),
+            'must be 1 to 64 characters, without / \\ : * ? " < > | or control characters, '
+            "not starting or ending with a space or a dot",
+        )
+        return DeviceConfig(name=name)
+
+    def hub(self, hub: _Section) -> HubConfig:
+        url = hub.text("url") or "embedded"
+        # The value is never echoed: a URL may carry a password.
+        hub.check(
+            "url",
+            url == "embedded" or url.startswith(("postgresql://", "postgres://")) or "=" in url,
+            'must be "embedded", a postgresql:// URL or a key=value connection string',
+        )
+        password_env = hub.text("password_env")
+        hub.check(
+            "password_env",
+            password_env is None or _ENV_NAME_RE.fullmatch(password_env) is not None,
+            "must be the name of an environment variable (such as SHOAL_HUB_PASSWORD), "
+            "not the password itself",
+        )
+        password_file = hub.path("password_file")
+        if password_env is not None and password_file is not None:
+            self.problem(hub.line, "hub", "set password_env or password_file, not both")
+        return HubConfig(url=url, password_env=password_env, password_file=password_file)
+
+    def folders(self, top: _Section, state_dir: Path) -> tuple[FolderConfig, ...]:
+        if not top.has("folders"):
+            return ()
+        line, node = top.entries["folders"]
+        found: list[tuple[str, FolderConfig, int, int]] = []  # (key, folder, id line, path line)
+        for index, item in enumerate(self.items(node, "folders", line, "folders (mappings with id and path)")):
+            result = self.folder(item, f"folders[{index}]")
+            if result is not None:
+                found.append((f"folders[{index}]", *result))
+        seen_ids: dict[str, int] = {}
+        for position, (key, folder, id_line, path_line) in enumerate(found):
+            if folder.id in seen_ids:
+                what = f'duplicate folder id "{folder.id}" (also on line {seen_ids[folder.id]})'
+                self.problem(id_line, f"{key}.id", what)
+            seen_ids.setdefault(folder.id, id_line)
+            for _, earlier, _, _ in found[:position]:
+                if relation := _overlap(folder.path, earlier.path):
+                    what = f'{relation} the path of folder "{earlier.id}" ({earlier.path})'
+                    self.problem(path_line, f"{key}.path", what)
+            if relation := _overlap(folder.path, state_dir):
+                what = f"{relation} the state dir ({state_dir}); the store must not be synced"
+                self.problem(path_line, f"{key}.path", what)
+        return tuple(folder for _, folder, _, _ in found)
+
+    def folder(self, node: yaml.Node, key: str) -> tuple[FolderConfig, int, int] | None:
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(_line(node), key, "must be a mapping (keys: id, path, mode, ignore)")
+            return None
+        before = len(self.problems)
+        folder = self.section(node, key, _line(node), ("id", "path", "mode", "ignore"))
+        for required in ("id", "path"):
+            if not folder.has(required):
+                self.problem(folder.line, f"{key}.{required}", "is required")
+        folder_id = folder.text("id")
+        folder.check(
+            "id",
+            folder_id is None or (_FOLDER_ID_RE.fullmatch(folder_id) and folder_id not in (".", "..")),
+            'must be letters, digits, "-", "_" and "." only (and not . or ..)',
+        )
+        path = folder.path("path")
+        mode = folder.choice("mode", MODES, "send-receive")
+        ignore: list[str] = []
+        if folder.has("ignore"):
+            ignore_line, ignore_node = folder.entries["ignore"]
+            patterns = self.items(ignore_node, f"{key}.ignore", ignore_line, "strings (gitignore patterns)")
+            for index, item in enumerate(patterns):
+                item_key = f"{key}.ignore[{index}]"
+                if not isinstance(item, yaml.ScalarNode) or _is_null(item):
+                    self.problem(_line(item), item_key, "must be a string (a gitignore pattern)")
+                elif _bad_pattern(item.value):
+                    self.problem(_line(item), item_key, "is not a valid gitignore pattern")
+                else:
+                    ignore.append(item.value)
+        if len(self.problems) > before or folder_id is None or path is None:
+            return None
+        found = FolderConfig(folder_id, path, mode, tuple(ignore))
+        return found, folder.entries["id"][0], folder.entries["path"][0]
+
+    def sync(self, sync: _Section) -> SyncConfig:
+        trash_days = sync.text("trash_days", _DAYS)
+        if trash_days is not None and not re.fullmatch(r"\s*\d{1,12}\s*", trash_days):
+            sync.check("trash_days", False, f"must be {_DAYS}")
+            trash_days = None
+        elif trash_days is not None and int(trash_days) > _MAX_TRASH_DAYS:
+            sync.check("trash_days", False, f"must be {_DAYS} and at most {_MAX_TRASH_DAYS}")
+            trash_days = None
+        return SyncConfig(
+            interval=sync.duration("interval", 300.0, allow_zero=False),
+            debounce=sync.duration("debounce", 1.0, allow_zero=True),
+            conflict=sync.choice("conflict", CONFLICT_POLICIES, "keep-both"),
+            trash_days=30 if trash_days is None else int(trash_days),
+        )
+
+
+class _Section:
+    """The entries of one mapping (`key`, on `line`) and typed access to them.
+
+    Each getter returns None when the entry is absent or null, and also when it is invalid,
+    after recording the problem.
+    """
+
+    def __init__(self, reader: _Reader, key: str, line: int, entries: dict[str, tuple[int, yaml.Node]]):
+        self.reader, self.key, self.line, self.entries = reader, key, line, entries
+
+    def _key(self, name: str) -> str:
+        return name if self.key == "top level" else f"{self.key}.{name}"
+
+    def has(self, name: str) -> bool:
+        if name not in self.entries:
+            return False
+        node = self.entries[name][1]
+        # `path: ~` means the home directory, not "no path".
+        return not _is_null(node) or (name.endswith(("path", "_dir", "_file")) and node.value == "~")
+
+    def check(self, name: str, ok: object, what: str) -> None:
+        if not ok and name in self.entries:
+            self.reader.problem(self.entries[name][0], self._key(name), what)
+
+    def subsection(self, name: str, allowed: tuple[str, ...]) -> _Section:
+        line, node = self.entries.get(name, (1, None))
+        return self.reader.section(node, self._key(name), line, allowed)
+
+    def text(self, name: str, what: str = "a string") -> str | None:
+        if not self.has(name):
+            return None
+        node = self.entries[name][1]
+        if isinstance(node, yaml.ScalarNode):
+            return node.value
+        self.check(name, False, f"must be {what}")
+        return None
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        what = f"one of {', '.join(choices)}"
+        value = self.text(name, what)
+        self.check(name, value is None or value in choices, f"must be {what}")
+        return value if value in choices else default
+
+    def path(self, name: str) -> Path | None:
+        """`~` expanded; a relative path is taken relative to the config file's directory."""
+        raw = self.text(name, "a path")
+        if raw is None:
+            return None
+        problem = None
+        if raw.strip() == "" or "\x00" in raw:
+            problem = "must be a path (not empty, no NUL character)"
+        else:
+            try:
+                expanded = os.path.expanduser(raw)
+            except (ValueError, UnicodeError, KeyError):
+                expanded = raw
+            if expanded.startswith("~"):
+                problem = f"cannot expand {raw.split('/')[0]}: no such user"
+        self.check(name, problem is None, problem or "")
+        if problem is not None:
+            return None
+        return Path(os.path.normpath(os.path.join(self.reader.base_dir, expanded)))
+
+    def duration(self, name: str, default: float, *, allow_zero: bool) -> float:
+        raw = self.text(name, DURATION_HINT.removeprefix("must be "))
+        if raw is None:
+            return default
+        try:
+            seconds = parse_duration(raw)
+        except ValueError:
+            self.check(name, False, DURATION_HINT)
+            return default
+        if seconds == 0 and not allow_zero:
+            self.check(name, False, "must be longer than 0 (a duration such as 10s, 5m or 1h)")
+            return default
+        return seconds
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG
+
+
+def _overlap(path: Path, other: Path) -> str | None:
+    if path == other:
+        return "is the same as"
+    if path.is_relative_to(other):
+        return "is inside"
+    if other.is_relative_to(path):
+        return "contains"
+    return None
+
+
+def _bad_pattern(pattern: str) -> bool:
+    try:
+        pathspec.GitIgnoreSpec.from_lines([pattern])
+    except (ValueError, re.error):
+        return True
+    return False
+
+
+def _default_device_name() -> str:
+    name = _DEVICE_NAME_BAD.sub("-", socket.gethostname()).strip(" .")[:64].strip(" .")
+    return name or "device"
+
+
+# ---------------------------------------------------------------------------------------------
+# The hub password
+
+
+def read_hub_password(hub: HubConfig, env: Mapping[str, str] = os.environ) -> str | None:
+    """The hub password from the environment variable or the file the config names; None if
+    it names neither.
+
+    Raises ConfigError if the variable is unset or empty, or the file is missing, unreadable,
+    not a regular file, empty, or readable or writable by group or others ("must be mode
+    0600"). The password itself never appears in any message.
+    """
+    if hub.password_env:
+        value = env.get(hub.password_env)
+        if not value:
+            raise ConfigError(f"hub.password_env: environment variable {hub.password_env} is not set or empty")
+        return value
+    if hub.password_file is None:
+        return None
+    path = hub.password_file
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ConfigError(f"hub.password_file: cannot read {path}: {exc.strerror}", path=str(path)) from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"hub.password_file: {path} is not a regular file", path=str(path))
+        if os.name == "posix" and info.st_mode & 0o077:
+            raise ConfigError(
+                f"password_file {path} must be mode 0600 (it is {stat.S_IMODE(info.st_mode):04o}); "
+                f"run: chmod 600 {path}",
+                path=str(path),
+            )
+        data = handle.read()
+    try:
+        password = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"hub.password_file: {path} is not UTF-8 text", path=str(path)) from None
+    password = password.rstrip("\r\n")
+    if not password:
+        raise ConfigError(f"hub.password_file: {path} is empty", path=str(path))
+    return password
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing a new config file
+
+
+def default_config_text(
+    device_name: str,
+    hub_url: str = "embedded",
+    folders: Sequence[tuple[str, str]] = (("default", "~/Shoal"),),
+) -> str:
+    """A commented YAML text for a new config file. Validates nothing (run it through
+    parse_config_text for that); raises nothing."""
+    lines = [
+        "# shoal configuration. Every key is documented in config.example.yaml;",
+        "# the commented-out lines show the defaults. Durations: 500ms, 10s, 5m, 1h.",
+        "",
+        "device:",
+        f"  name: {_yaml_string(device_name)}    # how this device is named to the others",
+        "",
+        "# state_dir: ~/.local/share/shoal   # store, logs, control socket, embedded hub",
+        "#                                   # (default: the platform's user data dir)",
+        "",
+        "hub:",
+        f"  url: {_yaml_string(hub_url)}    # embedded, or postgresql://user@host/db?sslmode=verify-full",
+        "  # password_env: SHOAL_HUB_PASSWORD   # name of an environment variable with the password",
+        "  # password_file: ~/.config/shoal/hub-password   # or a file with it (mode 0600)",
+        "",
+    ]
+    if folders:
+        lines.append("folders:")
+        for folder_id, folder_path in folders:
+            lines += [
+                f"  - id: {_yaml_string(folder_id)}    # the same id on every device means the same folder",
+                f"    path: {_yaml_string(folder_path)}",
+                "    mode: send-receive    # send-only | receive-only | send-receive",
+                '    ignore: []            # gitignore patterns, e.g. ["*.tmp", ".thumbnails/"]',
+            ]
+    else:
+        lines.append("folders: []")
+    lines += [
+        "",
+        "sync:",
+        "  # interval: 5m          # full rescan + sync at least this often",
+        "  # debounce: 1s          # quiet time after a file event before it is synced",
+        "  # conflict: keep-both   # keep-both | newest-wins",
+        "  # trash_days: 30        # how long replaced or deleted files are kept in the trash",
+        "",
+        "log:",
+        "  # level: info           # debug | info | warning | error",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _yaml_string(value: str) -> str:
+    """`value` as a YAML scalar that reads back as the same string (quoted only if needed)."""
+    dumped = yaml.safe_dump(value, width=1_000_000_000, allow_unicode=True)
+    return dumped.removesuffix("\n...\n").rstrip("\n")
+
+
+def write_new_config(path: Path, text: str) -> None:
+    """Write `text` to a new config file at `path`, mode 0600, atomically (temp + rename),
+    creating the parent directories.
+
+    Raises UsageError if the file already exists (it is never overwritten), ShoalError if it
+    cannot be written.
+    """
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise UsageError(f"config file already exists: {path}", path=str(path))
+    temp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp_name, 0o600)
+        try:
+            # A hard link never replaces an existing file, so a config written meanwhile by
+            # another `shoal init` is not lost.
+            os.link(temp_name, path)
+        except FileExistsError:
+            raise UsageError(f"config file already exists: {path}", path=str(path)) from None
+        except OSError:
+            # Some filesystems (Android storage, FAT) refuse hard links.
+            if path.exists() or path.is_symlink():
+                raise UsageError(f"config file already exists: {path}", path=str(path)) from None
+            os.replace(temp_name, path)
+            temp_name = None
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ShoalError(f"cannot write config file {path}: {reason}", path=str(path)) from None
+    finally:
+        if temp_name is not None:
+            try:
+                os.unlink(temp_name)
+            except OSError:
+                pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not every platform can open a directory; the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

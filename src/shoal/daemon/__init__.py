@@ -1,0 +1,1 @@
+"""The daemon: what runs in the background, and how it is installed as a service."""

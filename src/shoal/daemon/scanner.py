@@ -1,0 +1,369 @@
+"""The scanner: compares a folder on disk with its index and records what changed.
+
+The disk is the truth; watcher events only say where to look. The walk is streamed in
+path order against an ordered query of the index (a merge join), so memory stays flat
+whatever the folder size. Files whose (size, mtime_ns, inode) are unchanged are not read;
+the rest are hashed with SHA-256 on a small thread pool (hashlib releases the GIL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import time
+import unicodedata
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shoal.core.ignore import IgnoreRules
+from shoal.core.paths import metadata_plausible
+from shoal.localstore import Store
+from shoal.model import KIND_FILE, KIND_SYMLINK, FileState
+
+HASH_BUFFER = 1 << 20
+HASH_THREADS = 2
+BATCH_FILES = 512
+BATCH_BYTES = 256 << 20
+MARKER_DIR = ".shoal"
+MARKER_FILE = "folder-id"
+MASS_DELETE_MIN = 10
+READ_RETRY_SECONDS = 60
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class ScanResult:
+    folder_id: str
+    added: int = 0
+    modified: int = 0
+    deleted: int = 0
+    moved: int = 0
+    unchanged: int = 0
+    deferred: int = 0  # still being written, or changed while hashed: picked up next time
+    errors: int = 0
+    files: int = 0
+    bytes: int = 0
+    paused: str | None = None
+    changed_paths: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> int:
+        return self.added + self.modified + self.deleted
+
+
+@dataclass(frozen=True)
+class DiskEntry:
+    path: str  # NFC, '/'-separated, relative to the folder root
+    os_path: str  # the real path on disk
+    kind: str
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+def sha256_file(path: str, buffer_size: int = HASH_BUFFER) -> tuple[str, int]:
+    """SHA-256 (hex) and size of a file read in large buffers. Raises OSError."""
+    h = hashlib.sha256()
+    buf = bytearray(buffer_size)
+    view = memoryview(buf)
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+            total += n
+    return h.hexdigest(), total
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def marker_path(root: Path) -> Path:
+    return root / MARKER_DIR / MARKER_FILE
+
+
+def check_marker(store: Store, folder_id: str, root: Path) -> str | None:
+    """Ensure the folder and its marker exist; returns a pause reason, or None if syncable.
+
+    A folder seen before whose directory or marker is gone is paused, never read as
+    "everything was deleted" (an unmounted card, a folder deleted by hand).
+    """
+    row = store.folder(folder_id)
+    seen = bool(row and row.marker_seen)
+    if not root.is_dir():
+        if seen:
+            return f"folder missing: {root} (unmounted or deleted?); paused"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            return f"cannot create folder {root}: {e.strerror}"
+    marker = marker_path(root)
+    try:
+        content = marker.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        if seen:
+            return f"folder marker missing: {marker}; paused (recreate it with the folder id to resume)"
+        try:
+            marker.parent.mkdir(exist_ok=True)
+            (marker.parent / "tmp").mkdir(exist_ok=True)
+            marker.write_text(folder_id + "\n", encoding="utf-8")
+        except OSError as e:
+            return f"cannot write folder marker {marker}: {e.strerror}"
+        store.update_folder(folder_id, marker_seen=1)
+        return None
+    except OSError as e:
+        return f"cannot read folder marker {marker}: {e.strerror}"
+    if content != folder_id:
+        return f"folder marker {marker} names folder {content!r}, not {folder_id!r}; paused"
+    if not seen:
+        store.update_folder(folder_id, marker_seen=1)
+    return None
+
+
+def walk(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None]) -> Iterator[DiskEntry]:
+    """Every file and symlink under `root`, in the index's path order, ignored ones left out.
+
+    Entries of one directory are sorted by NFC name, directories as `name/`, which makes the
+    whole walk ordered exactly like `ORDER BY path` over '/'-joined NFC paths.
+    """
+    def visit(os_dir: str, rel_dir: str) -> Iterator[DiskEntry]:
+        try:
+            with os.scandir(os_dir) as it:
+                entries = list(it)
+        except OSError as e:
+            on_error(rel_dir, e)
+            return
+        keyed = []
+        for e in entries:
+            name = unicodedata.normalize("NFC", e.name)
+            try:
+                is_dir = e.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            keyed.append((name + "/" if is_dir else name, name, is_dir, e))
+        keyed.sort(key=lambda k: k[0])
+        for _, name, is_dir, e in keyed:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if rules.is_ignored(rel, is_dir):
+                continue
+            if is_dir:
+                yield from visit(e.path, rel)
+                continue
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError as err:
+                on_error(rel, err)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                kind = KIND_SYMLINK
+            elif stat.S_ISREG(st.st_mode):
+                kind = KIND_FILE
+            else:
+                continue  # sockets, fifos, devices: not synced
+            yield DiskEntry(rel, e.path, kind, st.st_size, st.st_mtime_ns, st.st_ino)
+
+    yield from visit(str(root), "")
+
+
+def hash_entry(entry: DiskEntry) -> tuple[DiskEntry, str | None, str | None, OSError | None]:
+    """(entry as re-stat-ed, sha256, symlink target, error). sha256 None: changed while hashed."""
+    try:
+        if entry.kind == KIND_SYMLINK:
+            target = os.readlink(entry.os_path)
+            return entry, sha256_bytes(os.fsencode(target)), target, None
+        digest, size = sha256_file(entry.os_path)
+        st = os.lstat(entry.os_path)
+        if size != st.st_size or st.st_mtime_ns != entry.mtime_ns or st.st_size != entry.size:
+            return entry, None, None, None  # still being written
+        return entry, digest, None, None
+    except OSError as e:
+        return entry, None, None, e
+
+
+class _Recorder:
+    """Hashes candidates in batches on a thread pool and records the results."""
+
+    def __init__(self, store: Store, folder_id: str, result: ScanResult, now: float,
+                 min_age: float, progress: Progress | None, pool: ThreadPoolExecutor):
+        self.store = store
+        self.folder_id = folder_id
+        self.result = result
+        self.now = now
+        self.min_age = min_age
+        self.progress = progress
+        self.pool = pool
+        self.batch: list[tuple[DiskEntry, FileState | None]] = []
+        self.batch_bytes = 0
+        self.added_by_sha: dict[str, str] = {}
+        self.done_files = 0
+        self.done_bytes = 0
+
+    def tick(self, entry: DiskEntry) -> None:
+        self.done_files += 1
+        self.done_bytes += entry.size
+        if self.progress:
+            self.progress(self.done_files, self.done_bytes, entry.path)
+
+    def add(self, entry: DiskEntry, old: FileState | None) -> None:
+        if self.min_age and (self.now - entry.mtime_ns / 1e9) < self.min_age:
+            self.result.deferred += 1
+            return
+        self.batch.append((entry, old))
+        self.batch_bytes += entry.size
+        if len(self.batch) >= BATCH_FILES or self.batch_bytes >= BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        olds = {e.path: old for e, old in self.batch}
+        hashed = list(self.pool.map(hash_entry, (e for e, _ in self.batch)))
+        now_i = int(self.now)
+        with self.store.transaction():
+            for entry, digest, target, err in hashed:
+                old = olds[entry.path]
+                self.tick(entry)
+                if err is not None:
+                    self.result.errors += 1
+                    what = "vanished while being read" if isinstance(err, FileNotFoundError) else err.strerror
+                    self.store.record_error(self.folder_id, entry.path, "read", f"cannot read: {what}",
+                                            now_i, now_i + READ_RETRY_SECONDS)
+                    continue
+                if digest is None:
+                    self.result.deferred += 1
+                    continue
+                self._record(entry, digest, target, old)
+        self.batch.clear()
+        self.batch_bytes = 0
+
+    def _record(self, entry: DiskEntry, digest: str, target: str | None, old: FileState | None) -> None:
+        fs = FileState(self.folder_id, entry.path, entry.kind, entry.size, entry.mtime_ns, entry.inode,
+                       digest, False, target, old.version if old else None)
+        self.store.clear_error(self.folder_id, entry.path, "read")
+        if old is not None and not old.deleted and old.sha256 == digest and old.kind == entry.kind:
+            self.store.put_file(fs)  # same content: metadata refresh only, not a change
+            self.result.unchanged += 1
+            return
+        if old is not None and not old.deleted:
+            self.result.modified += 1
+        else:
+            self.result.added += 1
+            self.added_by_sha.setdefault(digest, entry.path)
+        self.store.record_change(fs, now=int(self.now))
+        self.result.changed_paths.append(entry.path)
+
+
+def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...] = (), *,
+                now: float | None = None, min_age: float = 0.0, allow_mass_delete: bool = False,
+                progress: Progress | None = None) -> ScanResult:
+    """Index one folder: hash what changed, record changelog rows; returns the counts.
+
+    `min_age` skips files modified less than that many seconds ago (still being written).
+    Never raises for a single file: unreadable or vanishing files become per-path errors.
+    """
+    now = time.time() if now is None else now
+    root = Path(root)
+    result = ScanResult(folder_id)
+    row = store.ensure_folder(folder_id, str(root))
+    reason = check_marker(store, folder_id, root)
+    if reason is None and row.paused and row.paused.startswith("mass-delete") and not allow_mass_delete:
+        reason = row.paused
+    if reason is not None:
+        store.update_folder(folder_id, paused=reason)
+        result.paused = reason
+        return result
+    if row.paused:
+        store.update_folder(folder_id, paused=None)
+    first_scan = row.first_scan_at is None
+    rules = IgnoreRules(ignore)
+    unreadable_dirs: list[str] = []
+    now_i = int(now)
+
+    def on_error(rel: str, err: OSError) -> None:
+        result.errors += 1
+        if rel == "" or os.path.isdir(os.path.join(root, rel)):
+            unreadable_dirs.append(rel + "/" if rel else "")
+        store.record_error(folder_id, rel or ".", "read", f"cannot read: {err.strerror}",
+                           now_i, now_i + READ_RETRY_SECONDS)
+
+    def under_unreadable(path: str) -> bool:
+        return any(path.startswith(d) for d in unreadable_dirs)
+
+    deletions: list[FileState] = []
+    live_indexed = 0
+    with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="shoal-hash") as pool:
+        rec = _Recorder(store, folder_id, result, now, min_age, progress, pool)
+        disk = walk(root, rules, on_error)
+        index = store.iter_files(folder_id)
+        d = next(disk, None)
+        i = next(index, None)
+        while d is not None or i is not None:
+            if d is not None and (i is None or d.path < i.path):
+                rec.add(d, None)
+                result.files += 1
+                result.bytes += d.size
+                d = next(disk, None)
+            elif d is None or (i is not None and i.path < d.path):
+                if not i.deleted:
+                    live_indexed += 1
+                    if not rules.is_ignored(i.path) and not under_unreadable(i.path):
+                        deletions.append(i)
+                i = next(index, None)
+            else:
+                result.files += 1
+                result.bytes += d.size
+                if not i.deleted:
+                    live_indexed += 1
+                if (not i.deleted and i.kind == d.kind and i.size == d.size
+                        and i.mtime_ns == d.mtime_ns and i.inode == d.inode):
+                    result.unchanged += 1
+                    rec.tick(d)
+                elif (not i.deleted and i.kind == d.kind and i.size == d.size
+                      and not metadata_plausible(d.size, d.mtime_ns, int(now * 1e9))):
+                    # An implausible mtime alone is not propagated as a change.
+                    result.unchanged += 1
+                    rec.tick(d)
+                else:
+                    rec.add(d, i)
+                d = next(disk, None)
+                i = next(index, None)
+        rec.flush()
+    _record_deletions(store, folder_id, deletions, live_indexed, first_scan, allow_mass_delete,
+                      rec.added_by_sha, result, now_i)
+    if first_scan and result.paused is None:
+        store.update_folder(folder_id, first_scan_at=now_i)
+    return result
+
+
+def _record_deletions(store: Store, folder_id: str, deletions: list[FileState], live_indexed: int,
+                      first_scan: bool, allow_mass_delete: bool, added_by_sha: dict[str, str],
+                      result: ScanResult, now: int) -> None:
+    if not deletions or first_scan:
+        return  # a device's first scan of a folder never sends deletions
+    if (len(deletions) > MASS_DELETE_MIN and len(deletions) * 2 > live_indexed
+            and not allow_mass_delete):
+        reason = (f"mass-delete: {len(deletions)} of {live_indexed} files would be deleted; paused "
+                  "(confirm with `shoal sync --now --allow-mass-delete`)")
+        store.update_folder(folder_id, paused=reason)
+        result.paused = reason
+        return
+    with store.transaction():
+        for old in deletions:
+            moved_to = added_by_sha.get(old.sha256)
+            tomb = FileState(folder_id, old.path, old.kind, 0, old.mtime_ns, 0, old.sha256, True,
+                             old.target, old.version)
+            store.record_change(tomb, now=now)
+            if moved_to:
+                result.moved += 1
+                store.set_moved_from(folder_id, moved_to, old.path)
+            result.deleted += 1
+            result.changed_paths.append(old.path)
+    if allow_mass_delete:
+        store.update_folder(folder_id, paused=None)

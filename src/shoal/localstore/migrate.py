@@ -1,0 +1,53 @@
+"""Numbered SQL migrations for the local store, applied in order, each in one transaction."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import apsw
+
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def available_migrations() -> list[tuple[int, str, str]]:
+    """(number, file name, SQL text) of every migration shipped with the package, in order."""
+    found = []
+    for entry in resources.files("shoal.localstore").joinpath("migrations").iterdir():
+        m = _NAME.match(entry.name)
+        if m:
+            found.append((int(m.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    return found
+
+
+def current_version(conn: apsw.Connection) -> int:
+    """The highest applied migration number, 0 for an empty database."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_schema WHERE type='table' AND name='schema_migrations'"
+    ).fetchall()
+    if not exists:
+        return 0
+    row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return row[0] or 0
+
+
+def apply_migrations(conn: apsw.Connection, now: int, upto: int | None = None) -> list[int]:
+    """Apply every migration above the current version (up to `upto`); returns those applied."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+    )
+    have = current_version(conn)
+    applied = []
+    for number, name, sql in available_migrations():
+        if number <= have or (upto is not None and number > upto):
+            continue
+        with conn:  # one transaction: the schema change and its bookkeeping row
+            conn.execute(sql)
+            conn.execute(
+                "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
+                (number, name, now),
+            )
+        applied.append(number)
+    return applied

@@ -1,0 +1,411 @@
+"""Store: the API over the device's SQLite database. Returns model objects, hides SQL."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import apsw
+
+from shoal.errors import StoreCorrupt, StoreError
+from shoal.localstore.migrate import apply_migrations, available_migrations, current_version
+from shoal.model import Change, FileState
+
+STORE_FILENAME = "shoal.db"
+APPLICATION_ID = 0x53484F4C  # "SHOL": marks the file as a shoal store
+
+_FILE_COLS = "folder_id, path, kind, size, mtime_ns, inode, sha256, deleted, target, version"
+_OUTBOX_COLS = (
+    "folder_id, path, kind, size, mtime_ns, sha256, deleted, target, seq, version, moved_from, conflict_of"
+)
+
+
+def _file(row) -> FileState:
+    f, p, k, s, m, i, h, d, t, v = row
+    return FileState(f, p, k, s, m, i, h, bool(d), t, v)
+
+
+def _change(row) -> Change:
+    f, p, k, s, m, h, d, t, seq, v, mv, co = row
+    return Change(f, p, k, s, m, h, bool(d), t, seq=seq, version=v, moved_from=mv, conflict_of=co)
+
+
+@dataclass(frozen=True)
+class FolderRow:
+    id: str
+    path: str
+    marker_seen: bool
+    first_scan_at: int | None
+    paused: str | None
+    pull_cursor: int
+    last_sync_at: int | None
+
+
+@dataclass(frozen=True)
+class PathError:
+    folder_id: str
+    path: str
+    kind: str
+    message: str
+    retries: int
+    next_retry: int
+
+
+def open_store(state_dir: Path, *, create: bool = True) -> Store:
+    """Open (and create or migrate) the store in `state_dir`.
+
+    Raises StoreCorrupt if the file there is not a shoal store or fails its integrity check,
+    StoreError if it cannot be opened at all (or does not exist and `create` is false).
+    """
+    state_dir = Path(state_dir)
+    path = state_dir / STORE_FILENAME
+    if not create and not path.exists():
+        raise StoreError(f"no store at {path} (run `shoal init` or `shoal scan` first)")
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise StoreError(f"cannot create state dir {state_dir}: {e.strerror}") from e
+    return Store(path)
+
+
+class Store:
+    """One open store. Thread-safe (APSW serialises access to a connection)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        try:
+            self.conn = apsw.Connection(str(self.path))
+        except apsw.Error as e:
+            raise StoreError(f"cannot open store {self.path}: {e}") from e
+        self.conn.setbusytimeout(10_000)
+        try:
+            if existed:
+                self._check_existing()
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate(existed)
+        except (apsw.NotADBError, apsw.CorruptError) as e:
+            self.conn.close()
+            raise StoreCorrupt(
+                f"{self.path} is not a healthy shoal store ({e}); it was left untouched: "
+                "move it away to start a new index"
+            ) from e
+        self._ensure_identity()
+
+    # -- opening ----------------------------------------------------------------
+
+    def _check_existing(self) -> None:
+        appid = self.conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+        if appid != APPLICATION_ID or "schema_migrations" not in tables:
+            if appid == 0 and not tables:
+                return  # an empty SQLite file: ours to initialise
+            self.conn.close()
+            raise StoreCorrupt(
+                f"{self.path} is not a shoal store (a foreign SQLite database); it was left untouched"
+            )
+        result = self.conn.execute("PRAGMA quick_check").fetchall()
+        if result != [("ok",)]:
+            self.conn.close()
+            detail = "; ".join(r[0] for r in result[:3])
+            raise StoreCorrupt(f"{self.path} failed its integrity check ({detail}); it was left untouched")
+
+    def _migrate(self, existed: bool) -> None:
+        have = current_version(self.conn)
+        latest = available_migrations()[-1][0]
+        if have > latest:
+            raise StoreError(
+                f"{self.path} was written by a newer shoal (schema {have} > {latest}); upgrade shoal"
+            )
+        if existed and have < latest:
+            backup = self.path.with_name(f"{self.path.name}.bak-v{have}")
+            self.conn.execute("VACUUM INTO ?", (str(backup),))
+        self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        apply_migrations(self.conn, int(time.time()))
+
+    def _ensure_identity(self) -> None:
+        with self.conn:
+            if self.get_meta("device_id") is None:
+                self.set_meta("device_id", str(uuid.uuid4()))
+            if self.get_meta("incarnation_id") is None:
+                self.set_meta("incarnation_id", str(uuid.uuid4()))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def transaction(self):
+        """A context manager: everything inside commits together or not at all."""
+        return self.conn
+
+    # -- meta -------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.conn.execute("DELETE FROM meta WHERE key=?", (key,))
+        else:
+            self.conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
+
+    @property
+    def device_id(self) -> str:
+        return self.get_meta("device_id")  # type: ignore[return-value]
+
+    @property
+    def incarnation_id(self) -> str:
+        return self.get_meta("incarnation_id")  # type: ignore[return-value]
+
+    # -- folders ----------------------------------------------------------------
+
+    def ensure_folder(self, folder_id: str, path: str) -> FolderRow:
+        self.conn.execute(
+            "INSERT INTO folders(id, path) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET path=excluded.path",
+            (folder_id, path),
+        )
+        return self.folder(folder_id)  # type: ignore[return-value]
+
+    def folder(self, folder_id: str) -> FolderRow | None:
+        row = self.conn.execute(
+            "SELECT id, path, marker_seen, first_scan_at, paused, pull_cursor, last_sync_at"
+            " FROM folders WHERE id=?",
+            (folder_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return FolderRow(row[0], row[1], bool(row[2]), row[3], row[4], row[5], row[6])
+
+    def folders(self) -> list[FolderRow]:
+        ids = [r[0] for r in self.conn.execute("SELECT id FROM folders ORDER BY id")]
+        return [self.folder(i) for i in ids]  # type: ignore[misc]
+
+    def update_folder(self, folder_id: str, **fields) -> None:
+        allowed = {"marker_seen", "first_scan_at", "paused", "pull_cursor", "last_sync_at", "path"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"unknown folder fields {bad}")
+        sets = ", ".join(f"{k}=?" for k in fields)
+        self.conn.execute(f"UPDATE folders SET {sets} WHERE id=?", (*fields.values(), folder_id))
+
+    # -- the index --------------------------------------------------------------
+
+    def iter_files(self, folder_id: str, *, include_deleted: bool = True) -> Iterator[FileState]:
+        """Every index row of a folder in path order (binary, as the scanner walks).
+
+        Rows stream from a second connection holding one read snapshot (WAL), so the caller
+        may write to the store while iterating and never has the whole folder in memory.
+        """
+        sql = f"SELECT {_FILE_COLS} FROM files WHERE folder_id=?"
+        if not include_deleted:
+            sql += " AND deleted=0"
+        sql += " ORDER BY path"
+        reader = apsw.Connection(str(self.path), flags=apsw.SQLITE_OPEN_READONLY)
+        reader.setbusytimeout(10_000)
+        try:
+            with reader:  # one read transaction: a consistent snapshot
+                for row in reader.execute(sql, (folder_id,)):
+                    yield _file(row)
+        finally:
+            reader.close()
+
+    def get_file(self, folder_id: str, path: str) -> FileState | None:
+        row = self.conn.execute(
+            f"SELECT {_FILE_COLS} FROM files WHERE folder_id=? AND path=?", (folder_id, path)
+        ).fetchone()
+        return _file(row) if row else None
+
+    def find_by_sha(self, sha256: str) -> list[FileState]:
+        """Live index rows (any folder) whose content has this SHA-256: local copies to reuse."""
+        return [
+            _file(r)
+            for r in self.conn.execute(
+                f"SELECT {_FILE_COLS} FROM files WHERE sha256=? AND deleted=0 AND kind='file'", (sha256,)
+            )
+        ]
+
+    def put_file(self, fs: FileState) -> None:
+        self.conn.execute(
+            f"INSERT INTO files({_FILE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(folder_id, path) DO UPDATE SET kind=excluded.kind, size=excluded.size,"
+            " mtime_ns=excluded.mtime_ns, inode=excluded.inode, sha256=excluded.sha256,"
+            " deleted=excluded.deleted, target=excluded.target, version=excluded.version",
+            (fs.folder_id, fs.path, fs.kind, fs.size, fs.mtime_ns, fs.inode, fs.sha256,
+             int(fs.deleted), fs.target, fs.version),
+        )
+
+    def forget_file(self, folder_id: str, path: str) -> None:
+        self.conn.execute("DELETE FROM files WHERE folder_id=? AND path=?", (folder_id, path))
+
+    def set_version(self, folder_id: str, path: str, version: int | None) -> None:
+        self.conn.execute(
+            "UPDATE files SET version=? WHERE folder_id=? AND path=?", (version, folder_id, path)
+        )
+
+    def folder_totals(self, folder_id: str) -> tuple[int, int]:
+        """(live files, bytes) in the index of a folder."""
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE folder_id=? AND deleted=0",
+            (folder_id,),
+        ).fetchone()
+        return row[0], row[1]
+
+    # -- outbox -----------------------------------------------------------------
+
+    def record_change(self, fs: FileState, *, moved_from: str | None = None,
+                      conflict_of: str | None = None, now: int | None = None) -> int:
+        """Index `fs` and append its changelog row, in one transaction; returns the seq."""
+        with self.conn:
+            self.put_file(fs)
+            self.conn.execute(
+                "INSERT INTO outbox(folder_id, path, kind, size, mtime_ns, sha256, target, deleted,"
+                " moved_from, conflict_of, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (fs.folder_id, fs.path, fs.kind, fs.size, fs.mtime_ns, fs.sha256, fs.target,
+                 int(fs.deleted), moved_from, conflict_of, int(now if now is not None else time.time())),
+            )
+            return self.conn.last_insert_rowid()
+
+    def pending_changes(self, folder_id: str, limit: int = 1000, after_seq: int = 0) -> list[Change]:
+        """Pending outbox rows of a folder in seq order."""
+        return [
+            _change(r)
+            for r in self.conn.execute(
+                f"SELECT {_OUTBOX_COLS} FROM outbox WHERE folder_id=? AND state='pending' AND seq>?"
+                " ORDER BY seq LIMIT ?",
+                (folder_id, after_seq, limit),
+            )
+        ]
+
+    def pending_count(self, folder_id: str) -> int:
+        return self.conn.execute(
+            "SELECT count(*) FROM outbox WHERE folder_id=? AND state='pending'", (folder_id,)
+        ).fetchone()[0]
+
+    def has_pending(self, folder_id: str, path: str) -> bool:
+        return bool(self.conn.execute(
+            "SELECT 1 FROM outbox WHERE folder_id=? AND path=? AND state='pending' LIMIT 1",
+            (folder_id, path),
+        ).fetchone())
+
+    def mark_outbox(self, seqs: Iterable[int], state: str, version: int | None = None) -> None:
+        self.conn.executemany(
+            "UPDATE outbox SET state=?, version=? WHERE seq=?", [(state, version, s) for s in seqs]
+        )
+
+    def supersede_pending(self, folder_id: str, path: str, below_seq: int) -> None:
+        """Older pending rows of a path that a newer row replaces never need to reach the hub."""
+        self.conn.execute(
+            "UPDATE outbox SET state='superseded' WHERE folder_id=? AND path=? AND state='pending' AND seq<?",
+            (folder_id, path, below_seq),
+        )
+
+    def set_moved_from(self, folder_id: str, path: str, moved_from: str) -> None:
+        """Mark the pending add of `path` as the new place of content that left `moved_from`."""
+        self.conn.execute(
+            "UPDATE outbox SET moved_from=? WHERE folder_id=? AND path=? AND state='pending' AND deleted=0",
+            (moved_from, folder_id, path),
+        )
+
+    def prune_outbox(self, keep_after: int) -> None:
+        """Forget pushed rows older than `keep_after` (epoch s): the hub holds them now."""
+        self.conn.execute(
+            "DELETE FROM outbox WHERE state != 'pending' AND created_at < ?", (keep_after,)
+        )
+
+    # -- errors -----------------------------------------------------------------
+
+    def record_error(self, folder_id: str, path: str, kind: str, message: str,
+                     now: int, next_retry: int) -> None:
+        self.conn.execute(
+            "INSERT INTO errors(folder_id, path, kind, message, retries, first_at, next_retry)"
+            " VALUES (?,?,?,?,0,?,?) ON CONFLICT(folder_id, path, kind) DO UPDATE SET"
+            " message=excluded.message, retries=errors.retries+1, next_retry=excluded.next_retry",
+            (folder_id, path, kind, message, now, next_retry),
+        )
+
+    def clear_error(self, folder_id: str, path: str, kind: str | None = None) -> None:
+        if kind is None:
+            self.conn.execute("DELETE FROM errors WHERE folder_id=? AND path=?", (folder_id, path))
+        else:
+            self.conn.execute(
+                "DELETE FROM errors WHERE folder_id=? AND path=? AND kind=?", (folder_id, path, kind)
+            )
+
+    def errors(self, folder_id: str | None = None) -> list[PathError]:
+        sql = "SELECT folder_id, path, kind, message, retries, next_retry FROM errors"
+        args: tuple = ()
+        if folder_id is not None:
+            sql += " WHERE folder_id=?"
+            args = (folder_id,)
+        return [PathError(*r) for r in self.conn.execute(sql + " ORDER BY folder_id, path", args)]
+
+    def error_retries(self, folder_id: str, path: str, kind: str) -> int:
+        row = self.conn.execute(
+            "SELECT retries FROM errors WHERE folder_id=? AND path=? AND kind=?", (folder_id, path, kind)
+        ).fetchone()
+        return row[0] + 1 if row else 0
+
+    # -- conflicts --------------------------------------------------------------
+
+    def record_conflict(self, folder_id: str, path: str, conflict_path: str | None,
+                        winner: str | None, loser: str | None, now: int,
+                        hub_version: int | None = None) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO conflicts(folder_id, path, conflict_path, winner_device,"
+            " loser_device, detected_at, hub_version) VALUES (?,?,?,?,?,?,?)",
+            (folder_id, path, conflict_path, winner, loser, now, hub_version),
+        )
+
+    def conflicts(self, folder_id: str | None = None) -> list[dict]:
+        sql = ("SELECT folder_id, path, conflict_path, winner_device, loser_device, detected_at"
+               " FROM conflicts")
+        args: tuple = ()
+        if folder_id is not None:
+            sql += " WHERE folder_id=?"
+            args = (folder_id,)
+        keys = ("folder", "path", "conflict_path", "winner_device", "loser_device", "detected_at")
+        return [dict(zip(keys, r)) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+    # -- sync runs --------------------------------------------------------------
+
+    def start_run(self, folder_id: str | None, now: int) -> int:
+        # A run left 'running' by a process that died is marked interrupted, not left dangling.
+        self.conn.execute("UPDATE sync_runs SET status='interrupted' WHERE status='running'")
+        self.conn.execute(
+            "INSERT INTO sync_runs(folder_id, started_at) VALUES (?, ?)", (folder_id, now)
+        )
+        return self.conn.last_insert_rowid()
+
+    def update_run(self, run_id: int, **fields) -> None:
+        allowed = {"finished_at", "status", "phase", "files_done", "bytes_done", "pushed", "pulled",
+                   "last_path", "error"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"unknown run fields {bad}")
+        sets = ", ".join(f"{k}=?" for k in fields)
+        self.conn.execute(f"UPDATE sync_runs SET {sets} WHERE id=?", (*fields.values(), run_id))
+
+    def last_run(self) -> dict | None:
+        row = self.conn.execute(
+            "SELECT id, folder_id, started_at, finished_at, status, phase, files_done, bytes_done,"
+            " pushed, pulled, error FROM sync_runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if not row:
+            return None
+        keys = ("id", "folder", "started_at", "finished_at", "status", "phase", "files_done",
+                "bytes_done", "pushed", "pulled", "error")
+        return dict(zip(keys, row))
+
+    def integrity_problems(self) -> list[str]:
+        """`PRAGMA quick_check` problems (empty when healthy)."""
+        rows = [r[0] for r in self.conn.execute("PRAGMA quick_check")]
+        return [] if rows == ["ok"] else rows
+

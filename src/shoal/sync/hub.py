@@ -1,0 +1,251 @@
+"""The hub client: connecting to PostgreSQL, migrating the hub schema, and the hub's API.
+
+Devices talk to PostgreSQL directly and only through the `shoal.*` functions of the hub
+schema, so a least-privilege login can do exactly what syncing needs. Every psycopg
+error is translated into a ShoalError here; a password never appears in a message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+from shoal.errors import HubError, HubMismatch, HubUnreachable
+from shoal.model import Change
+
+HUB_SCHEMA = "shoal"
+MIGRATION_LOCK = 0x73686F616C  # advisory lock key for `hub init`
+NOTIFY_CHANNEL = "shoal_changes"
+DEVICE_GROUP_ROLE = "shoal_device"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def _scrub(text: str) -> str:
+    """Remove anything that looks like a password from an error text."""
+    text = re.sub(r"(password\s*=\s*)\S+", r"\1***", text, flags=re.I)
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
+def describe_error(e: BaseException) -> str:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return _scrub(first)
+
+
+def connect(url: str, password: str | None = None, *, timeout: float = 10.0,
+            autocommit: bool = True) -> psycopg.Connection:
+    """Open a connection to the hub. Raises HubUnreachable (retryable) if it cannot."""
+    kwargs: dict = {"connect_timeout": max(1, int(timeout)), "autocommit": autocommit,
+                    "application_name": "shoal"}
+    if password is not None:
+        kwargs["password"] = password
+    try:
+        return psycopg.connect(url, **kwargs)
+    except psycopg.Error as e:
+        raise HubUnreachable(f"hub unreachable: {describe_error(e)}") from e
+
+
+def hub_migrations() -> list[tuple[int, str, str]]:
+    found = []
+    for entry in resources.files("shoal.sync").joinpath("hub_migrations").iterdir():
+        m = _MIGRATION_NAME.match(entry.name)
+        if m:
+            found.append((int(m.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def hub_init(conn: psycopg.Connection) -> tuple[str, list[int]]:
+    """Create or migrate the hub schema; returns (hub id, migrations applied).
+
+    Idempotent, and safe from two machines at once: it holds an advisory lock throughout.
+    Raises HubError if the schema cannot be created (e.g. the role lacks privileges).
+    """
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(HUB_SCHEMA)))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS shoal.schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            have = conn.execute("SELECT coalesce(max(version), 0) FROM shoal.schema_migrations").fetchone()[0]
+            applied = []
+            for number, name, text in hub_migrations():
+                if number <= have:
+                    continue
+                conn.execute(text)
+                conn.execute("INSERT INTO shoal.schema_migrations(version, name) VALUES (%s, %s)",
+                             (number, name))
+                applied.append(number)
+            _grant_device_role(conn)
+            hub_id = conn.execute("SELECT value FROM shoal.hub_meta WHERE key='hub_id'").fetchone()[0]
+    except psycopg.OperationalError as e:
+        raise HubUnreachable(f"hub unreachable: {describe_error(e)}") from e
+    except psycopg.Error as e:
+        raise HubError(f"hub init failed: {describe_error(e)}") from e
+    return hub_id, applied
+
+
+def _grant_device_role(conn: psycopg.Connection) -> None:
+    """The group role of device logins may execute the API functions and nothing else."""
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname=%s", (DEVICE_GROUP_ROLE,)).fetchone()
+    if not exists:
+        can = conn.execute(
+            "SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+        if not can:
+            return
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(DEVICE_GROUP_ROLE)))
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA shoal TO {}").format(sql.Identifier(DEVICE_GROUP_ROLE)))
+    conn.execute(sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA shoal TO {}").format(
+        sql.Identifier(DEVICE_GROUP_ROLE)))
+
+
+def schema_version(conn: psycopg.Connection) -> int | None:
+    """The hub schema's migration number, None if the hub was never initialised."""
+    try:
+        row = conn.execute("SELECT to_regclass('shoal.schema_migrations') IS NOT NULL").fetchone()
+        if not row[0]:
+            return None
+        return conn.execute("SELECT max(version) FROM shoal.schema_migrations").fetchone()[0]
+    except psycopg.Error as e:
+        raise HubUnreachable(f"hub unreachable: {describe_error(e)}") from e
+
+
+@dataclass(frozen=True)
+class PushResult:
+    seq: int
+    status: str  # accepted | same | conflict
+    version: int | None
+    head: dict | None
+
+
+@dataclass(frozen=True)
+class ContentInfo:
+    sha256: str
+    size: int
+    block_size: int
+    blocks: list[str]
+
+
+class Hub:
+    """The hub API as one device sees it. Methods raise HubUnreachable or HubError."""
+
+    def __init__(self, conn: psycopg.Connection, device_id: str, incarnation_id: str):
+        self.conn = conn
+        self.device_id = device_id
+        self.incarnation_id = incarnation_id
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except psycopg.Error:
+            pass
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.OperationalError as e:
+            raise HubUnreachable(f"hub unreachable during {what}: {describe_error(e)}") from e
+        except psycopg.errors.UniqueViolation as e:
+            raise HubMismatch(f"hub refused {what}: {describe_error(e)}") from e
+        except psycopg.Error as e:
+            raise HubError(f"hub refused {what}: {describe_error(e)}") from e
+
+    def _rows(self, what: str, query: str, args: Sequence) -> list[tuple]:
+        with self._errors(what):
+            return self.conn.execute(query, args).fetchall()
+
+    def register(self, name: str) -> str:
+        """Register (or rename) this device; returns the hub id."""
+        return self._rows("register", "SELECT shoal.register_device(%s, %s)", (self.device_id, name))[0][0]
+
+    def hub_id(self) -> str:
+        return self._rows("hub id", "SELECT shoal.hub_id()", ())[0][0]
+
+    def push(self, folder_id: str, rows: list[dict]) -> list[PushResult]:
+        """Push changelog rows of one folder in one transaction (see shoal.push in the schema)."""
+        got = self._rows(
+            "push", "SELECT seq, status, version, head FROM shoal.push(%s, %s, %s, %s::jsonb)",
+            (self.device_id, self.incarnation_id, folder_id, json.dumps(rows, separators=(",", ":"))),
+        )
+        return [PushResult(s, st, v, h) for s, st, v, h in got]
+
+    def pull(self, folder_id: str, after: int, limit: int = 1000) -> list[Change]:
+        got = self._rows(
+            "pull",
+            "SELECT id, path, device_id::text, device_name, kind, size, mtime_ns, sha256, target,"
+            " deleted, moved_from, conflict_of FROM shoal.pull(%s, %s, %s, %s)",
+            (self.device_id, folder_id, after, limit),
+        )
+        return [
+            Change(folder_id, path, kind, size, mtime_ns, sha, bool(deleted), target, version=vid,
+                   device_id=dev, device_name=name, moved_from=mv, conflict_of=co)
+            for vid, path, dev, name, kind, size, mtime_ns, sha, target, deleted, mv, co in got
+        ]
+
+    def ack_pull(self, folder_id: str, cursor: int) -> None:
+        self._rows("ack", "SELECT shoal.ack_pull(%s, %s, %s)", (self.device_id, folder_id, cursor))
+
+    def heads(self, folder_id: str) -> list[Change]:
+        got = self._rows(
+            "heads", "SELECT path, version, kind, size, mtime_ns, sha256, target, deleted"
+            " FROM shoal.heads_of(%s, %s)", (self.device_id, folder_id))
+        return [Change(folder_id, p, k, s, m, h, bool(d), t, version=v) for p, v, k, s, m, h, t, d in got]
+
+    def missing_contents(self, shas: Sequence[str]) -> set[str]:
+        if not shas:
+            return set()
+        return {r[0] for r in self._rows("content check", "SELECT shoal.missing_contents(%s)", (list(shas),))}
+
+    def missing_blocks(self, shas: Sequence[str]) -> set[str]:
+        if not shas:
+            return set()
+        return {r[0] for r in self._rows("block check", "SELECT shoal.missing_blocks(%s)", (list(shas),))}
+
+    def put_blocks(self, blocks: Sequence[tuple[str, bytes]]) -> int:
+        if not blocks:
+            return 0
+        return self._rows("block upload", "SELECT shoal.put_blocks(%s::text[], %s::bytea[])",
+                          ([b[0] for b in blocks], [b[1] for b in blocks]))[0][0]
+
+    def put_content(self, sha256: str, size: int, block_size: int, blocks: list[str]) -> None:
+        self._rows("content upload", "SELECT shoal.put_content(%s, %s, %s, %s)",
+                   (sha256, size, block_size, blocks))
+
+    def get_contents(self, shas: Sequence[str]) -> dict[str, ContentInfo]:
+        if not shas:
+            return {}
+        got = self._rows("content lookup", "SELECT sha256, size, block_size, blocks FROM shoal.get_contents(%s)",
+                         (list(shas),))
+        return {s: ContentInfo(s, size, bs, list(bl)) for s, size, bs, bl in got}
+
+    def get_blocks(self, shas: Sequence[str]) -> dict[str, bytes]:
+        if not shas:
+            return {}
+        got = self._rows("block download", "SELECT sha256, data FROM shoal.get_blocks(%s)", (list(shas),))
+        return {s: bytes(d) for s, d in got}
+
+    def log_sync(self, folder_id: str | None, result: str, pushed: int, pulled: int,
+                 started: float, error: str | None) -> None:
+        ms = int((time.monotonic() - started) * 1000)
+        self._rows("sync log", "SELECT shoal.log_sync(%s, %s, %s, %s, %s, %s, %s)",
+                   (self.device_id, folder_id, result, pushed, pulled, ms, error))
+
+    def devices(self) -> list[dict]:
+        got = self._rows("devices", "SELECT device_id::text, name, last_push_at, last_pull_at, behind,"
+                         " last_error FROM shoal.device_overview()", ())
+        keys = ("device_id", "name", "last_push_at", "last_pull_at", "behind", "last_error")
+        return [dict(zip(keys, r)) for r in got]
+
+    def dupes(self) -> list[dict]:
+        got = self._rows("dupes", "SELECT sha256, size, places FROM shoal.duplicate_contents()", ())
+        return [{"sha256": s, "size": size, "places": list(p)} for s, size, p in got]

@@ -1,0 +1,382 @@
+-- The hub: changelog, heads, content blocks, devices. Everything lives in schema "shoal".
+-- Devices reach the tables only through the SECURITY DEFINER functions at the bottom.
+-- Paths, metadata and content are compared by equality only (opaque to the hub).
+
+CREATE TABLE shoal.hub_meta (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+INSERT INTO shoal.hub_meta(key, value) VALUES ('hub_id', gen_random_uuid()::text);
+
+CREATE TABLE shoal.devices (
+    device_id     uuid PRIMARY KEY,
+    name          text NOT NULL,
+    role_name     text NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    last_push_at  timestamptz,
+    last_pull_at  timestamptz,
+    last_error    text,
+    last_error_at timestamptz
+);
+
+-- Logins made by `shoal hub add-device` are bound to exactly one device id.
+CREATE TABLE shoal.device_roles (
+    role_name text PRIMARY KEY,
+    device_id uuid UNIQUE,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    revoked_at timestamptz
+);
+
+CREATE TABLE shoal.device_folders (
+    device_id   uuid NOT NULL REFERENCES shoal.devices(device_id),
+    folder_id   text NOT NULL,
+    cursor      bigint NOT NULL DEFAULT 0,
+    last_pull_at timestamptz,
+    PRIMARY KEY (folder_id, device_id)
+);
+
+-- Content-addressed storage: a content (whole file) is a list of blocks; each block stored once.
+CREATE TABLE shoal.blocks (
+    sha256 text PRIMARY KEY,
+    data   bytea NOT NULL
+);
+ALTER TABLE shoal.blocks ALTER COLUMN data SET STORAGE EXTERNAL;  -- media is already compressed
+
+CREATE TABLE shoal.contents (
+    sha256     text PRIMARY KEY,
+    size       bigint NOT NULL,
+    block_size integer NOT NULL,
+    blocks     text[] NOT NULL
+);
+
+-- The changelog. A cursor over id never skips a row: pushes to one folder are serialised by an
+-- advisory lock, so ids of a folder become visible in order.
+CREATE TABLE shoal.changes (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    folder_id    text NOT NULL,
+    path         text NOT NULL,
+    device_id    uuid NOT NULL,
+    incarnation  uuid NOT NULL,
+    seq          bigint NOT NULL,
+    kind         text NOT NULL,
+    size         bigint NOT NULL,
+    mtime_ns     bigint NOT NULL,
+    sha256       text NOT NULL,
+    target       text,
+    deleted      boolean NOT NULL,
+    base_version bigint,
+    moved_from   text,
+    conflict_of  text,
+    payload      jsonb NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (device_id, incarnation, seq)
+);
+CREATE INDEX changes_folder_id ON shoal.changes (folder_id, id);
+
+-- The current version of every path (the compare-and-swap target).
+CREATE TABLE shoal.heads (
+    folder_id   text NOT NULL,
+    path        text NOT NULL,
+    version     bigint NOT NULL,
+    device_id   uuid NOT NULL,
+    incarnation uuid NOT NULL,
+    kind        text NOT NULL,
+    size        bigint NOT NULL,
+    mtime_ns    bigint NOT NULL,
+    sha256      text NOT NULL,
+    target      text,
+    deleted     boolean NOT NULL,
+    PRIMARY KEY (folder_id, path)
+);
+CREATE INDEX heads_sha256 ON shoal.heads (sha256) WHERE NOT deleted;
+
+CREATE TABLE shoal.conflicts (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    folder_id     text NOT NULL,
+    path          text NOT NULL,
+    head_version  bigint NOT NULL,
+    head_device   uuid NOT NULL,
+    pushing_device uuid NOT NULL,
+    detected_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE shoal.sync_log (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    device_id   uuid NOT NULL,
+    folder_id   text,
+    finished_at timestamptz NOT NULL DEFAULT now(),
+    result      text NOT NULL,
+    pushed      integer NOT NULL DEFAULT 0,
+    pulled      integer NOT NULL DEFAULT 0,
+    duration_ms integer NOT NULL DEFAULT 0,
+    error       text
+);
+
+-- Who is calling: a bound device login may act only as its own device; other roles (the hub
+-- owner's, as in a single-user setup) may act for any registered device.
+CREATE FUNCTION shoal.check_device(p_device uuid) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    bound uuid;
+    revoked timestamptz;
+BEGIN
+    SELECT device_id, revoked_at INTO bound, revoked FROM shoal.device_roles WHERE role_name = session_user;
+    IF FOUND AND (revoked IS NOT NULL OR bound IS DISTINCT FROM p_device) THEN
+        RAISE EXCEPTION 'role % may not act as device %', session_user, p_device USING ERRCODE = '42501';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM shoal.devices WHERE device_id = p_device) THEN
+        RAISE EXCEPTION 'device % is not registered', p_device USING ERRCODE = '42501';
+    END IF;
+END $$;
+
+CREATE FUNCTION shoal.register_device(p_device uuid, p_name text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    bound uuid;
+BEGIN
+    SELECT device_id INTO bound FROM shoal.device_roles WHERE role_name = session_user AND revoked_at IS NULL;
+    IF FOUND THEN
+        IF bound IS NULL THEN
+            UPDATE shoal.device_roles SET device_id = p_device WHERE role_name = session_user;
+        ELSIF bound <> p_device THEN
+            RAISE EXCEPTION 'role % is bound to another device', session_user USING ERRCODE = '42501';
+        END IF;
+    ELSIF EXISTS (SELECT 1 FROM shoal.device_roles WHERE role_name = session_user) THEN
+        RAISE EXCEPTION 'role % was revoked', session_user USING ERRCODE = '42501';
+    END IF;
+    INSERT INTO shoal.devices(device_id, name, role_name) VALUES (p_device, p_name, session_user)
+    ON CONFLICT (device_id) DO UPDATE SET name = excluded.name;
+    RETURN (SELECT value FROM shoal.hub_meta WHERE key = 'hub_id');
+END $$;
+
+CREATE FUNCTION shoal.hub_id() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+    SELECT value FROM shoal.hub_meta WHERE key = 'hub_id'
+$$;
+
+-- Push one batch of changelog rows of one folder, atomically.
+-- Each row: {seq, path, kind, size, mtime_ns, sha256, target, deleted, base, moved_from, conflict_of}.
+-- Returns per row: status 'accepted' (new head), 'same' (the head already has this content),
+-- or 'conflict' (the head is a version the device had not seen: the head is returned).
+CREATE FUNCTION shoal.push(p_device uuid, p_incarnation uuid, p_folder text, p_rows jsonb)
+RETURNS TABLE (seq bigint, status text, version bigint, head jsonb)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    r jsonb;
+    h shoal.heads%ROWTYPE;
+    prev shoal.changes%ROWTYPE;
+    v_seq bigint;
+    v_base bigint;
+    v_deleted boolean;
+    v_sha text;
+    v_kind text;
+    new_id bigint;
+BEGIN
+    PERFORM shoal.check_device(p_device);
+    -- Serialise pushes per folder: ids of a folder commit in order, so pull cursors never skip.
+    PERFORM pg_advisory_xact_lock(hashtextextended('shoal.folder:' || p_folder, 0));
+    FOR r IN SELECT value FROM jsonb_array_elements(p_rows) ORDER BY (value->>'seq')::bigint LOOP
+        v_seq := (r->>'seq')::bigint;
+        v_base := (r->>'base')::bigint;
+        v_deleted := (r->>'deleted')::boolean;
+        v_sha := r->>'sha256';
+        v_kind := r->>'kind';
+        IF v_seq IS NULL OR v_deleted IS NULL OR v_sha IS NULL OR v_kind NOT IN ('file', 'symlink')
+           OR (r->>'path') IS NULL OR (r->>'size')::bigint < 0 THEN
+            RAISE EXCEPTION 'malformed change row %', r USING ERRCODE = '22023';
+        END IF;
+        -- Idempotency: a replay of the same (device, incarnation, seq) is a no-op.
+        SELECT * INTO prev FROM shoal.changes c
+         WHERE c.device_id = p_device AND c.incarnation = p_incarnation AND c.seq = v_seq;
+        IF FOUND THEN
+            IF prev.payload <> r OR prev.folder_id <> p_folder THEN
+                RAISE EXCEPTION 'seq % of device % was already pushed with another payload', v_seq, p_device
+                    USING ERRCODE = '23505';
+            END IF;
+            seq := v_seq; status := 'accepted'; version := prev.id; head := NULL;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF NOT v_deleted AND v_kind = 'file'
+           AND NOT EXISTS (SELECT 1 FROM shoal.contents WHERE sha256 = v_sha) THEN
+            RAISE EXCEPTION 'content % of % is not on the hub', v_sha, r->>'path' USING ERRCODE = '23503';
+        END IF;
+        SELECT * INTO h FROM shoal.heads WHERE folder_id = p_folder AND path = r->>'path' FOR UPDATE;
+        IF FOUND AND h.deleted = v_deleted AND (v_deleted OR (h.sha256 = v_sha AND h.kind = v_kind)) THEN
+            seq := v_seq; status := 'same'; version := h.version; head := NULL;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF NOT FOUND AND v_deleted THEN
+            seq := v_seq; status := 'same'; version := NULL; head := NULL;  -- deleting what never was
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF FOUND AND h.version IS DISTINCT FROM v_base
+           AND NOT (h.device_id = p_device AND h.incarnation = p_incarnation)
+           AND NOT (h.deleted AND v_base IS NULL) THEN
+            INSERT INTO shoal.conflicts(folder_id, path, head_version, head_device, pushing_device)
+            VALUES (p_folder, h.path, h.version, h.device_id, p_device);
+            seq := v_seq; status := 'conflict'; version := h.version;
+            head := jsonb_build_object(
+                'version', h.version, 'device_id', h.device_id,
+                'device_name', (SELECT name FROM shoal.devices d WHERE d.device_id = h.device_id),
+                'kind', h.kind, 'size', h.size, 'mtime_ns', h.mtime_ns, 'sha256', h.sha256,
+                'target', h.target, 'deleted', h.deleted);
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        INSERT INTO shoal.changes(folder_id, path, device_id, incarnation, seq, kind, size, mtime_ns,
+                                  sha256, target, deleted, base_version, moved_from, conflict_of, payload)
+        VALUES (p_folder, r->>'path', p_device, p_incarnation, v_seq, v_kind, (r->>'size')::bigint,
+                (r->>'mtime_ns')::bigint, v_sha, r->>'target', v_deleted, v_base, r->>'moved_from',
+                r->>'conflict_of', r)
+        RETURNING id INTO new_id;
+        INSERT INTO shoal.heads(folder_id, path, version, device_id, incarnation, kind, size, mtime_ns,
+                                sha256, target, deleted)
+        VALUES (p_folder, r->>'path', new_id, p_device, p_incarnation, v_kind, (r->>'size')::bigint,
+                (r->>'mtime_ns')::bigint, v_sha, r->>'target', v_deleted)
+        ON CONFLICT (folder_id, path) DO UPDATE SET
+            version = excluded.version, device_id = excluded.device_id, incarnation = excluded.incarnation,
+            kind = excluded.kind, size = excluded.size, mtime_ns = excluded.mtime_ns,
+            sha256 = excluded.sha256, target = excluded.target, deleted = excluded.deleted;
+        seq := v_seq; status := 'accepted'; version := new_id; head := NULL;
+        RETURN NEXT;
+    END LOOP;
+    UPDATE shoal.devices SET last_push_at = now() WHERE device_id = p_device;
+    PERFORM pg_notify('shoal_changes', '');
+END $$;
+
+-- Changes of a folder after a cursor, in id order, with the pushing device's name.
+CREATE FUNCTION shoal.pull(p_device uuid, p_folder text, p_after bigint, p_limit integer)
+RETURNS TABLE (id bigint, path text, device_id uuid, device_name text, kind text, size bigint,
+               mtime_ns bigint, sha256 text, target text, deleted boolean, moved_from text,
+               conflict_of text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+BEGIN
+    PERFORM shoal.check_device(p_device);
+    RETURN QUERY
+        SELECT c.id, c.path, c.device_id, d.name, c.kind, c.size, c.mtime_ns, c.sha256, c.target,
+               c.deleted, c.moved_from, c.conflict_of
+          FROM shoal.changes c JOIN shoal.devices d ON d.device_id = c.device_id
+         WHERE c.folder_id = p_folder AND c.id > p_after
+         ORDER BY c.id LIMIT p_limit;
+END $$;
+
+-- A device reports how far it has applied a folder (for `shoal devices`: how far behind it is).
+CREATE FUNCTION shoal.ack_pull(p_device uuid, p_folder text, p_cursor bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+BEGIN
+    PERFORM shoal.check_device(p_device);
+    INSERT INTO shoal.device_folders(device_id, folder_id, cursor, last_pull_at)
+    VALUES (p_device, p_folder, p_cursor, now())
+    ON CONFLICT (folder_id, device_id) DO UPDATE SET cursor = excluded.cursor, last_pull_at = now();
+    UPDATE shoal.devices SET last_pull_at = now() WHERE device_id = p_device;
+END $$;
+
+-- Current heads of a folder (used after the hub changed identity, and by convergence checks).
+CREATE FUNCTION shoal.heads_of(p_device uuid, p_folder text)
+RETURNS TABLE (path text, version bigint, kind text, size bigint, mtime_ns bigint, sha256 text,
+               target text, deleted boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+BEGIN
+    PERFORM shoal.check_device(p_device);
+    RETURN QUERY SELECT h.path, h.version, h.kind, h.size, h.mtime_ns, h.sha256, h.target, h.deleted
+                   FROM shoal.heads h WHERE h.folder_id = p_folder ORDER BY h.path;
+END $$;
+
+CREATE FUNCTION shoal.missing_contents(p_shas text[]) RETURNS SETOF text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+    SELECT s FROM unnest(p_shas) AS s WHERE NOT EXISTS (SELECT 1 FROM shoal.contents c WHERE c.sha256 = s)
+$$;
+
+CREATE FUNCTION shoal.missing_blocks(p_shas text[]) RETURNS SETOF text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+    SELECT s FROM unnest(p_shas) AS s WHERE NOT EXISTS (SELECT 1 FROM shoal.blocks b WHERE b.sha256 = s)
+$$;
+
+-- Store blocks; a block whose bytes do not hash to its key is refused.
+CREATE FUNCTION shoal.put_blocks(p_shas text[], p_data bytea[]) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    bad text;
+    n integer;
+BEGIN
+    SELECT s INTO bad FROM unnest(p_shas, p_data) AS t(s, d) WHERE encode(sha256(d), 'hex') <> s LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'block % does not match its SHA-256', bad USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO shoal.blocks(sha256, data) SELECT s, d FROM unnest(p_shas, p_data) AS t(s, d)
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+-- Declare a content as a list of blocks; every block must already be on the hub.
+CREATE FUNCTION shoal.put_content(p_sha text, p_size bigint, p_block_size integer, p_blocks text[])
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    total bigint;
+    have integer;
+BEGIN
+    SELECT count(*), coalesce(sum(length(b.data)), 0) INTO have, total
+      FROM unnest(p_blocks) WITH ORDINALITY AS u(s, i) JOIN shoal.blocks b ON b.sha256 = u.s;
+    IF have <> coalesce(array_length(p_blocks, 1), 0) OR total <> p_size THEN
+        RAISE EXCEPTION 'content %: blocks missing or sizes wrong', p_sha USING ERRCODE = '23503';
+    END IF;
+    INSERT INTO shoal.contents(sha256, size, block_size, blocks) VALUES (p_sha, p_size, p_block_size, p_blocks)
+    ON CONFLICT DO NOTHING;
+END $$;
+
+CREATE FUNCTION shoal.get_contents(p_shas text[])
+RETURNS TABLE (sha256 text, size bigint, block_size integer, blocks text[])
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+    SELECT c.sha256, c.size, c.block_size, c.blocks FROM shoal.contents c WHERE c.sha256 = ANY(p_shas)
+$$;
+
+CREATE FUNCTION shoal.get_blocks(p_shas text[]) RETURNS TABLE (sha256 text, data bytea)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+    SELECT b.sha256, b.data FROM shoal.blocks b WHERE b.sha256 = ANY(p_shas)
+$$;
+
+CREATE FUNCTION shoal.log_sync(p_device uuid, p_folder text, p_result text, p_pushed integer,
+                               p_pulled integer, p_ms integer, p_error text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+BEGIN
+    PERFORM shoal.check_device(p_device);
+    INSERT INTO shoal.sync_log(device_id, folder_id, result, pushed, pulled, duration_ms, error)
+    VALUES (p_device, p_folder, p_result, p_pushed, p_pulled, p_ms, p_error);
+    IF p_error IS NOT NULL THEN
+        UPDATE shoal.devices SET last_error = p_error, last_error_at = now() WHERE device_id = p_device;
+    ELSE
+        UPDATE shoal.devices SET last_error = NULL WHERE device_id = p_device;
+    END IF;
+END $$;
+
+-- Hub-wide views for `shoal devices` and `shoal dupes`.
+CREATE FUNCTION shoal.device_overview()
+RETURNS TABLE (device_id uuid, name text, last_push_at timestamptz, last_pull_at timestamptz,
+               behind bigint, last_error text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+    SELECT d.device_id, d.name, d.last_push_at, d.last_pull_at,
+           (SELECT count(*) FROM shoal.changes c
+             WHERE c.device_id <> d.device_id
+               AND c.id > coalesce((SELECT df.cursor FROM shoal.device_folders df
+                                     WHERE df.device_id = d.device_id AND df.folder_id = c.folder_id), 0)
+               AND (EXISTS (SELECT 1 FROM shoal.device_folders df2
+                             WHERE df2.device_id = d.device_id AND df2.folder_id = c.folder_id))),
+           d.last_error
+      FROM shoal.devices d ORDER BY d.name, d.device_id
+$$;
+
+CREATE FUNCTION shoal.duplicate_contents()
+RETURNS TABLE (sha256 text, size bigint, places text[])
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+    SELECT h.sha256, max(h.size), array_agg(h.folder_id || ':' || h.path ORDER BY h.folder_id, h.path)
+      FROM shoal.heads h WHERE NOT h.deleted AND h.kind = 'file' AND h.size > 0
+     GROUP BY h.sha256 HAVING count(*) > 1 ORDER BY max(h.size) * (count(*) - 1) DESC
+$$;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA shoal FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA shoal FROM PUBLIC;

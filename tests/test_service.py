@@ -187,6 +187,8 @@ def test_second_install_replaces_a_shoal_file(env, platform):
         assert run.calls[-1] == ["systemctl", "--user", "restart", "shoal.service"]
     if platform == "launchd":
         assert run.calls == [["launchctl", "unload", str(target)], ["launchctl", "load", "-w", str(target)]]
+    if platform == "termux":
+        assert run.calls == [["sv-enable", "shoal"], ["sv", "restart", "shoal"]]
 
 
 def test_identical_reinstall_changes_nothing(env):

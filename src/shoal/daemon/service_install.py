@@ -123,11 +123,12 @@ def plan_install(
     absolute path, or a path holding a control character (no service file can carry it).
     """
     if not exec_argv or not os.path.isabs(exec_argv[0]):
-        raise UsageError(f"the service needs the absolute path of shoal, not {exec_argv[:1]}")
+        first = exec_argv[0] if exec_argv else ""
+        raise UsageError(f"the service needs the absolute path of shoal, not {first!r}")
     config_words = ["--config", os.path.abspath(config_path)] if config_path is not None else []
     for word in [*exec_argv, *config_words, str(state_dir), str(termux_prefix)]:
         if any(ord(c) < 0x20 or c == "\x7f" for c in word):
-            raise UsageError(f"cannot write a service file for a path with a control character: {word!r}")
+            raise UsageError(f"no service file can hold a control character: {word!r}")
 
     if platform == "systemd":
         values = {
@@ -145,7 +146,8 @@ def plan_install(
             "config_args": "".join("\n" + _plist_string(w) for w in config_words),
             "log_dir": _xml_escape(os.path.abspath(_log_dir(state_dir))),
         }
-        return [InstalledFile(_launchd_plist_path(home), _render("org.shoal.agent.plist", values), 0o644)]
+        plist = _render("org.shoal.agent.plist", values)
+        return [InstalledFile(_launchd_plist_path(home), plist, 0o644)]
     if platform == "termux":
         values = {
             "exec": shlex.join(exec_argv),
@@ -230,7 +232,10 @@ def install(
         lines += _run_commands(run, commands)
         lines.append(f"logs: {log_dir}")
     else:
-        lines += _run_commands(run, [(["sv-enable", TERMUX_SERVICE], True)])
+        commands = [(["sv-enable", TERMUX_SERVICE], True)]
+        if changed:  # runsv keeps running the old script until the service restarts
+            commands.append((["sv", "restart", TERMUX_SERVICE], True))
+        lines += _run_commands(run, commands)
         lines.append("needs termux-services (pkg install termux-services, then restart Termux); "
                      "starts after a reboot with the Termux:Boot app (open it once); "
                      f"logs: {termux_prefix}/var/log/sv/shoal/current")
@@ -267,7 +272,8 @@ def uninstall(
         return lines + [f"no shoal service is installed for {platform}"]
 
     if platform == "systemd":
-        lines += _run_commands(run, [(["systemctl", "--user", "disable", "--now", SYSTEMD_UNIT], True)])
+        disable = ["systemctl", "--user", "disable", "--now", SYSTEMD_UNIT]
+        lines += _run_commands(run, [(disable, True)])
     elif platform == "launchd":
         lines += _run_commands(run, [(["launchctl", "unload", "-w", str(targets[0])], True)])
     else:
@@ -285,8 +291,8 @@ def uninstall(
     if platform == "systemd":
         # What `disable` removes, in case systemctl could not run: the enablement symlink.
         wants = targets[0].parent / "default.target.wants" / SYSTEMD_UNIT
-        if wants.is_symlink() and os.path.abspath(os.path.join(wants.parent, os.readlink(wants))) == str(targets[0]):
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if os.path.join(wants.parent, os.readlink(wants)) == str(targets[0]):
                 wants.unlink()
         lines += _run_commands(run, [(["systemctl", "--user", "daemon-reload"], True)])
     elif platform == "termux":
@@ -298,7 +304,9 @@ def uninstall(
 
 
 def _systemd_unit_path(home: Path, xdg_config_home: Path | None) -> Path:
-    config_home = xdg_config_home if xdg_config_home is not None and xdg_config_home.is_absolute() else home / ".config"
+    config_home = home / ".config"
+    if xdg_config_home is not None and xdg_config_home.is_absolute():
+        config_home = xdg_config_home
     return config_home / "systemd" / "user" / SYSTEMD_UNIT
 
 
@@ -318,7 +326,9 @@ def _log_dir(state_dir: Path) -> Path:
     return Path(state_dir) / "logs"
 
 
-def _target_paths(platform: str, home: Path, xdg_config_home: Path | None, prefix: Path) -> list[Path]:
+def _target_paths(
+    platform: str, home: Path, xdg_config_home: Path | None, prefix: Path
+) -> list[Path]:
     if platform == "systemd":
         return [_systemd_unit_path(home, xdg_config_home)]
     if platform == "launchd":
@@ -413,7 +423,9 @@ def _run_commands(run: Run, commands: list[tuple[list[str], bool]]) -> list[str]
     for i, (argv, required) in enumerate(commands):
         shown = shlex.join(argv)
         try:
-            result = run(argv, capture_output=True, text=True, timeout=_COMMAND_TIMEOUT, check=False)
+            result = run(
+                argv, capture_output=True, text=True, timeout=_COMMAND_TIMEOUT, check=False
+            )
         except FileNotFoundError:
             problem = f"{argv[0]} is not installed"
         except (OSError, subprocess.SubprocessError) as e:

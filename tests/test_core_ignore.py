@@ -8,7 +8,16 @@ from hypothesis import strategies as st
 
 from shoal.core.ignore import IgnoreRules
 
-FOLDER_PATTERNS = ["*.tmp", ".thumbnails/", "!keep.tmp", "/build", "logs/*", "!logs/keep.log", "# comment", ""]
+FOLDER_PATTERNS = [
+    "*.tmp",
+    ".thumbnails/",
+    "!keep.tmp",
+    "/build",
+    "logs/*",
+    "!logs/keep.log",
+    "# comment",
+    "",
+]
 
 # (path, is_dir, ignored, why)
 CASES = [

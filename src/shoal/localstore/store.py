@@ -314,6 +314,28 @@ class Store:
             (moved_from, folder_id, path),
         )
 
+    def reset_for_new_hub(self, folder_id: str, now: int) -> int:
+        """The hub changed identity: forget hub versions and re-announce every live file.
+
+        Tombstones go (their versions meant something only on the old hub), the pull cursor
+        restarts, and each live file without a pending row gets one, so the device merges
+        its files into the new hub; nothing local is deleted. Returns the rows queued.
+        """
+        with self.conn:
+            self.conn.execute("DELETE FROM files WHERE folder_id=? AND deleted=1", (folder_id,))
+            self.conn.execute("UPDATE files SET version=NULL WHERE folder_id=?", (folder_id,))
+            self.conn.execute("UPDATE folders SET pull_cursor=0 WHERE id=?", (folder_id,))
+            self.conn.execute(
+                "DELETE FROM outbox WHERE folder_id=? AND state='pending' AND deleted=1", (folder_id,))
+            self.conn.execute(
+                "INSERT INTO outbox(folder_id, path, kind, size, mtime_ns, sha256, target, deleted,"
+                " created_at) SELECT f.folder_id, f.path, f.kind, f.size, f.mtime_ns, f.sha256, f.target,"
+                " 0, ? FROM files f WHERE f.folder_id=? AND f.deleted=0 AND NOT EXISTS (SELECT 1 FROM"
+                " outbox o WHERE o.folder_id=f.folder_id AND o.path=f.path AND o.state='pending')",
+                (now, folder_id),
+            )
+            return self.conn.changes()
+
     def prune_outbox(self, keep_after: int) -> None:
         """Forget pushed rows older than `keep_after` (epoch s): the hub holds them now."""
         self.conn.execute(

@@ -201,6 +201,13 @@ class Hub:
             " FROM shoal.heads_of(%s, %s)", (self.device_id, folder_id))
         return [Change(folder_id, p, k, s, m, h, bool(d), t, version=v) for p, v, k, s, m, h, t, d in got]
 
+    def heads_at(self, folder_id: str, paths: Sequence[str]) -> list[Change]:
+        got = self._rows(
+            "heads", "SELECT path, version, device_id::text, device_name, kind, size, mtime_ns, sha256,"
+            " target, deleted FROM shoal.heads_at(%s, %s, %s)", (self.device_id, folder_id, list(paths)))
+        return [Change(folder_id, p, k, s, m, h, bool(d), t, version=v, device_id=dev, device_name=name)
+                for p, v, dev, name, k, s, m, h, t, d in got]
+
     def missing_contents(self, shas: Sequence[str]) -> set[str]:
         if not shas:
             return set()
@@ -216,6 +223,12 @@ class Hub:
             return 0
         return self._rows("block upload", "SELECT shoal.put_blocks(%s::text[], %s::bytea[])",
                           ([b[0] for b in blocks], [b[1] for b in blocks]))[0][0]
+
+    def put_small_contents(self, items: Sequence[tuple[str, bytes]], block_size: int) -> int:
+        """Store one-block contents (the block is the whole file) in one round trip."""
+        return self._rows("small content upload",
+                          "SELECT shoal.put_small_contents(%s::text[], %s::bytea[], %s)",
+                          ([s for s, _ in items], [d for _, d in items], block_size))[0][0]
 
     def put_content(self, sha256: str, size: int, block_size: int, blocks: list[str]) -> None:
         self._rows("content upload", "SELECT shoal.put_content(%s, %s, %s, %s)",
@@ -249,3 +262,35 @@ class Hub:
     def dupes(self) -> list[dict]:
         got = self._rows("dupes", "SELECT sha256, size, places FROM shoal.duplicate_contents()", ())
         return [{"sha256": s, "size": size, "places": list(p)} for s, size, p in got]
+
+
+def resolve_hub_url(hub_url: str, state_dir) -> str:
+    """The conninfo of the configured hub; `embedded` starts the state dir's own server."""
+    if hub_url == "embedded":
+        from shoal.sync.embedded import start_embedded_hub
+
+        return start_embedded_hub(state_dir)
+    return hub_url
+
+
+def open_hub(url: str, password: str | None, device_id: str, incarnation_id: str, *,
+             init_if_missing: bool = True) -> Hub:
+    """Connect and make sure the hub schema is there and not newer than this shoal.
+
+    A hub without the schema is initialised when the role may (the owner's role, the
+    embedded hub); otherwise HubError says to run `shoal hub init`.
+    """
+    conn = connect(url, password)
+    try:
+        version = schema_version(conn)
+        latest = hub_migrations()[-1][0]
+        if version is None or version < latest:
+            if not init_if_missing:
+                raise HubError("the hub has no shoal schema (or an old one): run `shoal hub init`")
+            hub_init(conn)
+        elif version > latest:
+            raise HubError(f"the hub schema ({version}) is newer than this shoal ({latest}): upgrade shoal")
+    except BaseException:
+        conn.close()
+        raise
+    return Hub(conn, device_id, incarnation_id)

@@ -380,3 +380,40 @@ $$;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA shoal FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA shoal FROM PUBLIC;
+
+-- Small files (one block, the block is the whole content) in one round trip per batch.
+CREATE FUNCTION shoal.put_small_contents(p_shas text[], p_data bytea[], p_block_size integer)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    bad text;
+    n integer;
+BEGIN
+    SELECT s INTO bad FROM unnest(p_shas, p_data) AS t(s, d)
+     WHERE encode(sha256(d), 'hex') <> s OR length(d) = 0 OR length(d) > p_block_size LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'small content % does not match its SHA-256 or size', bad USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO shoal.blocks(sha256, data) SELECT s, d FROM unnest(p_shas, p_data) AS t(s, d)
+    ON CONFLICT DO NOTHING;
+    INSERT INTO shoal.contents(sha256, size, block_size, blocks)
+    SELECT s, length(d), p_block_size, ARRAY[s] FROM unnest(p_shas, p_data) AS t(s, d)
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+-- Heads of given paths (retrying a failed apply without rescanning the whole folder).
+CREATE FUNCTION shoal.heads_at(p_device uuid, p_folder text, p_paths text[])
+RETURNS TABLE (path text, version bigint, device_id uuid, device_name text, kind text, size bigint,
+               mtime_ns bigint, sha256 text, target text, deleted boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+BEGIN
+    PERFORM shoal.check_device(p_device);
+    RETURN QUERY SELECT h.path, h.version, h.device_id, d.name, h.kind, h.size, h.mtime_ns, h.sha256,
+                        h.target, h.deleted
+                   FROM shoal.heads h JOIN shoal.devices d ON d.device_id = h.device_id
+                  WHERE h.folder_id = p_folder AND h.path = ANY(p_paths);
+END $$;
+
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA shoal FROM PUBLIC;

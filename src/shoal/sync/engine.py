@@ -1,0 +1,376 @@
+"""One sync cycle of a device: scan, push, pull, apply — and conflict resolution.
+
+The engine owns the order of work and the bookkeeping between the local store and the hub:
+outbox rows are marked pushed only after the hub committed them; the pull cursor advances
+only after a page was applied; a hub that changed identity makes the device re-announce
+its files instead of deleting anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shoal.config import Config, FolderConfig
+from shoal.core.conflicts import unique_path
+from shoal.core.reconcile import ADOPT_HEAD, PUSH_OVER_HEAD, SAME, Resolution, Version, resolve_concurrent
+from shoal.daemon.scanner import ScanResult, scan_folder
+from shoal.errors import FolderPaused, HubError, ShoalError
+from shoal.localstore import Store
+from shoal.model import KIND_FILE, Change, FileState
+from shoal.sync.apply import Applier
+from shoal.sync.folder_io import FolderWriter, purge_trash
+from shoal.sync.hub import Hub
+from shoal.sync.transfer import Downloader, UploadStats, upload_contents
+
+log = logging.getLogger("shoal.engine")
+PUSH_BATCH = 1000
+PULL_PAGE = 1000
+MAX_PUSH_ROUNDS = 20
+
+
+class ProgressSink:
+    """Receives progress of a cycle; the CLI draws it, the daemon reports it on its socket."""
+
+    def phase(self, folder_id: str, phase: str, total_files: int = 0, total_bytes: int = 0) -> None:
+        pass
+
+    def advance(self, files: int = 0, nbytes: int = 0, path: str | None = None) -> None:
+        pass
+
+
+@dataclass
+class FolderReport:
+    folder_id: str
+    scan: ScanResult | None = None
+    pushed: int = 0
+    pulled: int = 0
+    written: int = 0
+    deleted: int = 0
+    conflicts: int = 0
+    refused: int = 0
+    failed: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    paused: str | None = None
+    waiting: int = 0  # outbox rows still pending after the cycle
+
+
+@dataclass
+class CycleReport:
+    folders: list[FolderReport] = field(default_factory=list)
+    error: str | None = None
+    hub_reset: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(f.paused is None for f in self.folders)
+
+
+class SyncEngine:
+    """Runs cycles for one device (one store, one config)."""
+
+    def __init__(self, config: Config, store: Store, hub_factory: Callable[[], Hub], *,
+                 clock: Callable[[], float] = time.time, progress: ProgressSink | None = None):
+        self.config = config
+        self.store = store
+        self.hub_factory = hub_factory
+        self.clock = clock
+        self.progress = progress or ProgressSink()
+        self.device_id = store.device_id
+        self.device_name = config.device.name
+
+    # -- selection ----------------------------------------------------------------
+
+    def _folders(self, folder_ids: Iterable[str] | None) -> list[FolderConfig]:
+        if folder_ids is None:
+            return list(self.config.folders)
+        chosen = []
+        for fid in folder_ids:
+            f = self.config.folder(fid)
+            if f is None:
+                from shoal.errors import UsageError
+                raise UsageError(f"no folder with id {fid!r} in {self.config.path}")
+            chosen.append(f)
+        return chosen
+
+    def _roots(self) -> dict[str, Path]:
+        return {f.id: f.path for f in self.config.folders}
+
+    # -- scanning -------------------------------------------------------------------
+
+    def scan(self, folder_ids: Iterable[str] | None = None, *, allow_mass_delete: bool = False,
+             min_age: float = 0.0) -> list[ScanResult]:
+        """Index folders without the hub."""
+        results = []
+        for f in self._folders(folder_ids):
+            self.progress.phase(f.id, "scan")
+            results.append(scan_folder(
+                self.store, f.id, f.path, f.ignore, now=self.clock(), min_age=min_age,
+                allow_mass_delete=allow_mass_delete,
+                progress=lambda n, b, p: self.progress.advance(1, 0, p)))
+        return results
+
+    # -- the cycle ------------------------------------------------------------------
+
+    def cycle(self, folder_ids: Iterable[str] | None = None, *, allow_mass_delete: bool = False,
+              min_age: float = 0.0) -> CycleReport:
+        """Scan, push, pull and apply the chosen folders. Raises HubUnreachable if the hub
+        cannot be reached (after the scan: local changes wait in the outbox)."""
+        folders = self._folders(folder_ids)
+        report = CycleReport()
+        now = int(self.clock())
+        run_id = self.store.start_run(None if folder_ids is None else ",".join(f.id for f in folders), now)
+        started = time.monotonic()
+        try:
+            for f, scan in zip(folders, self.scan([f.id for f in folders],
+                                                   allow_mass_delete=allow_mass_delete, min_age=min_age)):
+                report.folders.append(FolderReport(f.id, scan=scan, paused=scan.paused))
+            self.store.update_run(run_id, phase="connect")
+            hub = self.hub_factory()
+            try:
+                hub_id = hub.register(self.device_name)
+                report.hub_reset = self._check_hub_identity(hub_id)
+                for f, fr in zip(folders, report.folders):
+                    if fr.paused:
+                        continue
+                    self._sync_folder(hub, f, fr, run_id)
+                    self.store.update_folder(f.id, last_sync_at=int(self.clock()))
+                    hub.log_sync(f.id, "ok", fr.pushed, fr.pulled, started, None)
+            finally:
+                hub.close()
+        except ShoalError as e:
+            report.error = str(e)
+            self.store.update_run(run_id, status="failed", error=str(e), finished_at=int(self.clock()))
+            raise
+        except BaseException as e:
+            self.store.update_run(run_id, status="interrupted", error=type(e).__name__,
+                                  finished_at=int(self.clock()))
+            raise
+        paused = [fr for fr in report.folders if fr.paused]
+        self.store.update_run(
+            run_id, status="ok" if not paused else "paused", finished_at=int(self.clock()),
+            pushed=sum(f.pushed for f in report.folders), pulled=sum(f.pulled for f in report.folders),
+            error="; ".join(f"{fr.folder_id}: {fr.paused}" for fr in paused) or None)
+        return report
+
+    def _check_hub_identity(self, hub_id: str) -> bool:
+        known = self.store.get_meta("hub_id")
+        if known == hub_id:
+            return False
+        if known is not None:
+            log.warning("the hub changed identity (%s -> %s): re-announcing local files, deleting nothing",
+                        known, hub_id)
+            for row in self.store.folders():
+                self.store.reset_for_new_hub(row.id, int(self.clock()))
+        self.store.set_meta("hub_id", hub_id)
+        return known is not None
+
+    def _sync_folder(self, hub: Hub, f: FolderConfig, fr: FolderReport, run_id: int) -> None:
+        if f.mode != "receive-only":
+            self.store.update_run(run_id, phase=f"push {f.id}")
+            self._push(hub, f, fr)
+        self.store.update_run(run_id, phase=f"pull {f.id}")
+        self._pull(hub, f, fr)
+        cutoff = self.clock() - self.config.sync.trash_days * 86400
+        purge_trash(f.path, cutoff)
+        fr.waiting = self.store.pending_count(f.id)
+
+    # -- push -----------------------------------------------------------------------
+
+    def _coalesce(self, rows: list[Change]) -> list[Change]:
+        """Latest pending row per path; older ones are superseded (never reach the hub)."""
+        latest: dict[str, Change] = {}
+        for ch in rows:
+            prev = latest.get(ch.path)
+            if prev is not None:
+                self.store.mark_outbox([prev.seq], "superseded")
+            latest[ch.path] = ch
+        return sorted(latest.values(), key=lambda c: c.seq)
+
+    def _push(self, hub: Hub, f: FolderConfig, fr: FolderReport) -> None:
+        for _ in range(MAX_PUSH_ROUNDS):
+            rows = self._coalesce(self.store.pending_changes(f.id, limit=100_000))
+            if not rows:
+                return
+            stats = UploadStats()
+            total = sum(c.size for c in rows if not c.deleted and c.kind == KIND_FILE)
+            self.progress.phase(f.id, "push", len(rows), total)
+            uploaded = upload_contents(
+                hub, ((c.sha256, str(f.path / c.path), c.size) for c in rows
+                      if not c.deleted and c.kind == KIND_FILE), stats,
+                progress=lambda n: self.progress.advance(0, n))
+            fr.bytes_up += stats.bytes_sent
+            sendable = [c for c in rows if c.deleted or c.kind != KIND_FILE or c.sha256 in uploaded]
+            if not sendable:
+                return  # contents changed under us; the next scan records them
+            conflicts: list[tuple[Change, dict]] = []
+            for i in range(0, len(sendable), PUSH_BATCH):
+                batch = sendable[i:i + PUSH_BATCH]
+                payload = [self._payload(c) for c in batch]
+                results = hub.push(f.id, payload)
+                by_seq = {c.seq: c for c in batch}
+                with self.store.transaction():
+                    for r in results:
+                        ch = by_seq[r.seq]
+                        if r.status == "conflict":
+                            conflicts.append((ch, r.head))
+                            continue
+                        self.store.mark_outbox([r.seq], "pushed", r.version)
+                        if r.version is not None:
+                            self.store.set_version(f.id, ch.path, r.version)
+                        fr.pushed += 1
+                self.progress.advance(len(batch))
+            for ch, head in conflicts:
+                self._resolve(hub, f, ch, head, fr)
+            if not conflicts and len(sendable) == len(rows):
+                return
+
+    def _payload(self, c: Change) -> dict:
+        idx = self.store.get_file(c.folder_id, c.path)
+        return {"seq": c.seq, "path": c.path, "kind": c.kind, "size": c.size, "mtime_ns": c.mtime_ns,
+                "sha256": c.sha256, "target": c.target, "deleted": c.deleted,
+                "base": idx.version if idx else None, "moved_from": c.moved_from,
+                "conflict_of": c.conflict_of}
+
+    # -- conflicts ------------------------------------------------------------------
+
+    def _resolve(self, hub: Hub, f: FolderConfig, ch: Change, head: dict, fr: FolderReport) -> None:
+        """The hub's head of `ch.path` is a version this device had not seen: decide."""
+        local = Version(ch.path, ch.sha256, ch.deleted, ch.mtime_ns, self.device_id, self.device_name)
+        theirs = Version(ch.path, head["sha256"], head["deleted"], head["mtime_ns"], head["device_id"],
+                         head.get("device_name") or head["device_id"][:8])
+        if f.mode == "send-only":
+            res = Resolution(PUSH_OVER_HEAD)  # a send-only folder is the source of truth
+        else:
+            res = resolve_concurrent(local, theirs, self.config.sync.conflict)
+        now = int(self.clock())
+        head_change = Change(f.id, ch.path, head["kind"], head["size"], head["mtime_ns"], head["sha256"],
+                             head["deleted"], head.get("target"), version=head["version"],
+                             device_id=head["device_id"], device_name=theirs.device_name)
+        if res.action == SAME:
+            self.store.mark_outbox([ch.seq], "pushed", head["version"])
+            self.store.set_version(f.id, ch.path, head["version"])
+            return
+        fr.conflicts += 1
+        taken = self._path_taken(f)
+        if res.action == PUSH_OVER_HEAD:
+            copy_path = None
+            if res.head_copy_to:
+                copy_path = unique_path(res.head_copy_to, taken)
+                self._materialise_copy(hub, f, head_change, copy_path, ch.path)
+            winner, loser = self.device_name, theirs.device_name
+            self.store.set_version(f.id, ch.path, head["version"])  # now based on the head: re-push wins
+        else:
+            copy_path = None
+            if res.local_copy_to and not ch.deleted:
+                copy_path = unique_path(res.local_copy_to, taken)
+                self._move_local_aside(f, ch, copy_path, trash=False)
+            elif res.trash_local and not ch.deleted:
+                self._move_local_aside(f, ch, None, trash=True)
+            self.store.mark_outbox([ch.seq], "conflict")
+            winner, loser = theirs.device_name, self.device_name
+            self._apply_now(hub, f, [head_change], fr)
+        if not (ch.deleted or head["deleted"]):
+            self.store.record_conflict(f.id, ch.path, copy_path, winner, loser, now, head["version"])
+        log.info("conflict on %s/%s: %s keeps the path%s", f.id, ch.path, winner,
+                 f", {copy_path} keeps {loser}'s version" if copy_path else "")
+
+    def _path_taken(self, f: FolderConfig) -> Callable[[str], bool]:
+        def taken(p: str) -> bool:
+            fs = self.store.get_file(f.id, p)
+            return (fs is not None and not fs.deleted) or (f.path / p).exists() or (f.path / p).is_symlink()
+        return taken
+
+    def _move_local_aside(self, f: FolderConfig, ch: Change, copy_path: str | None, *, trash: bool) -> None:
+        old = self.store.get_file(f.id, ch.path)
+        with FolderWriter(f.path) as w:
+            if w.lstat(ch.path) is None:
+                return
+            if trash:
+                w.to_trash(ch.path, self.clock())
+            else:
+                w.rename(ch.path, copy_path)
+            w.fsync_touched_dirs()
+        with self.store.transaction():
+            self.store.put_file(FileState(f.id, ch.path, ch.kind, 0, ch.mtime_ns, 0, ch.sha256, True,
+                                          ch.target, old.version if old else None))
+            if copy_path:
+                st = (f.path / copy_path).lstat()
+                self.store.record_change(
+                    FileState(f.id, copy_path, ch.kind, st.st_size, st.st_mtime_ns, st.st_ino, ch.sha256,
+                              False, ch.target, None), conflict_of=ch.path, now=int(self.clock()))
+
+    def _materialise_copy(self, hub: Hub, f: FolderConfig, head: Change, copy_path: str, of: str) -> None:
+        """Write the head's content at a conflict path locally; it syncs as a new file."""
+        if head.deleted:
+            return
+        copy = Change(f.id, copy_path, head.kind, head.size, head.mtime_ns, head.sha256, False, head.target,
+                      version=None)
+        with Applier(self.store, f.id, f.path, lambda w: Downloader(hub, w), self._roots(),
+                     now=self.clock) as ap:
+            ap.apply([copy])
+        fs = self.store.get_file(f.id, copy_path)
+        if fs is not None and not fs.deleted:
+            self.store.record_change(fs, conflict_of=of, now=int(self.clock()))
+
+    # -- pull -----------------------------------------------------------------------
+
+    def _pull(self, hub: Hub, f: FolderConfig, fr: FolderReport) -> None:
+        row = self.store.folder(f.id)
+        cursor = row.pull_cursor if row else 0
+        self._retry_failed(hub, f, fr)
+        while True:
+            page = hub.pull(f.id, cursor, PULL_PAGE)
+            if not page:
+                break
+            theirs: dict[str, Change] = {}
+            for ch in page:
+                if ch.device_id != self.device_id:
+                    theirs[ch.path] = ch  # the latest version of a path in the page wins
+            if theirs and f.mode != "send-only":
+                self.progress.phase(f.id, "pull", len(theirs), sum(c.size for c in theirs.values()))
+                self._apply_now(hub, f, list(theirs.values()), fr)
+            fr.pulled += len(theirs)
+            cursor = page[-1].version
+            self.store.update_folder(f.id, pull_cursor=cursor)
+        hub.ack_pull(f.id, cursor)
+
+    def _apply_now(self, hub: Hub, f: FolderConfig, changes: list[Change], fr: FolderReport) -> None:
+        def progress(n: int) -> None:
+            self.progress.advance(0, n)
+
+        with Applier(self.store, f.id, f.path, lambda w: Downloader(hub, w, progress), self._roots(),
+                     now=self.clock) as ap:
+            stats = ap.apply(changes)
+        fr.written += stats.written
+        fr.deleted += stats.deleted
+        fr.refused += stats.refused
+        fr.failed += stats.failed
+        fr.bytes_down += stats.bytes
+        fr.conflicts += len(stats.conflicts_seen)
+        self.progress.advance(stats.written + stats.deleted)
+
+    def _retry_failed(self, hub: Hub, f: FolderConfig, fr: FolderReport) -> None:
+        """Writes that failed earlier (disk full, a block missing) are retried from the head."""
+        now = int(self.clock())
+        due = [e.path for e in self.store.errors(f.id) if e.kind in ("write", "block") and e.next_retry <= now]
+        if not due:
+            return
+        heads = hub.heads_at(f.id, due)
+        for p in due:
+            self.store.clear_error(f.id, p)  # the apply records it again if it fails again
+        if heads:
+            self._apply_now(hub, f, heads, fr)
+
+
+def raise_if_paused(report: CycleReport) -> None:
+    paused = [fr for fr in report.folders if fr.paused]
+    if paused:
+        raise FolderPaused("; ".join(f"folder {fr.folder_id}: {fr.paused}" for fr in paused))
+
+
+__all__ = ["SyncEngine", "CycleReport", "FolderReport", "ProgressSink", "raise_if_paused", "HubError"]

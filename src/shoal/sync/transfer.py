@@ -1,0 +1,265 @@
+"""Moving file contents to and from the hub as content-addressed blocks.
+
+Upload: a content already on the hub is never sent again, and of a new content only the
+blocks the hub lacks are sent, which also makes an interrupted upload resume. Small files
+(one block) travel in batches. Download: blocks are written to `.shoal/tmp/<sha>.part`; an
+interrupted download resumes after the last block that still verifies. A block whose bytes
+do not match its SHA-256 is refused and fetched again; it never reaches the folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from shoal.core.blocks import MIN_BLOCK, block_ranges, block_size_for
+from shoal.errors import FileProblem
+from shoal.sync.folder_io import FolderWriter
+from shoal.sync.hub import ContentInfo, Hub
+
+GROUP_BYTES = 16 << 20  # blocks sent or fetched per round trip
+EMPTY_SHA = hashlib.sha256(b"").hexdigest()
+
+Progress = Callable[[int], None]  # bytes moved
+
+
+@dataclass
+class UploadStats:
+    contents: int = 0
+    blocks_sent: int = 0
+    bytes_sent: int = 0
+    skipped_existing: int = 0
+
+
+def _read_exact(fd: int, offset: int, length: int) -> bytes:
+    chunks = []
+    while length:
+        chunk = os.pread(fd, length, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+        length -= len(chunk)
+    return b"".join(chunks)
+
+
+def upload_contents(hub: Hub, files: Iterable[tuple[str, str, int]], stats: UploadStats,
+                    progress: Progress | None = None) -> set[str]:
+    """Make the contents of (sha256, os path, size) files available on the hub.
+
+    Returns the set of sha256 that are on the hub afterwards; a file that changed since it
+    was hashed (its bytes no longer match) or cannot be read is left out, not raised.
+    Raises HubUnreachable / HubError for hub failures.
+    """
+    wanted: dict[str, tuple[str, int]] = {}
+    for sha, path, size in files:
+        wanted.setdefault(sha, (path, size))
+    missing = set()
+    shas = list(wanted)
+    for i in range(0, len(shas), 1000):
+        missing |= hub.missing_contents(shas[i:i + 1000])
+    stats.skipped_existing += len(wanted) - len(missing)
+    ok = set(wanted) - missing
+    small: list[tuple[str, bytes]] = []
+    small_bytes = 0
+    for sha in sorted(missing):
+        path, size = wanted[sha]
+        if sha == EMPTY_SHA:
+            hub.put_content(sha, 0, MIN_BLOCK, [])
+            ok.add(sha)
+            continue
+        if size <= MIN_BLOCK:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(MIN_BLOCK + 1)
+            except OSError:
+                continue
+            if hashlib.sha256(data).hexdigest() != sha:
+                continue  # changed since it was hashed: the next scan records the new content
+            small.append((sha, data))
+            small_bytes += len(data)
+            if small_bytes >= GROUP_BYTES or len(small) >= 2000:
+                _flush_small(hub, small, stats, ok, progress)
+                small, small_bytes = [], 0
+            continue
+        if _upload_large(hub, sha, path, size, stats, progress):
+            ok.add(sha)
+    _flush_small(hub, small, stats, ok, progress)
+    return ok
+
+
+def _flush_small(hub: Hub, small: list[tuple[str, bytes]], stats: UploadStats, ok: set[str],
+                 progress: Progress | None) -> None:
+    if not small:
+        return
+    hub.put_small_contents(small, MIN_BLOCK)
+    n = sum(len(d) for _, d in small)
+    stats.contents += len(small)
+    stats.blocks_sent += len(small)
+    stats.bytes_sent += n
+    ok.update(s for s, _ in small)
+    if progress:
+        progress(n)
+
+
+def _upload_large(hub: Hub, sha: str, path: str, size: int, stats: UploadStats,
+                  progress: Progress | None) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        whole = hashlib.sha256()
+        names: list[str] = []
+        group: list[tuple[str, bytes]] = []
+        group_bytes = 0
+        for offset, length in block_ranges(size):
+            data = _read_exact(fd, offset, length)
+            if len(data) != length:
+                return False  # shrank while uploading
+            whole.update(data)
+            bsha = hashlib.sha256(data).hexdigest()
+            names.append(bsha)
+            group.append((bsha, data))
+            group_bytes += length
+            if group_bytes >= GROUP_BYTES:
+                _send_group(hub, group, stats, progress)
+                group, group_bytes = [], 0
+        _send_group(hub, group, stats, progress)
+        if whole.hexdigest() != sha or os.pread(fd, 1, size):
+            return False  # changed while uploading: the next scan records the new content
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    hub.put_content(sha, size, block_size_for(size), names)
+    stats.contents += 1
+    return True
+
+
+def _send_group(hub: Hub, group: list[tuple[str, bytes]], stats: UploadStats,
+                progress: Progress | None) -> None:
+    if not group:
+        return
+    missing = hub.missing_blocks([s for s, _ in group])
+    send = [(s, d) for s, d in group if s in missing]
+    sent = {}
+    for s, d in send:
+        sent[s] = d  # a content may repeat a block: send it once
+    hub.put_blocks(list(sent.items()))
+    stats.blocks_sent += len(sent)
+    stats.bytes_sent += sum(len(d) for d in sent.values())
+    if progress:
+        progress(sum(len(d) for _, d in group))
+
+
+class Downloader:
+    """Fetches contents from the hub into temp files of one folder, verifying every block."""
+
+    def __init__(self, hub: Hub, writer: FolderWriter, progress: Progress | None = None):
+        self.hub = hub
+        self.writer = writer
+        self.progress = progress
+        self.infos: dict[str, ContentInfo] = {}
+        self.cache: dict[str, bytes] = {}  # prefetched small blocks
+        self.bytes_fetched = 0
+
+    def prefetch(self, shas: Iterable[str]) -> None:
+        """Look up the block lists of many contents, and fetch small ones in batches."""
+        need = [s for s in set(shas) if s not in self.infos]
+        for i in range(0, len(need), 1000):
+            self.infos.update(self.hub.get_contents(need[i:i + 1000]))
+        batch: list[str] = []
+        size = 0
+        for sha in need:
+            info = self.infos.get(sha)
+            if info and len(info.blocks) == 1 and info.blocks[0] not in self.cache:
+                batch.append(info.blocks[0])
+                size += info.size
+                if size >= GROUP_BYTES or len(batch) >= 2000:
+                    self._fetch_into_cache(batch)
+                    batch, size = [], 0
+        self._fetch_into_cache(batch)
+
+    def _fetch_into_cache(self, names: list[str]) -> None:
+        if not names:
+            return
+        for s, data in self.hub.get_blocks(names).items():
+            if hashlib.sha256(data).hexdigest() == s:
+                self.cache[s] = data
+                self.bytes_fetched += len(data)
+
+    def drop_cached(self, sha: str) -> None:
+        info = self.infos.pop(sha, None)
+        if info:
+            for b in info.blocks:
+                self.cache.pop(b, None)
+
+    def fetch(self, sha: str, size: int) -> str:
+        """Write the content `sha` into a temp file; returns its name in `.shoal/tmp`.
+
+        Resumes a partial temp file of an earlier attempt. Raises FileProblem if the hub
+        lacks the content or a block keeps failing its check, HubUnreachable for the hub.
+        """
+        info = self.infos.get(sha) or self.hub.get_contents([sha]).get(sha)
+        if info is None:
+            raise FileProblem(f"content {sha[:12]} is not on the hub")
+        if info.size != size:
+            raise FileProblem(f"content {sha[:12]} has size {info.size} on the hub, not {size}")
+        name, fd = self.writer.new_temp(f"{sha}.part")
+        try:
+            whole = hashlib.sha256()
+            ranges = block_ranges(info.size) if info.blocks else []
+            if len(ranges) != len(info.blocks) or (ranges and ranges[0][1] > info.block_size):
+                raise FileProblem(f"content {sha[:12]} has an inconsistent block list on the hub")
+            have = os.fstat(fd).st_size
+            start = 0
+            # Resume: keep the leading blocks that still verify.
+            for (offset, length), bsha in zip(ranges, info.blocks):
+                if offset + length > have:
+                    break
+                data = _read_exact(fd, offset, length)
+                if hashlib.sha256(data).hexdigest() != bsha:
+                    break
+                whole.update(data)
+                start += 1
+            resume_at = ranges[start][0] if start < len(ranges) else info.size
+            os.ftruncate(fd, resume_at)
+            i = start
+            while i < len(ranges):
+                group = []
+                group_bytes = 0
+                while i < len(ranges) and (not group or group_bytes + ranges[i][1] <= GROUP_BYTES):
+                    group.append(i)
+                    group_bytes += ranges[i][1]
+                    i += 1
+                blocks = self._get_verified([info.blocks[j] for j in group])
+                for j in group:
+                    data = blocks[info.blocks[j]]
+                    os.pwrite(fd, data, ranges[j][0])
+                    whole.update(data)
+                if self.progress:
+                    self.progress(group_bytes)
+            if whole.hexdigest() != sha:
+                os.ftruncate(fd, 0)
+                raise FileProblem(f"content {sha[:12]} does not match its SHA-256 after download")
+        finally:
+            os.close(fd)
+        return name
+
+    def _get_verified(self, names: list[str]) -> dict[str, bytes]:
+        out = {n: self.cache[n] for n in names if n in self.cache}
+        for attempt in range(2):
+            need = [n for n in dict.fromkeys(names) if n not in out]
+            if not need:
+                break
+            for s, data in self.hub.get_blocks(need).items():
+                if hashlib.sha256(data).hexdigest() == s:  # a corrupt block is refused
+                    out[s] = data
+                    self.bytes_fetched += len(data)
+        missing = [n for n in names if n not in out]
+        if missing:
+            raise FileProblem(f"block {missing[0][:12]} is missing on the hub or failed its check twice")
+        return out

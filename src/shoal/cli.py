@@ -1,0 +1,440 @@
+"""The `shoal` command line: argument parsing and output only.
+
+Errors become one clear line on stderr and an exit code (0 ok, 1 the operation failed,
+2 bad usage or configuration); a traceback only with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from shoal import __version__
+from shoal.config import default_config_text, resolve_config_path, write_new_config
+from shoal.errors import ConfigError, ShoalError, UsageError
+
+log = logging.getLogger("shoal.cli")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # exit 2 with one line, as every other usage error
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _globals(p: argparse.ArgumentParser, *, top: bool) -> None:
+    default = None if top else argparse.SUPPRESS
+    p.add_argument("--config", metavar="PATH", default=default,
+                   help="config file (default: $SHOAL_CONFIG or the platform's config dir)")
+    p.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="show tracebacks and debug logs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="shoal", description="Local-first folder sync through a PostgreSQL hub.")
+    p.add_argument("--version", action="version", version=f"shoal {__version__}")
+    _globals(p, top=True)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def cmd(name: str, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        _globals(c, top=False)
+        return c
+
+    c = cmd("init", "write the config file, create the store, register at the hub")
+    c.add_argument("--device-name", metavar="N")
+    c.add_argument("--hub", metavar="URL", help="hub URL (default: embedded)")
+    c.add_argument("--folder", metavar="ID=PATH", action="append", default=[])
+    cmd("run", "run the daemon in the foreground")
+    c = cmd("scan", "index the folders now, without the hub")
+    c.add_argument("--folder", metavar="ID")
+    c = cmd("sync", "one complete sync cycle now")
+    c.add_argument("--now", action="store_true", required=True)
+    c.add_argument("--folder", metavar="ID")
+    c.add_argument("--allow-mass-delete", action="store_true",
+                   help="confirm the deletions that paused a folder")
+    c = cmd("status", "device, hub, daemon and per-folder state")
+    c.add_argument("--json", action="store_true")
+    c = cmd("conflicts", "the conflicts recorded")
+    c.add_argument("--json", action="store_true")
+    c = cmd("devices", "every device of the hub")
+    c.add_argument("--json", action="store_true")
+    c = cmd("dupes", "identical contents stored at several paths")
+    c.add_argument("--json", action="store_true")
+    c = cmd("config", "configuration file tools")
+    c.add_argument("action", choices=["check"])
+    c = cmd("hub", "hub administration")
+    c.add_argument("action", choices=["init", "add-device", "revoke-device"])
+    c.add_argument("name", nargs="?")
+    c.add_argument("--url", metavar="URL")
+    c = cmd("service", "install the background service for this platform")
+    c.add_argument("action", choices=["install", "uninstall"])
+    cmd("doctor", "check store, hub, watch limits and permissions")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if not args.command:
+            build_parser().print_help(sys.stderr)
+            return 2
+        from shoal.app import setup_logging
+
+        setup_logging("warning" if args.command not in ("run",) else "info", None, debug=args.debug)
+        return _COMMANDS[args.command](args) or 0
+    except ShoalError as e:
+        if debug:
+            raise
+        lines = e.problems if isinstance(e, ConfigError) else [str(e)]
+        for line in lines:
+            print(f"shoal: {line}" if not isinstance(e, ConfigError) else line, file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("shoal: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # --help / --version
+        return e.code if isinstance(e.code, int) else 0
+    except Exception as e:  # a bug: still one line unless --debug
+        if debug:
+            raise
+        print(f"shoal: unexpected error: {type(e).__name__}: {e} (run with --debug for details)",
+              file=sys.stderr)
+        return 1
+
+
+# -- helpers --------------------------------------------------------------------------
+
+def _config_path(args) -> Path:
+    return resolve_config_path(getattr(args, "config", None))
+
+
+def _device(args, *, create_config: bool = False):
+    from shoal.app import Device, load_or_create_config
+
+    config = load_or_create_config(_config_path(args), create=create_config)
+    return Device(config)
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+# -- commands -------------------------------------------------------------------------
+
+def cmd_init(args) -> int:
+    import socket
+
+    from shoal.app import Device
+    from shoal.config import load_config
+
+    path = _config_path(args)
+    folders = []
+    for spec in args.folder:
+        fid, sep, fpath = spec.partition("=")
+        if not sep or not fid or not fpath:
+            raise UsageError(f"--folder takes ID=PATH, not {spec!r}")
+        folders.append((fid, fpath))
+    text = default_config_text(args.device_name or socket.gethostname() or "device",
+                               args.hub or "embedded", folders or (("default", "~/Shoal"),))
+    from shoal.config import parse_config_text
+
+    parse_config_text(text, path.name, path.parent)  # refuse bad input before writing anything
+    write_new_config(path, text)
+    print(f"wrote {path}")
+    device = Device(load_config(path))
+    try:
+        from shoal.daemon.scanner import check_marker
+
+        for f in device.config.folders:
+            reason = check_marker(device.store, f.id, f.path)  # creates the folder and its marker
+            if reason:
+                print(f"shoal: folder {f.id}: {reason}", file=sys.stderr)
+        print(f"device {device.config.device.name} ({device.store.device_id}), store in {device.config.state_dir}")
+        try:
+            hub = device.open_hub()
+            try:
+                hub.register(device.config.device.name)
+            finally:
+                hub.close()
+            print("registered at the hub")
+        except ShoalError as e:
+            print(f"shoal: not registered at the hub yet ({e}); it registers on the first sync",
+                  file=sys.stderr)
+    finally:
+        device.close()
+    return 0
+
+
+def cmd_scan(args) -> int:
+    from shoal.progress import TerminalProgress
+    from shoal.sync.engine import SyncEngine
+
+    device = _device(args)
+    try:
+        with TerminalProgress("scan") as progress:
+            engine = SyncEngine(device.config, device.store, device.open_hub, progress=progress)
+            results = engine.scan([args.folder] if args.folder else None)
+        paused = False
+        for r in results:
+            line = (f"{r.folder_id}: {r.files} files, {_human_bytes(r.bytes)}; {r.added} added, "
+                    f"{r.modified} modified, {r.deleted} deleted")
+            if r.errors:
+                line += f", {r.errors} unreadable"
+            print(line)
+            if r.paused:
+                paused = True
+                print(f"shoal: folder {r.folder_id} paused: {r.paused}", file=sys.stderr)
+        return 1 if paused else 0
+    finally:
+        device.close()
+
+
+def cmd_sync(args) -> int:
+    from shoal.daemon.control import daemon_client
+
+    path = _config_path(args)
+    client = daemon_client(path)
+    if client is not None:
+        return client.sync_now(args.folder, args.allow_mass_delete)
+    from shoal.progress import TerminalProgress
+    from shoal.sync.engine import SyncEngine, raise_if_paused
+
+    device = _device(args)
+    try:
+        with TerminalProgress("sync") as progress:
+            engine = SyncEngine(device.config, device.store, device.open_hub, progress=progress)
+            report = engine.cycle([args.folder] if args.folder else None,
+                                  allow_mass_delete=args.allow_mass_delete)
+        print_cycle(report)
+        raise_if_paused(report)
+        return 0
+    finally:
+        device.close()
+
+
+def print_cycle(report) -> None:
+    for fr in report.folders:
+        parts = [f"{fr.pushed} pushed", f"{fr.pulled} pulled"]
+        if fr.conflicts:
+            parts.append(f"{fr.conflicts} conflicts")
+        if fr.refused:
+            parts.append(f"{fr.refused} refused")
+        if fr.failed:
+            parts.append(f"{fr.failed} failed (retried later)")
+        if fr.waiting:
+            parts.append(f"{fr.waiting} waiting")
+        print(f"{fr.folder_id}: " + ", ".join(parts))
+
+
+def cmd_status(args) -> int:
+    from shoal.app import status_report
+    from shoal.daemon.control import daemon_client
+
+    path = _config_path(args)
+    client = daemon_client(path)
+    if client is not None:
+        report = client.request({"op": "status"})["status"]
+    else:
+        try:
+            device = _device(args)
+        except ConfigError as e:
+            report = {"config_error": e.problems, "daemon": {"running": False}}
+            _print_json(report) if args.json else print("\n".join(e.problems), file=sys.stderr)
+            return 2
+        try:
+            report = status_report(device)
+            report["daemon"] = {"running": False}
+        finally:
+            device.close()
+    if args.json:
+        _print_json(report)
+        return 0
+    _print_status(report)
+    return 0
+
+
+def _print_status(r: dict) -> None:
+    print(f"device  {r['device']['name']} ({r['device']['id']})")
+    hub = r["hub"]
+    state = "reachable" if hub.get("reachable") else f"unreachable ({hub.get('error')})"
+    if hub.get("unreachable_since"):
+        state += f" since {hub['unreachable_since']}"
+    print(f"hub     {hub['url']}: {state}")
+    d = r.get("daemon", {})
+    print(f"daemon  {'running, pid ' + str(d.get('pid')) if d.get('running') else 'not running'}"
+          + (f"; watcher: {d['watcher']}" if d.get("watcher") else ""))
+    if r.get("config_error"):
+        print("config  INVALID (running on the last good config):")
+        for line in r["config_error"]:
+            print(f"        {line}")
+    for f in r["folders"]:
+        last = f["last_sync"] or "never"
+        print(f"folder  {f['id']} ({f['mode']}) {f['path']}")
+        print(f"        {f['files']} files, {_human_bytes(f['bytes'])}; {f['waiting']} waiting to be pushed;"
+              f" last sync {last}; {f['conflicts']} conflicts")
+        if f["paused"]:
+            print(f"        PAUSED: {f['paused']}")
+        for e in f["errors"][:10]:
+            print(f"        error ({e['kind']}): {e['path']}: {e['message']}")
+        if len(f["errors"]) > 10:
+            print(f"        ... and {len(f['errors']) - 10} more errors")
+
+
+def cmd_conflicts(args) -> int:
+    device = _device(args)
+    try:
+        rows = device.store.conflicts()
+    finally:
+        device.close()
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no conflicts")
+    for c in rows:
+        other = c["conflict_path"] or "(older version in the trash)"
+        print(f"{c['folder']}: {c['path']}  <->  {other}   (kept: {c['winner_device'] or '?'}, "
+              f"other: {c['loser_device'] or '?'})")
+    return 0
+
+
+def _with_hub(args, fn):
+    device = _device(args)
+    try:
+        hub = device.open_hub()
+        try:
+            return fn(device, hub)
+        finally:
+            hub.close()
+    finally:
+        device.close()
+
+
+def cmd_devices(args) -> int:
+    import datetime as dt
+
+    def run(device, hub):
+        hub.register(device.config.device.name)
+        rows = hub.devices()
+        now = dt.datetime.now(dt.timezone.utc)
+        for r in rows:
+            seen = max([t for t in (r["last_push_at"], r["last_pull_at"]) if t], default=None)
+            r["silent"] = seen is None or (now - seen).total_seconds() > 86400
+        if args.json:
+            _print_json(rows)
+            return 0
+        for r in rows:
+            flag = "  SILENT > 1 day" if r["silent"] else ""
+            print(f"{r['name']:<20} push {r['last_push_at'] or 'never'}  pull {r['last_pull_at'] or 'never'}"
+                  f"  behind {r['behind']}{flag}" + (f"  last error: {r['last_error']}" if r["last_error"] else ""))
+        return 0
+    return _with_hub(args, run)
+
+
+def cmd_dupes(args) -> int:
+    def run(device, hub):
+        rows = hub.dupes()
+        if args.json:
+            _print_json(rows)
+            return 0
+        if not rows:
+            print("no duplicate contents")
+        for r in rows:
+            print(f"{_human_bytes(r['size'])} x{len(r['places'])}: " + ", ".join(r["places"]))
+        return 0
+    return _with_hub(args, run)
+
+
+def cmd_config(args) -> int:
+    from shoal.config import load_config
+
+    path = _config_path(args)
+    load_config(path)
+    print(f"{path}: ok")
+    return 0
+
+
+def cmd_hub(args) -> int:
+    from shoal.sync.hub import connect, hub_init
+
+    if args.action == "init":
+        if args.url:
+            url, password = args.url, None
+        else:
+            device = _device(args)
+            try:
+                from shoal.config import read_hub_password
+
+                url, password = device.hub_url(), read_hub_password(device.config.hub)
+            finally:
+                device.close()
+        conn = connect(url, password)
+        try:
+            hub_id, applied = hub_init(conn)
+        finally:
+            conn.close()
+        print(f"hub {hub_id}: " + (f"applied migrations {applied}" if applied else "schema up to date"))
+        return 0
+    from shoal.sync import hub_admin
+
+    if not args.name:
+        raise UsageError(f"shoal hub {args.action} needs a device NAME")
+    return hub_admin.run(args, _device)
+
+
+def cmd_service(args) -> int:
+    from shoal.config import default_state_dir
+    from shoal.daemon import service_install as svc
+
+    platform = svc.detect_platform(os.environ, sys.platform)
+    paths = svc.env_paths(os.environ)
+    if args.action == "install":
+        config_path = _config_path(args).resolve()
+        state_dir = default_state_dir()
+        try:
+            from shoal.config import load_config
+
+            state_dir = load_config(config_path).state_dir
+        except ConfigError:
+            pass
+        explicit = getattr(args, "config", None) or os.environ.get("SHOAL_CONFIG")
+        lines = svc.install(platform, Path.home(), svc.default_exec_argv(),
+                            config_path if explicit else None, state_dir, **paths)
+    else:
+        lines = svc.uninstall(platform, Path.home(), **paths)
+    for line in lines:
+        print(line)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from shoal.daemon.service import run_daemon
+
+    return run_daemon(_config_path(args), debug=args.debug)
+
+
+def cmd_doctor(args) -> int:
+    from shoal.daemon.doctor import run_doctor
+
+    return run_doctor(_config_path(args))
+
+
+_COMMANDS = {
+    "init": cmd_init, "scan": cmd_scan, "sync": cmd_sync, "status": cmd_status,
+    "conflicts": cmd_conflicts, "devices": cmd_devices, "dupes": cmd_dupes, "config": cmd_config,
+    "hub": cmd_hub, "service": cmd_service, "run": cmd_run, "doctor": cmd_doctor,
+}

@@ -1,0 +1,326 @@
+"""`shoal run`: the daemon loop — timers, watcher hints, hub notifications, backoff, signals,
+the one-daemon-per-state-dir lock, live config reload and the control socket.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+from shoal.app import Device, load_or_create_config, setup_logging, status_report
+from shoal.config import Config, load_config
+from shoal.core.backoff import backoff_delay
+from shoal.core.debounce import Debouncer
+from shoal.daemon.control import ControlServer, socket_path
+from shoal.daemon.watcher import FolderWatcher
+from shoal.errors import AlreadyRunning, ConfigError, FolderPaused, HubUnreachable, ShoalError
+from shoal.sync.engine import ProgressSink, SyncEngine, raise_if_paused
+
+log = logging.getLogger("shoal.daemon")
+LOCK_NAME = "daemon.lock"
+CONFIG_POLL = 1.0
+BACKOFF_CAP = 300.0
+
+
+class Cancelled(BaseException):
+    """The daemon is stopping: the cycle in progress is abandoned (temp files stay for resume)."""
+
+
+class _Sink(ProgressSink):
+    def __init__(self, daemon: Daemon):
+        self.daemon = daemon
+        self.listeners: list = []
+
+    def _check(self) -> None:
+        if self.daemon.stopping.is_set():
+            raise Cancelled()
+
+    def phase(self, folder_id, phase, total_files=0, total_bytes=0):
+        self._check()
+        for send in list(self.listeners):
+            send({"progress": {"folder": folder_id, "phase": phase, "total_files": total_files,
+                               "total_bytes": total_bytes}})
+
+    def advance(self, files=0, nbytes=0, path=None):
+        self._check()
+        for send in list(self.listeners):
+            send({"progress": {"files": files, "bytes": nbytes}})
+
+
+def acquire_lock(state_dir: Path):
+    """Hold the state dir's daemon lock for the life of the process. Raises AlreadyRunning."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = state_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise AlreadyRunning(f"a shoal daemon (pid {pid}) is already running for {state_dir}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+class Daemon:
+    def __init__(self, config_path: Path, config: Config):
+        self.config_path = config_path
+        self.config = config
+        self.config_error: list[str] | None = None
+        self._config_stamp = self._stamp()
+        self.device = Device(config)
+        self.sink = _Sink(self)
+        self.engine = SyncEngine(config, self.device.store, self.device.open_hub, progress=self.sink)
+        self.stopping = threading.Event()
+        self.wake = threading.Event()
+        self.lock = threading.Lock()
+        self.debouncer = Debouncer(config.sync.debounce)
+        self.requests: list[tuple[dict, callable, threading.Event, dict]] = []
+        self.paused = False
+        self.hub_ok: bool | None = None
+        self.hub_error: str | None = None
+        self.unreachable_since: float | None = None
+        self.failures = 0
+        self.next_cycle = 0.0  # run at once on start
+        self.pull_wanted = False
+        self.watcher = FolderWatcher(self._on_fs_event)
+        self.listener: threading.Thread | None = None
+        self.control = ControlServer(socket_path(config.state_dir), self._handle)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def _stamp(self):
+        try:
+            st = os.stat(self.config_path)
+            return (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            return None
+
+    def stop(self, *_args) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def run(self) -> None:
+        self.control.start()
+        self.watcher.update(self.config.folders)
+        self.listener = threading.Thread(target=self._listen_loop, name="shoal-listen", daemon=True)
+        self.listener.start()
+        log.info("shoal daemon running (pid %d), %d folders, watcher: %s",
+                 os.getpid(), len(self.config.folders), self.watcher.state)
+        try:
+            while not self.stopping.is_set():
+                self._reload_config_if_changed()
+                self._serve_requests()
+                now = time.time()
+                dirty = self.debouncer.due(now)
+                due = now >= self.next_cycle or self.pull_wanted or dirty
+                if due and not self.paused:
+                    self._cycle()
+                timeout = min(CONFIG_POLL, max(0.0, self.next_cycle - time.time()))
+                deadline = self.debouncer.next_deadline()
+                if deadline is not None:
+                    timeout = min(timeout, max(0.0, deadline - time.time()))
+                self.wake.wait(timeout)
+                self.wake.clear()
+        finally:
+            self.watcher.stop()
+            self.control.stop()
+            self.device.close()
+            log.info("shoal daemon stopped")
+
+    # -- cycles --------------------------------------------------------------------
+
+    def _cycle(self, folder: str | None = None, allow_mass_delete: bool = False) -> tuple[bool, str | None, list]:
+        """One cycle; returns (ok, error, report lines). Never raises (but Cancelled)."""
+        self.pull_wanted = False
+        lines: list[str] = []
+        try:
+            with self.lock:
+                report = self.engine.cycle([folder] if folder else None, allow_mass_delete=allow_mass_delete,
+                                           min_age=self.config.sync.debounce)
+            deferred = sum(fr.scan.deferred for fr in report.folders if fr.scan)
+            self.hub_ok, self.hub_error, self.unreachable_since, self.failures = True, None, None, 0
+            self.next_cycle = time.time() + (self.config.sync.debounce + 0.05 if deferred else
+                                             self.config.sync.interval)
+            from shoal.cli import print_cycle  # the same wording as `shoal sync --now`
+            import contextlib
+            import io
+
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                print_cycle(report)
+            lines = buf.getvalue().splitlines()
+            raise_if_paused(report)
+            return True, None, lines
+        except HubUnreachable as e:
+            self.failures += 1
+            if self.hub_ok is not False:
+                log.warning("%s; local changes wait in the outbox", e)
+            self.hub_ok, self.hub_error = False, str(e)
+            self.unreachable_since = self.unreachable_since or time.time()
+            delay = backoff_delay(self.failures - 1, base=1.0, cap=BACKOFF_CAP, rand=random.random())
+            self.next_cycle = time.time() + delay
+            return False, str(e), lines
+        except FolderPaused as e:
+            log.warning("%s", e)
+            return False, str(e), lines
+        except ShoalError as e:
+            log.error("sync failed: %s", e)
+            self.failures += 1
+            self.next_cycle = time.time() + backoff_delay(self.failures - 1, cap=BACKOFF_CAP, rand=random.random())
+            return False, str(e), lines
+
+    # -- events --------------------------------------------------------------------
+
+    def _on_fs_event(self, folder_id: str) -> None:
+        self.debouncer.mark(folder_id, time.time())
+        self.wake.set()
+
+    def _listen_loop(self) -> None:
+        """LISTEN on the hub; a notification means another device pushed: pull now."""
+        from shoal.sync.hub import NOTIFY_CHANNEL, connect
+
+        attempt = 0
+        while not self.stopping.is_set():
+            try:
+                conn = connect(self.device.hub_url(), self._password(), timeout=5)
+            except ShoalError:
+                attempt += 1
+                self.stopping.wait(backoff_delay(attempt, cap=60.0, rand=random.random()))
+                continue
+            attempt = 0
+            try:
+                conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                while not self.stopping.is_set():
+                    for _ in conn.notifies(timeout=1.0, stop_after=1):
+                        self.pull_wanted = True
+                        self.wake.set()
+            except Exception as e:  # connection lost: reconnect with backoff
+                log.debug("hub listener: %s", e)
+                self.stopping.wait(1.0)
+            finally:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+
+    def _password(self):
+        from shoal.config import read_hub_password
+
+        try:
+            return read_hub_password(self.config.hub)
+        except ConfigError:
+            return None
+
+    # -- config reload -------------------------------------------------------------
+
+    def _reload_config_if_changed(self) -> None:
+        stamp = self._stamp()
+        if stamp == self._config_stamp:
+            return
+        self._config_stamp = stamp
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as e:
+            self.config_error = e.problems
+            log.error("config edit refused, running on the last good config:\n%s", "\n".join(e.problems))
+            return
+        self.config_error = None
+        if new == self.config:
+            return
+        if new.state_dir != self.config.state_dir:
+            log.warning("state_dir changed in the config: restart the daemon to use it")
+        log.info("config reloaded: %d folders", len(new.folders))
+        with self.lock:
+            self.config = new
+            for f in new.folders:
+                self.device.store.ensure_folder(f.id, str(f.path))
+            self.device.config = new
+            self.engine = SyncEngine(new, self.device.store, self.device.open_hub, progress=self.sink)
+            self.debouncer = Debouncer(new.sync.debounce)
+            logging.getLogger().setLevel(getattr(logging, new.log.level.upper(), logging.INFO))
+        self.watcher.update(new.folders)
+        self.next_cycle = 0.0
+
+    # -- control requests ----------------------------------------------------------
+
+    def _handle(self, request: dict, send) -> dict:
+        op = request.get("op")
+        if op == "status":
+            return {"ok": True, "status": self.status()}
+        if op == "pause":
+            self.paused = True
+            return {"ok": True}
+        if op == "resume":
+            self.paused = False
+            self.wake.set()
+            return {"ok": True}
+        if op == "sync-now":
+            done = threading.Event()
+            result: dict = {}
+            with self.lock:
+                self.requests.append((request, send, done, result))
+            self.wake.set()
+            while not done.wait(0.5):
+                if self.stopping.is_set():
+                    return {"ok": False, "error": "the daemon is stopping", "exit_code": 1}
+            return result
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def _serve_requests(self) -> None:
+        with self.lock:
+            pending, self.requests = self.requests, []
+        for request, send, done, result in pending:
+            self.sink.listeners.append(send)
+            try:
+                folder = request.get("folder")
+                if folder and self.config.folder(folder) is None:
+                    result.update(ok=False, error=f"no folder with id {folder!r}", exit_code=2)
+                    continue
+                ok, error, lines = self._cycle(folder, bool(request.get("allow_mass_delete")))
+                result.update(ok=ok, error=error, lines=lines, exit_code=0 if ok else 1)
+            except Exception as e:  # report, keep serving
+                result.update(ok=False, error=f"{type(e).__name__}: {e}", exit_code=1)
+            finally:
+                if send in self.sink.listeners:
+                    self.sink.listeners.remove(send)
+                done.set()
+
+    def status(self) -> dict:
+        report = status_report(self.device, check_hub=False)
+        report["hub"].update(
+            reachable=self.hub_ok, error=self.hub_error,
+            unreachable_since=(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.unreachable_since))
+                               if self.unreachable_since else None))
+        report["daemon"] = {"running": True, "pid": os.getpid(), "paused": self.paused,
+                            "watcher": self.watcher.state}
+        if self.config_error:
+            report["config_error"] = self.config_error
+        return report
+
+
+def run_daemon(config_path: Path, *, debug: bool = False) -> int:
+    """`shoal run`. Raises AlreadyRunning (exit 1) if the state dir has a daemon already."""
+    config = load_or_create_config(config_path, create=True)
+    setup_logging(config.log.level, config.state_dir, debug=debug, to_file=True)
+    lock_fd = acquire_lock(config.state_dir)
+    daemon = Daemon(config_path, config)
+    signal.signal(signal.SIGTERM, daemon.stop)
+    signal.signal(signal.SIGINT, daemon.stop)
+    try:
+        daemon.run()
+    except Cancelled:
+        pass
+    finally:
+        from shoal.sync.embedded import stop_embedded_hubs
+
+        stop_embedded_hubs()
+        os.close(lock_fd)
+    return 0

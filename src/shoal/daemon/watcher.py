@@ -1,0 +1,90 @@
+"""File system watching: watchdog observers whose events only mark a folder dirty.
+
+Events are hints (they get lost: inotify overflow, Android shared storage); the scanner is
+the truth. When a folder cannot be watched (inotify watch limit, no events on FUSE storage),
+the daemon falls back to periodic rescans and says so in `state`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Callable
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from shoal.config import FolderConfig
+
+log = logging.getLogger("shoal.watcher")
+INOTIFY_HINT = "raise it with: sudo sysctl fs.inotify.max_user_watches=524288"
+
+
+def _is_shared_storage(path: str) -> bool:
+    return path.startswith(("/storage/", "/sdcard")) or "/storage/" in path and "com.termux" in path
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, folder_id: str, root: str, on_dirty: Callable[[str], None]):
+        self.folder_id = folder_id
+        self.shoal_dir = root.rstrip("/") + "/.shoal"
+        self.on_dirty = on_dirty
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        paths = [event.src_path, getattr(event, "dest_path", "") or ""]
+        if all(not p or p == self.shoal_dir or p.startswith(self.shoal_dir + "/") for p in paths):
+            return  # our own temp files and trash
+        self.on_dirty(self.folder_id)
+
+
+class FolderWatcher:
+    """One observer, one recursive watch per folder; `update` follows config changes."""
+
+    def __init__(self, on_dirty: Callable[[str], None]):
+        self.on_dirty = on_dirty
+        self.observer = Observer()
+        self.observer.daemon = True
+        self.watches: dict[str, tuple[str, object]] = {}
+        self.problems: dict[str, str] = {}
+        self.started = False
+
+    @property
+    def state(self) -> str:
+        if not self.problems:
+            return "watching" if self.watches else "idle"
+        return "; ".join(f"{fid}: {why} (periodic rescans only)" for fid, why in sorted(self.problems.items()))
+
+    def update(self, folders: tuple[FolderConfig, ...]) -> None:
+        if not self.started:
+            self.observer.start()
+            self.started = True
+        wanted = {f.id: str(f.path) for f in folders}
+        for fid in list(self.watches):
+            if wanted.get(fid) != self.watches[fid][0]:
+                self.observer.unschedule(self.watches.pop(fid)[1])
+        for fid in list(self.problems):
+            if fid not in wanted:
+                self.problems.pop(fid)
+        for fid, path in wanted.items():
+            if fid in self.watches:
+                continue
+            if _is_shared_storage(path):
+                self.problems[fid] = "Android shared storage may deliver no file events"
+            try:
+                self.watches[fid] = (path, self.observer.schedule(_Handler(fid, path, self.on_dirty), path,
+                                                                  recursive=True))
+                if fid in self.problems and not _is_shared_storage(path):
+                    self.problems.pop(fid)
+            except OSError as e:
+                if e.errno == errno.ENOSPC:
+                    self.problems[fid] = f"inotify watch limit reached; {INOTIFY_HINT}"
+                else:
+                    self.problems[fid] = f"cannot watch: {e.strerror or e}"
+                log.warning("folder %s: %s", fid, self.problems[fid])
+
+    def stop(self) -> None:
+        if self.started:
+            self.observer.stop()
+            self.observer.join(timeout=5)

@@ -123,6 +123,8 @@ class Daemon:
                 due = now >= self.next_cycle or self.pull_wanted or dirty
                 if due and not self.paused:
                     self._cycle()
+                    if self.watcher.problems:
+                        self.watcher.update(self.config.folders)  # a folder may exist now
                 timeout = min(CONFIG_POLL, max(0.0, self.next_cycle - time.time()))
                 deadline = self.debouncer.next_deadline()
                 if deadline is not None:
@@ -278,6 +280,7 @@ class Daemon:
         with self.lock:
             pending, self.requests = self.requests, []
         for request, send, done, result in pending:
+            log.info("sync requested over the control socket")
             self.sink.listeners.append(send)
             try:
                 folder = request.get("folder")

@@ -77,7 +77,10 @@ class FolderWatcher:
                                                                   recursive=True))
                 if fid in self.problems and not _is_shared_storage(path):
                     self.problems.pop(fid)
+                    log.info("folder %s: watching again", fid)
             except OSError as e:
+                if fid in self.problems:
+                    continue  # still failing; said so already
                 if e.errno == errno.ENOSPC:
                     self.problems[fid] = f"inotify watch limit reached; {INOTIFY_HINT}"
                 else:

@@ -307,6 +307,11 @@ class Store:
             (folder_id, path, below_seq),
         )
 
+    def keep_local_only(self, folder_id: str) -> None:
+        """Pending rows of a receive-only folder are never pushed: mark them local."""
+        self.conn.execute(
+            "UPDATE outbox SET state='local' WHERE folder_id=? AND state='pending'", (folder_id,))
+
     def set_moved_from(self, folder_id: str, path: str, moved_from: str) -> None:
         """Mark the pending add of `path` as the new place of content that left `moved_from`."""
         self.conn.execute(

@@ -173,6 +173,10 @@ class SyncEngine:
         if f.mode != "receive-only":
             self.store.update_run(run_id, phase=f"push {f.id}")
             self._push(hub, f, fr)
+        else:
+            # Local edits of a receive-only folder stay local: remote changes replace them
+            # (the local version goes to the trash), they never reach the hub.
+            self.store.keep_local_only(f.id)
         self.store.update_run(run_id, phase=f"pull {f.id}")
         self._pull(hub, f, fr)
         cutoff = self.clock() - self.config.sync.trash_days * 86400

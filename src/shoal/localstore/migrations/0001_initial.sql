@@ -45,7 +45,7 @@ CREATE TABLE outbox (
     moved_from  TEXT,
     conflict_of TEXT,
     created_at  INTEGER NOT NULL,
-    state       TEXT NOT NULL DEFAULT 'pending',  -- pending | pushed | superseded | conflict
+    state       TEXT NOT NULL DEFAULT 'pending',  -- pending | pushed | superseded | conflict | local
     version     INTEGER                            -- hub version once pushed
 );
 CREATE INDEX outbox_pending ON outbox(folder_id, seq) WHERE state = 'pending';

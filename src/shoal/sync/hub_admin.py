@@ -1,0 +1,266 @@
+"""Hub administration: least-privilege hub logins for devices (`shoal hub add-device`,
+`shoal hub revoke-device`).
+
+A device login is a PostgreSQL LOGIN role `shoal_dev_<name>` that is a member of the group
+role `shoal_device` (made by `shoal hub init`), which may only use schema `shoal` and execute
+its SECURITY DEFINER API functions; the tables stay the hub owner's. The login is listed in
+`shoal.device_roles`, unbound until its first `shoal.register_device` binds it to that
+device id; from then on the hub refuses any other device id from it.
+
+These functions run as the hub owner (a role with CREATEROLE and ADMIN on `shoal_device`).
+The password is made here, shown once, and sent to the server only as a SCRAM verifier, so
+it never appears in a statement text or a server log.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sys
+from collections.abc import Callable
+from urllib.parse import quote, urlencode
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from shoal.errors import HubError, HubUnreachable, UsageError
+from shoal.sync.hub import DEVICE_GROUP_ROLE, connect, describe_error
+
+ROLE_PREFIX = "shoal_dev_"
+CONNECTION_LIMIT = 5
+IDLE_IN_TRANSACTION_TIMEOUT = "60s"
+STATEMENT_TIMEOUT = "5min"
+TERMINATE_WAIT_MS = 5000
+PASSWORD_FILE_HINT = "~/.config/shoal/hub-password"
+_NAME = re.compile(r"[a-z0-9_-]{1,40}")
+# Connection parameters that say nothing about who connects: kept in the device's URL.
+_DROPPED_PARAMS = {"user", "password", "passfile", "host", "hostaddr", "port", "dbname",
+                   "sslpassword", "application_name"}
+
+
+def role_name(name: str) -> str:
+    """The hub login of device `name`: `shoal_dev_` + the name lowercased, `-` as `_`.
+
+    Raises UsageError if the lowercased name is not 1 to 40 of a-z, 0-9, `_` and `-`.
+    """
+    lowered = name.lower()
+    if not _NAME.fullmatch(lowered):
+        raise UsageError(
+            f"device name {name!r} is not allowed: use 1 to 40 letters, digits, '_' or '-'")
+    return ROLE_PREFIX + lowered.replace("-", "_")
+
+
+def device_url(admin_conninfo: str, role: str) -> str:
+    """A `postgresql://ROLE@host:port/db?...` URL for a device, built from the admin's conninfo
+    (URL or key=value): same server, database and TLS settings, the device's role, no password.
+
+    A Unix-socket host goes into the query (`?host=/path`). Raises UsageError if the conninfo
+    cannot be parsed.
+    """
+    try:
+        params = conninfo_to_dict(admin_conninfo)
+    except psycopg.ProgrammingError as e:
+        raise UsageError(f"cannot parse the hub URL: {describe_error(e)}") from None
+    host = str(params.get("host") or "")
+    port = str(params.get("port") or "")
+    query: dict[str, str] = {}
+    netloc_host = ""
+    if host.startswith("/") or "," in host:
+        query["host"] = host  # a socket directory or several hosts: not expressible as netloc
+        if port:
+            query["port"] = port
+            port = ""
+    elif ":" in host:
+        netloc_host = f"[{host}]"  # an IPv6 address
+    else:
+        netloc_host = host
+    if not host and params.get("hostaddr"):
+        netloc_host = str(params["hostaddr"])
+        if ":" in netloc_host:
+            netloc_host = f"[{netloc_host}]"
+    for key in sorted(params):
+        if key not in _DROPPED_PARAMS and params[key] is not None:
+            query[key] = str(params[key])
+    netloc = f"{quote(role, safe='')}@{netloc_host}" + (f":{port}" if port and netloc_host else "")
+    if port and not netloc_host:
+        query["port"] = port
+    dbname = quote(str(params.get("dbname") or ""), safe="")
+    url = f"postgresql://{netloc}/{dbname}"
+    if query:
+        url += "?" + urlencode(query, safe="/")
+    return url
+
+
+def _require_hub(conn: psycopg.Connection) -> None:
+    """Raises HubError unless the hub schema and the device group role exist."""
+    row = conn.execute("SELECT to_regclass('shoal.device_roles') IS NOT NULL,"
+                       " EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)",
+                       (DEVICE_GROUP_ROLE,)).fetchone()
+    if not row[0]:
+        raise HubError("the hub has no shoal schema: run `shoal hub init` first")
+    if not row[1]:
+        raise HubError(f"the hub has no role {DEVICE_GROUP_ROLE}: run `shoal hub init` as a role "
+                       "with CREATEROLE (or a superuser) to create it")
+
+
+def _encrypted_password(conn: psycopg.Connection, password: str, role: str) -> str:
+    """The password as the verifier the server stores (SCRAM, or whatever password_encryption says)."""
+    return conn.pgconn.encrypt_password(password.encode(), role.encode()).decode()
+
+
+def new_password() -> str:
+    """A random password for a device login (32 URL-safe characters). Raises nothing."""
+    return secrets.token_urlsafe(24)
+
+
+def add_device(conn: psycopg.Connection, name: str, *, hub_url_for_devices: str,
+               password: str | None = None) -> tuple[str, str]:
+    """Create the hub login of device `name`; returns (role, its URL without a password).
+
+    `password` is the login's password (make it with new_password() to show it to the user);
+    without one a random password is set that nobody knows (the owner can reset it).
+
+    The role: LOGIN with a random password, INHERIT member of `shoal_device`, CONNECTION LIMIT 5,
+    no superuser/createdb/createrole/replication/bypassrls, idle_in_transaction_session_timeout
+    60s and statement_timeout 5min; listed in shoal.device_roles, unbound until it registers.
+    All in one transaction: on any error nothing is left behind.
+
+    Raises UsageError for a bad name or if the role already exists (also a revoked one),
+    HubError if the hub has no schema or group role, or the connected role may not create
+    roles, HubUnreachable if the connection fails.
+    """
+    role = role_name(name)
+    url = device_url(hub_url_for_devices, role)
+    password = password or new_password()
+    ident = sql.Identifier(role)
+    try:
+        with conn.transaction():
+            _require_hub(conn)
+            taken = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)"
+                " OR EXISTS (SELECT 1 FROM shoal.device_roles WHERE role_name = %s)",
+                (role, role)).fetchone()[0]
+            if taken:
+                raise UsageError(f"hub login {role} already exists (device {name!r}); "
+                                 "choose another name, or revoke it with `shoal hub revoke-device`")
+            verifier = _encrypted_password(conn, password, role)
+            conn.execute(sql.SQL(
+                "CREATE ROLE {} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+                " NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {} IN ROLE {}").format(
+                    ident, sql.Literal(CONNECTION_LIMIT), sql.Literal(verifier),
+                    sql.Identifier(DEVICE_GROUP_ROLE)))
+            conn.execute(sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = {}").format(
+                ident, sql.Literal(IDLE_IN_TRANSACTION_TIMEOUT)))
+            conn.execute(sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(
+                ident, sql.Literal(STATEMENT_TIMEOUT)))
+            conn.execute("INSERT INTO shoal.device_roles(role_name) VALUES (%s)", (role,))
+    except psycopg.errors.DuplicateObject:
+        raise UsageError(f"hub login {role} already exists (device {name!r})") from None
+    except psycopg.errors.InsufficientPrivilege as e:
+        raise HubError(f"cannot create hub login {role}: {describe_error(e)} (connect as the hub "
+                       f"owner, a role with CREATEROLE and ADMIN on {DEVICE_GROUP_ROLE})") from e
+    except psycopg.OperationalError as e:
+        raise HubUnreachable(f"hub unreachable: {describe_error(e)}") from e
+    except psycopg.Error as e:
+        raise HubError(f"cannot create hub login {role}: {describe_error(e)}") from e
+    return role, url
+
+
+def revoke_device(conn: psycopg.Connection, name: str) -> tuple[str, int]:
+    """Revoke the hub login of device `name`; returns (role, sessions terminated).
+
+    The role becomes NOLOGIN and leaves `shoal_device` (so a session that somehow survives can
+    execute nothing), its device_roles row gets revoked_at (the hub refuses it as any device),
+    then every open session of it is terminated. Revoking twice is harmless.
+
+    Raises UsageError for a bad name or if no device login of that name exists (so no other
+    role can be revoked through this), HubError if the hub refuses (e.g. the connected role
+    may not alter the role or signal its sessions), HubUnreachable if the connection fails.
+    """
+    role = role_name(name)
+    ident = sql.Identifier(role)
+    try:
+        with conn.transaction():
+            _require_hub(conn)
+            listed = conn.execute("SELECT 1 FROM shoal.device_roles WHERE role_name = %s FOR UPDATE",
+                                  (role,)).fetchone()
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            if not listed:
+                raise UsageError(f"no device login {role} on this hub (device {name!r})")
+            conn.execute("UPDATE shoal.device_roles SET revoked_at = coalesce(revoked_at, now())"
+                         " WHERE role_name = %s", (role,))
+            if exists:
+                conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(ident))
+                member = conn.execute(
+                    "SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid"
+                    " JOIN pg_roles r ON r.oid = m.member WHERE g.rolname = %s AND r.rolname = %s",
+                    (DEVICE_GROUP_ROLE, role)).fetchone()
+                if member:
+                    conn.execute(sql.SQL("REVOKE {} FROM {}").format(
+                        sql.Identifier(DEVICE_GROUP_ROLE), ident))
+        # After the commit: a terminated device that reconnects at once finds NOLOGIN.
+        terminated = conn.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, %s)) FROM pg_stat_activity"
+            " WHERE usename = %s AND pid <> pg_backend_pid()", (TERMINATE_WAIT_MS, role)).fetchone()[0]
+    except psycopg.errors.InsufficientPrivilege as e:
+        raise HubError(f"cannot revoke hub login {role}: {describe_error(e)} (connect as the hub "
+                       f"owner; terminating sessions needs pg_signal_backend or a superuser)") from e
+    except psycopg.OperationalError as e:
+        raise HubUnreachable(f"hub unreachable: {describe_error(e)}") from e
+    except psycopg.Error as e:
+        raise HubError(f"cannot revoke hub login {role}: {describe_error(e)}") from e
+    return role, terminated
+
+
+def _admin_connection(args, device_factory: Callable) -> tuple[psycopg.Connection, str]:
+    """Connect as the hub owner: `--url` if given, else the config's hub. Returns (conn, url)."""
+    if args.url:
+        return connect(args.url), args.url
+    from shoal.config import read_hub_password
+
+    device = device_factory(args)
+    try:
+        url = device.hub_url()
+        password = read_hub_password(device.config.hub)
+    finally:
+        device.close()
+    return connect(url, password), url
+
+
+def run(args, device_factory: Callable, out=None) -> int:
+    """`shoal hub add-device NAME` / `shoal hub revoke-device NAME`; returns the exit status.
+
+    Raises UsageError (bad name, login exists / does not exist, unknown action), ConfigError
+    (config or password file), HubUnreachable or HubError; the CLI turns them into one line.
+    """
+    out = out or sys.stdout
+    if args.action not in ("add-device", "revoke-device"):
+        raise UsageError(f"unknown hub action {args.action!r}")
+    role_name(args.name)  # refuse a bad name before connecting anywhere
+    conn, url = _admin_connection(args, device_factory)
+    try:
+        if args.action == "add-device":
+            password = new_password()
+            role, device_conninfo = add_device(conn, args.name, hub_url_for_devices=url,
+                                               password=password)
+            print(f"created hub login {role} for device {args.name!r}", file=out)
+            print(f"  url:      {device_conninfo}", file=out)
+            print(f"  password: {password}", file=out)
+            print("The password is shown only this once. On the device, store it in a file only you "
+                  "can read:", file=out)
+            print("  mkdir -p ~/.config/shoal", file=out)
+            print(f"  (umask 077; printf '%s' '{password}' > {PASSWORD_FILE_HINT})", file=out)
+            print("and put these lines in the device's config.yaml:", file=out)
+            print("  hub:", file=out)
+            print(f"    url: {device_conninfo}", file=out)
+            print(f"    password_file: {PASSWORD_FILE_HINT}", file=out)
+            print("The server's pg_hba.conf must let this role connect with scram-sha-256 "
+                  "(and, over a network, TLS: add sslmode=verify-full to the URL).", file=out)
+        else:
+            role, terminated = revoke_device(conn, args.name)
+            print(f"revoked hub login {role}: it can no longer log in or act as its device; "
+                  f"{terminated} open session(s) terminated", file=out)
+    finally:
+        conn.close()
+    return 0

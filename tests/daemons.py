@@ -1,0 +1,89 @@
+"""Real `shoal run` daemons as subprocesses, each with its own config file and state dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+
+def shoal(config: Path, *args: str, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would (a new process)."""
+    proc = subprocess.run([sys.executable, "-m", "shoal", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"shoal {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class DaemonDevice:
+    def __init__(self, base: Path, name: str, hub_url: str, folders: dict[str, str] | None = None,
+                 debounce: str = "200ms", interval: str = "5m"):
+        self.name = name
+        self.base = base / name
+        self.base.mkdir(parents=True)
+        self.state = self.base / "state"
+        self.config = self.base / "config.yaml"
+        self.folders = folders or {"docs": str(self.base / "docs")}
+        self.hub_url = hub_url
+        self.debounce = debounce
+        self.interval = interval
+        self.proc: subprocess.Popen | None = None
+        self.write_config()
+
+    @property
+    def root(self) -> Path:
+        return Path(self.folders["docs"])
+
+    def config_dict(self) -> dict:
+        return {"device": {"name": self.name}, "state_dir": str(self.state),
+                "hub": {"url": self.hub_url},
+                "folders": [{"id": fid, "path": p} for fid, p in self.folders.items()],
+                "sync": {"debounce": self.debounce, "interval": self.interval}}
+
+    def write_config(self, text: str | None = None) -> None:
+        tmp = self.config.with_suffix(".tmp")
+        tmp.write_text(text if text is not None else yaml.safe_dump(self.config_dict()))
+        os.replace(tmp, self.config)
+
+    def start(self) -> None:
+        log = open(self.base / "daemon.out", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "shoal", "--config", str(self.config), "run"],
+                                     stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.status().get("daemon", {}).get("running"), what=f"{self.name} daemon to start")
+
+    def status(self) -> dict:
+        proc = shoal(self.config, "status", "--json")
+        try:
+            return json.loads(proc.stdout)
+        except ValueError:
+            return {}
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.proc = None
+
+    def log_text(self) -> str:
+        p = self.state / "logs" / "shoal.log"
+        return p.read_text() if p.exists() else ""

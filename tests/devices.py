@@ -14,8 +14,10 @@ from shoal.sync.hub import open_hub
 
 class Device:
     def __init__(self, base: Path, name: str, hub_url: str, *, folder_id: str = "docs",
-                 mode: str = "send-receive", conflict: str = "keep-both", ignore: tuple[str, ...] = ()):
+                 mode: str = "send-receive", conflict: str = "keep-both", ignore: tuple[str, ...] = (),
+                 call_timeout: float | None = None):
         self.name = name
+        self.call_timeout = call_timeout
         self.root = base / name / "folder"
         self.root.mkdir(parents=True)
         self.state = base / name / "state"
@@ -30,7 +32,8 @@ class Device:
         self.engine = SyncEngine(self.config, self.store, self.hub)
 
     def hub(self):
-        return open_hub(self.hub_url, None, self.store.device_id, self.store.incarnation_id)
+        return open_hub(self.hub_url, None, self.store.device_id, self.store.incarnation_id,
+                        call_timeout=self.call_timeout)
 
     def sync(self, **kw):
         return self.engine.cycle(**kw)

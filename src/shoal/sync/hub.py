@@ -8,7 +8,10 @@ error is translated into a ShoalError here; a password never appears in a messag
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -43,7 +46,10 @@ def connect(url: str, password: str | None = None, *, timeout: float = 10.0,
             autocommit: bool = True) -> psycopg.Connection:
     """Open a connection to the hub. Raises HubUnreachable (retryable) if it cannot."""
     kwargs: dict = {"connect_timeout": max(1, int(timeout)), "autocommit": autocommit,
-                    "application_name": "shoal"}
+                    "application_name": "shoal",
+                    # Notice a dead network on TCP hubs (ignored on Unix sockets).
+                    "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                    "keepalives_count": 3}
     if password is not None:
         kwargs["password"] = password
     try:
@@ -135,13 +141,64 @@ class ContentInfo:
     blocks: list[str]
 
 
-class Hub:
-    """The hub API as one device sees it. Methods raise HubUnreachable or HubError."""
+class _CallWatchdog:
+    """Cuts the socket under a hub call that runs past its deadline.
 
-    def __init__(self, conn: psycopg.Connection, device_id: str, incarnation_id: str):
+    A stalled network (or proxy) can leave a query waiting forever: TCP keepalives do not
+    help when something in between still acknowledges. Shutting the socket down makes the
+    blocked call fail at once with a connection error, which is retried like any outage.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.deadlines: dict[int, tuple[float, psycopg.Connection]] = {}
+        self.thread: threading.Thread | None = None
+
+    def arm(self, conn: psycopg.Connection, seconds: float) -> None:
+        with self.lock:
+            self.deadlines[id(conn)] = (time.monotonic() + seconds, conn)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._loop, name="shoal-hub-watchdog", daemon=True)
+                self.thread.start()
+
+    def disarm(self, conn: psycopg.Connection) -> None:
+        with self.lock:
+            self.deadlines.pop(id(conn), None)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(0.25)
+            now = time.monotonic()
+            with self.lock:
+                late = [c for key, (d, c) in list(self.deadlines.items()) if d < now]
+                for c in late:
+                    self.deadlines.pop(id(c), None)
+            for c in late:
+                try:
+                    s = socket.socket(fileno=os.dup(c.fileno()))
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+                except (OSError, psycopg.Error):
+                    pass
+
+
+_watchdog = _CallWatchdog()
+DEFAULT_CALL_TIMEOUT = 120.0
+
+
+class Hub:
+    """The hub API as one device sees it. Methods raise HubUnreachable or HubError.
+
+    Every call must finish within `call_timeout` seconds, or its connection is cut and the
+    call raises HubUnreachable.
+    """
+
+    def __init__(self, conn: psycopg.Connection, device_id: str, incarnation_id: str,
+                 call_timeout: float = DEFAULT_CALL_TIMEOUT):
         self.conn = conn
         self.device_id = device_id
         self.incarnation_id = incarnation_id
+        self.call_timeout = call_timeout
 
     def close(self) -> None:
         try:
@@ -151,18 +208,25 @@ class Hub:
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
+        started = time.monotonic()
+        _watchdog.arm(self.conn, self.call_timeout)
         try:
             yield
         except psycopg.OperationalError as e:
+            if time.monotonic() - started >= self.call_timeout:
+                raise HubUnreachable(
+                    f"hub unreachable: no answer to {what} within {self.call_timeout:g}s") from e
             raise HubUnreachable(f"hub unreachable during {what}: {describe_error(e)}") from e
         except psycopg.errors.UniqueViolation as e:
             raise HubMismatch(f"hub refused {what}: {describe_error(e)}") from e
         except psycopg.Error as e:
             raise HubError(f"hub refused {what}: {describe_error(e)}") from e
+        finally:
+            _watchdog.disarm(self.conn)
 
-    def _rows(self, what: str, query: str, args: Sequence) -> list[tuple]:
+    def _rows(self, what: str, query: str, args: Sequence, *, binary: bool = False) -> list[tuple]:
         with self._errors(what):
-            return self.conn.execute(query, args).fetchall()
+            return self.conn.execute(query, args, binary=binary).fetchall()
 
     def register(self, name: str) -> str:
         """Register (or rename) this device; returns the hub id."""
@@ -244,7 +308,9 @@ class Hub:
     def get_blocks(self, shas: Sequence[str]) -> dict[str, bytes]:
         if not shas:
             return {}
-        got = self._rows("block download", "SELECT sha256, data FROM shoal.get_blocks(%s)", (list(shas),))
+        # Binary results: bytea in text format would double the bytes on the wire.
+        got = self._rows("block download", "SELECT sha256, data FROM shoal.get_blocks(%s::text[])", (list(shas),),
+                         binary=True)
         return {s: bytes(d) for s, d in got}
 
     def log_sync(self, folder_id: str | None, result: str, pushed: int, pulled: int,
@@ -274,7 +340,7 @@ def resolve_hub_url(hub_url: str, state_dir) -> str:
 
 
 def open_hub(url: str, password: str | None, device_id: str, incarnation_id: str, *,
-             init_if_missing: bool = True) -> Hub:
+             init_if_missing: bool = True, call_timeout: float | None = None) -> Hub:
     """Connect and make sure the hub schema is there and not newer than this shoal.
 
     A hub without the schema is initialised when the role may (the owner's role, the
@@ -293,4 +359,4 @@ def open_hub(url: str, password: str | None, device_id: str, incarnation_id: str
     except BaseException:
         conn.close()
         raise
-    return Hub(conn, device_id, incarnation_id)
+    return Hub(conn, device_id, incarnation_id, call_timeout=call_timeout or DEFAULT_CALL_TIMEOUT)

@@ -19,7 +19,7 @@ from shoal.errors import FileProblem
 from shoal.sync.folder_io import FolderWriter
 from shoal.sync.hub import ContentInfo, Hub
 
-GROUP_BYTES = 16 << 20  # blocks sent or fetched per round trip
+GROUP_BYTES = 8 << 20  # blocks sent or fetched per round trip
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 
 Progress = Callable[[int], None]  # bytes moved

@@ -1,0 +1,175 @@
+"""The network between device and hub: connections cut or stalled mid-transfer by a proxy,
+and TLS with sslmode=verify-full against a hub whose certificate a test CA signed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import time
+
+import psycopg
+import pytest
+
+from devices import Device, assert_converged
+from pgserver import TcpPostgres
+from shoal.errors import HubUnreachable
+from shoal.sync.hub import connect, hub_init
+from tcpproxy import Proxy, TlsTerminatingProxy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def tcp_hub(tmp_path):
+    pg = TcpPostgres(tmp_path / "srv")
+    pg.create_db("hub")
+    conn = connect(pg.tcp_dsn("hub"))
+    hub_init(conn)
+    conn.close()
+    yield pg
+    pg.cleanup()
+
+
+def _count_changes(pg, path):
+    with psycopg.connect(pg.tcp_dsn("hub")) as conn:
+        return conn.execute("SELECT count(*) FROM shoal.changes WHERE path=%s", (path,)).fetchone()[0]
+
+
+def test_connection_cut_mid_download_resumes_and_converges(tmp_path, tcp_hub):
+    proxy = Proxy(("127.0.0.1", tcp_hub.port))
+    try:
+        a = Device(tmp_path, "alpha", tcp_hub.tcp_dsn("hub"))
+        b = Device(tmp_path, "beta", f"host=127.0.0.1 port={proxy.port} user=postgres dbname=hub")
+        big = os.urandom(40 * 1024 * 1024)
+        a.write("big.bin", big)
+        a.write("small.txt", "small")
+        a.sync()
+        proxy.cut_after = 20 * 1024 * 1024  # the network goes away halfway through the download
+        with pytest.raises(HubUnreachable):
+            b.sync()
+        assert not (b.root / "big.bin").exists()
+        partial = list((b.root / ".shoal" / "tmp").glob("*.part"))
+        assert partial and partial[0].stat().st_size > 0
+        proxy.heal()
+        before = proxy.down_bytes
+        b.sync()
+        assert b.read("big.bin") == big
+        assert proxy.down_bytes - before < len(big)  # resumed: the blocks already there were not fetched again
+        a.sync()
+        assert_converged([a, b])
+    finally:
+        proxy.close()
+
+
+def test_connection_cut_mid_push_pushes_everything_once(tmp_path, tcp_hub):
+    proxy = Proxy(("127.0.0.1", tcp_hub.port))
+    try:
+        a = Device(tmp_path, "alpha", f"host=127.0.0.1 port={proxy.port} user=postgres dbname=hub")
+        b = Device(tmp_path, "beta", tcp_hub.tcp_dsn("hub"))
+        for i in range(300):
+            a.write(f"many/f{i:03}.txt", f"file {i}")
+        proxy.cut_after = 30_000  # replies stop partway through the push
+        with pytest.raises(HubUnreachable):
+            a.sync()
+        proxy.heal()
+        a.sync()
+        b.sync()
+        assert_converged([a, b])
+        assert all(_count_changes(tcp_hub, f"many/f{i:03}.txt") == 1 for i in range(0, 300, 37))
+        with psycopg.connect(tcp_hub.tcp_dsn("hub")) as conn:
+            assert conn.execute("SELECT count(*) FROM shoal.changes").fetchone()[0] == 300
+    finally:
+        proxy.close()
+
+
+def test_stalled_hub_times_out_and_sync_recovers(tmp_path, tcp_hub):
+    proxy = Proxy(("127.0.0.1", tcp_hub.port))
+    try:
+        a = Device(tmp_path, "alpha", f"host=127.0.0.1 port={proxy.port} user=postgres dbname=hub",
+                   call_timeout=2.0)
+        a.write("x.txt", "x")
+        a.sync()
+        a.write("y.txt", "y")
+        proxy.stalled.set()  # the hub (or the network) hangs: bytes are accepted, nothing comes back
+        started = time.monotonic()
+        with pytest.raises(HubUnreachable, match="within 2s|hub unreachable"):
+            a.sync()
+        assert time.monotonic() - started < 30
+        assert a.store.pending_count("docs") == 1
+        proxy.heal()
+        a.sync()
+        assert a.store.pending_count("docs") == 0
+        assert _count_changes(tcp_hub, "y.txt") == 1
+    finally:
+        proxy.close()
+
+
+def _make_ca_and_server_cert(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def pem_key(k):
+        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("shoal test CA")).issuer_name(name("shoal test CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    ca_path = tmp_path / "ca.pem"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    other = (x509.CertificateBuilder().subject_name(name("other CA")).issuer_name(name("other CA"))
+             .public_key(other_key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+             .sign(other_key, hashes.SHA256()))
+    other_path = tmp_path / "other-ca.pem"
+    other_path.write_bytes(other.public_bytes(serialization.Encoding.PEM))
+    return cert.public_bytes(serialization.Encoding.PEM), pem_key(key), ca_path, other_path
+
+
+def test_tls_verify_full(tmp_path, tcp_hub):
+    cert, key, ca_path, other_ca = _make_ca_and_server_cert(tmp_path)
+    (tmp_path / "server.crt").write_bytes(cert)
+    (tmp_path / "server.key").write_bytes(key)
+    proxy = TlsTerminatingProxy(("127.0.0.1", tcp_hub.port), str(tmp_path / "server.crt"),
+                                str(tmp_path / "server.key"))
+    try:
+        url = (f"postgresql://postgres@localhost:{proxy.port}/hub"
+               f"?sslmode=verify-full&sslrootcert={ca_path}")
+        a = Device(tmp_path, "alpha", url)
+        b = Device(tmp_path, "beta", url)
+        a.write("secret.txt", "over TLS")
+        a.sync()
+        b.sync()
+        assert b.read("secret.txt") == b"over TLS"
+        assert proxy.handshakes >= 2
+        # a hub whose certificate the configured CA did not sign is refused
+        bad = f"postgresql://postgres@localhost:{proxy.port}/hub?sslmode=verify-full&sslrootcert={other_ca}"
+        with pytest.raises(HubUnreachable, match="certificate verify failed"):
+            connect(bad)
+        # and so is a host name the certificate does not carry (same address, other name)
+        wrong = (f"host=not-the-hub.invalid hostaddr=127.0.0.1 port={proxy.port} user=postgres dbname=hub"
+                 f" sslmode=verify-full sslrootcert={ca_path}")
+        with pytest.raises(HubUnreachable, match="does not match host name"):
+            connect(wrong, timeout=3)
+    finally:
+        proxy.close()

@@ -218,7 +218,7 @@ def cmd_sync(args) -> int:
         with TerminalProgress("sync") as progress:
             engine = SyncEngine(device.config, device.store, device.open_hub, progress=progress)
             report = engine.cycle([args.folder] if args.folder else None,
-                                  allow_mass_delete=args.allow_mass_delete)
+                                  allow_mass_delete=args.allow_mass_delete, retry_now=True)
         print_cycle(report)
         raise_if_paused(report)
         return 0

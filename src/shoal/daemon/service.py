@@ -139,14 +139,15 @@ class Daemon:
 
     # -- cycles --------------------------------------------------------------------
 
-    def _cycle(self, folder: str | None = None, allow_mass_delete: bool = False) -> tuple[bool, str | None, list]:
+    def _cycle(self, folder: str | None = None, allow_mass_delete: bool = False,
+               retry_now: bool = False) -> tuple[bool, str | None, list]:
         """One cycle; returns (ok, error, report lines). Never raises (but Cancelled)."""
         self.pull_wanted = False
         lines: list[str] = []
         try:
             with self.lock:
                 report = self.engine.cycle([folder] if folder else None, allow_mass_delete=allow_mass_delete,
-                                           min_age=self.config.sync.debounce)
+                                           min_age=self.config.sync.debounce, retry_now=retry_now)
             deferred = sum(fr.scan.deferred for fr in report.folders if fr.scan)
             self.hub_ok, self.hub_error, self.unreachable_since, self.failures = True, None, None, 0
             self.next_cycle = time.time() + (self.config.sync.debounce + 0.05 if deferred else
@@ -287,7 +288,7 @@ class Daemon:
                 if folder and self.config.folder(folder) is None:
                     result.update(ok=False, error=f"no folder with id {folder!r}", exit_code=2)
                     continue
-                ok, error, lines = self._cycle(folder, bool(request.get("allow_mass_delete")))
+                ok, error, lines = self._cycle(folder, bool(request.get("allow_mass_delete")), retry_now=True)
                 result.update(ok=ok, error=error, lines=lines, exit_code=0 if ok else 1)
             except Exception as e:  # report, keep serving
                 result.update(ok=False, error=f"{type(e).__name__}: {e}", exit_code=1)

@@ -233,7 +233,7 @@ class Applier:
                     self.writer.set_temp_mtime(tmp, ch.mtime_ns)
             except FileProblem as e:
                 self.stats.failed += 1
-                self._error(ch.path, "block", str(e), WRITE_RETRY_SECONDS)
+                self._error(ch.path, getattr(e, "kind", "block"), str(e), WRITE_RETRY_SECONDS)
                 continue
             except OSError as e:
                 self.stats.failed += 1

@@ -82,6 +82,7 @@ class SyncEngine:
         self.progress = progress or ProgressSink()
         self.device_id = store.device_id
         self.device_name = config.device.name
+        self._retry_now = False
 
     # -- selection ----------------------------------------------------------------
 
@@ -117,9 +118,13 @@ class SyncEngine:
     # -- the cycle ------------------------------------------------------------------
 
     def cycle(self, folder_ids: Iterable[str] | None = None, *, allow_mass_delete: bool = False,
-              min_age: float = 0.0) -> CycleReport:
+              min_age: float = 0.0, retry_now: bool = False) -> CycleReport:
         """Scan, push, pull and apply the chosen folders. Raises HubUnreachable if the hub
-        cannot be reached (after the scan: local changes wait in the outbox)."""
+        cannot be reached (after the scan: local changes wait in the outbox).
+
+        `retry_now` retries every failed write at once instead of on its own schedule (a user
+        asked for this sync)."""
+        self._retry_now = retry_now
         folders = self._folders(folder_ids)
         report = CycleReport()
         now = int(self.clock())
@@ -361,7 +366,8 @@ class SyncEngine:
     def _retry_failed(self, hub: Hub, f: FolderConfig, fr: FolderReport) -> None:
         """Writes that failed earlier (disk full, a block missing) are retried from the head."""
         now = int(self.clock())
-        due = [e.path for e in self.store.errors(f.id) if e.kind in ("write", "block") and e.next_retry <= now]
+        due = [e.path for e in self.store.errors(f.id)
+               if e.kind in ("write", "block") and (e.next_retry <= now or self._retry_now)]
         if not due:
             return
         heads = hub.heads_at(f.id, due)

@@ -9,6 +9,7 @@ do not match its SHA-256 is refused and fetched again; it never reaches the fold
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Callable, Iterable
@@ -245,6 +246,13 @@ class Downloader:
             if whole.hexdigest() != sha:
                 os.ftruncate(fd, 0)
                 raise FileProblem(f"content {sha[:12]} does not match its SHA-256 after download")
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                os.ftruncate(fd, 0)  # the disk is full: give the space back, retry from scratch later
+                full = FileProblem(f"cannot write: no space left on the device holding {self.writer.root}")
+                full.kind = "write"
+                raise full from e
+            raise
         finally:
             os.close(fd)
         return name

@@ -1,0 +1,342 @@
+"""`shoal doctor`: check the config, state dir, store, folders, watch limits, hub password and
+hub, and say what to fix.
+
+Every check is a small function returning a Finding (status, check, detail, fix), or None
+when it does not apply here; the pure ones take plain values so they can be tested without
+a machine in that state. run_doctor prints one line per finding:
+
+    ok    store: /home/u/.local/share/shoal/shoal.db: integrity ok
+    WARN  watch limit: 7000 directories to watch, the limit is 8192
+          fix: sudo sysctl fs.inotify.max_user_watches=524288 ...
+
+Doctor repairs nothing and never creates a store, a state dir or a folder.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple, TextIO
+
+from shoal.config import Config, FolderConfig, load_config, read_hub_password
+from shoal.errors import ConfigError, ShoalError, StoreCorrupt, StoreError
+
+OK, WARN, FAIL = "ok", "WARN", "FAIL"
+INOTIFY_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
+INOTIFY_SUGGESTED = 524288
+INOTIFY_SHARE = 0.8  # warn when the folders alone need more than this share of the limit
+
+
+class Finding(NamedTuple):
+    status: str  # ok | WARN | FAIL
+    check: str
+    detail: str
+    fix: str | None = None
+
+
+# -- pure checks --------------------------------------------------------------------------------
+
+
+def inotify_check(max_watches: int, dirs: int) -> Finding:
+    """WARN when the folders' directories need more than 80% of the inotify watch limit
+    (each directory takes one watch; other programs need some too). Raises nothing."""
+    detail = f"{dirs} directories to watch, the limit is {max_watches}"
+    if dirs <= max_watches * INOTIFY_SHARE:
+        return Finding(OK, "watch limit", detail)
+    wanted = INOTIFY_SUGGESTED
+    while wanted < dirs * 2:
+        wanted *= 2
+    if dirs > max_watches:
+        detail += "; changes in the rest are only seen by the periodic rescan"
+    fix = (f"sudo sysctl fs.inotify.max_user_watches={wanted}; to keep it after a reboot: "
+           f"echo fs.inotify.max_user_watches={wanted} | sudo tee /etc/sysctl.d/90-shoal-inotify.conf")
+    return Finding(WARN, "watch limit", detail, fix)
+
+
+def is_android_shared_storage(path: str, home: str) -> bool:
+    """Whether `path` is on Android shared storage (/storage/..., /sdcard, ~/storage/...),
+    where inotify events may not arrive. Raises nothing."""
+    path = os.path.normpath(path)
+    prefixes = ["/storage", "/sdcard", "/mnt/sdcard"]
+    if home:
+        prefixes.append(os.path.join(os.path.normpath(home), "storage"))
+    return any(path == p or path.startswith(p + "/") for p in prefixes)
+
+
+def android_storage_check(folder_id: str, path: str, real_path: str, home: str) -> Finding | None:
+    """WARN for a folder on Android shared storage (given as written and as resolved);
+    None when it is not there. Raises nothing."""
+    if not (is_android_shared_storage(path, home) or is_android_shared_storage(real_path, home)):
+        return None
+    return Finding(WARN, f"folder {folder_id}",
+                   f"{path} is on Android shared storage: file events may not arrive there, so shoal "
+                   "falls back to the periodic rescan (sync.interval)",
+                   "nothing to repair; lower sync.interval in the config to pick up changes sooner")
+
+
+def mode_check(check: str, path: Path, mode: int) -> Finding | None:
+    """WARN if `mode` (st_mode of `path`) lets group or others write; None if it does not.
+    Raises nothing."""
+    if os.name == "posix" and mode & 0o022:
+        return Finding(WARN, check, f"{path} is writable by group or others (mode {stat.S_IMODE(mode):04o}); "
+                       "another user could replace the store", f"chmod 700 {path}")
+    return None
+
+
+def hub_schema_check(version: int | None, latest: int) -> Finding:
+    """Compare the hub's schema version with this shoal's newest migration. Raises nothing."""
+    if version is None:
+        return Finding(FAIL, "hub schema", "the hub has no shoal schema",
+                       "run `shoal hub init` (as the hub owner)")
+    if version < latest:
+        return Finding(WARN, "hub schema", f"version {version}, this shoal has {latest}",
+                       "run `shoal hub init` as the hub owner to migrate it")
+    if version > latest:
+        return Finding(FAIL, "hub schema", f"version {version} is newer than this shoal ({latest})",
+                       "upgrade shoal on this device")
+    return Finding(OK, "hub schema", f"version {version}")
+
+
+# -- checks of this machine ---------------------------------------------------------------------
+
+
+def config_check(path: Path) -> tuple[Finding, Config | None]:
+    """Load the config file; FAIL with every problem (file:line: key: what) if it is invalid.
+    Raises nothing."""
+    try:
+        config = load_config(path)
+    except ConfigError as e:
+        fix = (f"run `shoal init` to write one, or pass --config PATH" if "not found" in str(e)
+               else f"edit {path} (every key is described in config.example.yaml), then run "
+                    "`shoal config check`")
+        return Finding(FAIL, "config", "; ".join(e.problems), fix), None
+    hub = "embedded hub" if config.hub.url == "embedded" else "hub " + _redact(config.hub.url)
+    return Finding(OK, "config", f"{path}: {len(config.folders)} folder(s), {hub}"), config
+
+
+def state_dir_check(state_dir: Path) -> Finding:
+    """The state dir exists, is a writable directory, and only its owner may write it.
+    Raises nothing."""
+    try:
+        info = state_dir.stat()
+    except FileNotFoundError:
+        return Finding(WARN, "state dir", f"{state_dir} does not exist yet",
+                       "run `shoal init` or `shoal run`; it is created then")
+    except OSError as e:
+        return Finding(FAIL, "state dir", f"cannot read {state_dir}: {e.strerror}",
+                       f"check the permissions of {state_dir} and its parents")
+    if not stat.S_ISDIR(info.st_mode):
+        return Finding(FAIL, "state dir", f"{state_dir} is not a directory",
+                       "move it away, or set state_dir in the config to another path")
+    if not os.access(state_dir, os.W_OK | os.X_OK):
+        return Finding(FAIL, "state dir", f"{state_dir} is not writable by this user",
+                       f"chmod u+rwx {state_dir} (or run shoal as its owner)")
+    return mode_check("state dir", state_dir, info.st_mode) or Finding(OK, "state dir", f"{state_dir}")
+
+
+def store_check(state_dir: Path):
+    """Open the store (never creating one) and run its integrity check.
+
+    Returns (finding, store or None); the caller closes the store. A corrupt or foreign file
+    is reported, left untouched. Raises nothing.
+    """
+    from shoal.localstore import open_store
+    from shoal.localstore.store import STORE_FILENAME
+
+    path = state_dir / STORE_FILENAME
+    try:
+        store = open_store(state_dir, create=False)
+    except StoreCorrupt as e:
+        return Finding(FAIL, "store", str(e),
+                       f"stop shoal, move {path} away (e.g. mv {path} {path}.broken); the next run "
+                       "builds a new index from the folders and merges with the hub"), None
+    except StoreError as e:
+        if not path.exists():
+            return Finding(WARN, "store", f"no store yet at {path}",
+                           "run `shoal init` or `shoal scan`; it is created then"), None
+        return Finding(FAIL, "store", str(e), f"check that {path} is readable and writable by this user"), None
+    try:
+        problems = store.integrity_problems()
+    except Exception as e:  # apsw raises its own errors on a file damaged after opening
+        problems = [str(e)]
+    if problems:
+        store.close()
+        return Finding(FAIL, "store", f"{path} failed its integrity check: {'; '.join(problems[:3])}",
+                       f"stop shoal, move {path} away (e.g. mv {path} {path}.broken); the next run "
+                       "builds a new index from the folders and merges with the hub"), None
+    return Finding(OK, "store", f"{path}: integrity ok"), store
+
+
+def folder_check(folder: FolderConfig, marker_seen: bool, paused: str | None) -> Finding:
+    """One folder: it exists, holds its marker naming its id, is readable and writable, and is
+    not paused. `marker_seen`/`paused` come from the store (False/None without one).
+    Raises nothing."""
+    from shoal.daemon.scanner import marker_path
+
+    check, root = f"folder {folder.id}", folder.path
+    marker = marker_path(root)
+    if not root.is_dir():
+        if marker_seen:
+            return Finding(FAIL, check, f"{root} is missing (unmounted or deleted?); the folder is paused",
+                           f"mount or restore {root}; or remove folder {folder.id} from the config")
+        return Finding(WARN, check, f"{root} does not exist yet; the first scan creates it",
+                       f"create it (mkdir -p {root}) or run `shoal scan`; check the path if it is a typo")
+    try:
+        content = marker.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        if marker_seen:
+            return Finding(FAIL, check, f"marker {marker} is missing; the folder is paused",
+                           f"if {root} really is folder {folder.id}: printf '%s\\n' {folder.id} > {marker}")
+        return Finding(WARN, check, f"no marker {marker} yet; the first scan writes it",
+                       f"run `shoal scan --folder {folder.id}`")
+    except OSError as e:
+        return Finding(FAIL, check, f"cannot read marker {marker}: {e.strerror}",
+                       f"chmod u+rw {marker} (or run shoal as the folder's owner)")
+    if content != folder.id:
+        return Finding(FAIL, check, f"marker {marker} names folder {content!r}, not {folder.id!r}; paused",
+                       f"check the folder path in the config; if it is right: printf '%s\\n' {folder.id} > {marker}")
+    if not os.access(root, os.R_OK | os.W_OK | os.X_OK):
+        return Finding(FAIL, check, f"{root} is not readable and writable by this user",
+                       f"chmod u+rwx {root} (or run shoal as the folder's owner)")
+    if paused:
+        return Finding(WARN, check, f"paused: {paused}",
+                       "fix the cause, then run `shoal sync --now` (add --allow-mass-delete if the "
+                       "deletions are intended)")
+    return Finding(OK, check, f"{root} ({folder.mode})")
+
+
+def count_dirs(roots: Iterable[Path]) -> int:
+    """Directories under the folders (each one an inotify watch), `.shoal` left out.
+    Raises nothing (unreadable directories are skipped)."""
+    total = 0
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for _dirpath, dirnames, _files in os.walk(root):
+            total += 1
+            dirnames[:] = [d for d in dirnames if d != ".shoal"]
+    return total
+
+
+def read_max_watches(path: Path = INOTIFY_WATCHES) -> int | None:
+    """The inotify watch limit, None where it cannot be read (not Linux, Android). Raises nothing."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def password_check(config: Config) -> Finding | None:
+    """The hub password named by the config can be read (file mode 0600); None if none is
+    configured. Raises nothing."""
+    hub = config.hub
+    if not hub.password_env and hub.password_file is None:
+        return None
+    where = f"environment variable {hub.password_env}" if hub.password_env else str(hub.password_file)
+    try:
+        read_hub_password(hub)
+    except ConfigError as e:
+        if hub.password_env:
+            fix = f"export {hub.password_env}=... in the environment shoal runs in (the service's too)"
+        elif "0600" in str(e):
+            fix = f"chmod 600 {hub.password_file}"
+        else:
+            fix = (f"umask 077; printf '%s' 'PASSWORD' > {hub.password_file}  "
+                   "(the password `shoal hub add-device` printed)")
+        return Finding(FAIL, "hub password", str(e), fix)
+    return Finding(OK, "hub password", f"read from {where}")
+
+
+def hub_checks(config: Config, password_ok: bool = True, timeout: float = 3.0) -> list[Finding]:
+    """The hub answers, and its schema version fits this shoal. An embedded hub that is not
+    running is not started (shoal run starts it). Raises nothing."""
+    from shoal.sync.hub import connect, hub_migrations, resolve_hub_url, schema_version
+
+    if not password_ok:
+        return [Finding(WARN, "hub", "not checked: the hub password cannot be read",
+                        "fix the hub password first (see above)")]
+    embedded = config.hub.url == "embedded"
+    if embedded and not (config.state_dir / "hub" / "postmaster.pid").exists():
+        return [Finding(WARN, "hub", "the embedded hub is not running",
+                        "start shoal (`shoal run` or the service): it starts the embedded hub")]
+    shown = "embedded" if embedded else _redact(config.hub.url)
+    try:
+        url = resolve_hub_url(config.hub.url, config.state_dir)
+        conn = connect(url, read_hub_password(config.hub), timeout=timeout)
+    except ShoalError as e:
+        fix = ("stop and restart shoal (the embedded hub's files are in the state dir)" if embedded else
+               "check hub.url in the config, that the server runs and listens there, that the network "
+               "reaches it, and that pg_hba.conf lets this role connect")
+        return [Finding(FAIL, "hub", f"{shown}: {e}", fix)]
+    try:
+        try:
+            version = schema_version(conn)
+        except ShoalError as e:
+            return [Finding(OK, "hub", f"{shown}: reachable"),
+                    Finding(FAIL, "hub schema", str(e), "check that this role may use schema shoal")]
+    finally:
+        conn.close()
+    return [Finding(OK, "hub", f"{shown}: reachable"), hub_schema_check(version, hub_migrations()[-1][0])]
+
+
+def _redact(url: str) -> str:
+    from shoal.sync.hub import _scrub
+
+    return _scrub(url)
+
+
+# -- the command --------------------------------------------------------------------------------
+
+
+def diagnose(config_path: Path) -> list[Finding]:
+    """Every finding for the config at `config_path`, in the order shown. Raises nothing
+    (except on a bug)."""
+    finding, config = config_check(config_path)
+    findings = [finding]
+    if config is None:
+        return findings
+    findings.append(state_dir_check(config.state_dir))
+    finding, store = store_check(config.state_dir)
+    findings.append(finding)
+    try:
+        for folder in config.folders:
+            row = store.folder(folder.id) if store is not None else None
+            findings.append(folder_check(folder, bool(row and row.marker_seen), row.paused if row else None))
+    finally:
+        if store is not None:
+            store.close()
+    home = os.path.expanduser("~")
+    for folder in config.folders:
+        android = android_storage_check(folder.id, str(folder.path), os.path.realpath(folder.path), home)
+        if android:
+            findings.append(android)
+    if sys.platform.startswith("linux"):
+        limit = read_max_watches()
+        if limit is not None:
+            findings.append(inotify_check(limit, count_dirs(f.path for f in config.folders)))
+    password = password_check(config)
+    if password:
+        findings.append(password)
+    findings += hub_checks(config, password_ok=password is None or password.status == OK)
+    return findings
+
+
+def format_finding(f: Finding) -> list[str]:
+    """The lines of one finding: `ok|WARN|FAIL  check: detail`, then `      fix: ...` if not ok."""
+    lines = [f"{f.status:<4}  {f.check}: {f.detail}"]
+    if f.status != OK:
+        lines.append(f"      fix: {f.fix or 'see the message above'}")
+    return lines
+
+
+def run_doctor(config_path: Path, out: TextIO | None = None) -> int:
+    """Print every finding; returns 0 if none is FAIL, else 1. Raises nothing (except on a bug)."""
+    out = out or sys.stdout
+    findings = diagnose(Path(config_path))
+    for f in findings:
+        for line in format_finding(f):
+            print(line, file=out)
+    return 1 if any(f.status == FAIL for f in findings) else 0

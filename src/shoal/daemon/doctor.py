@@ -15,6 +15,7 @@ Doctor repairs nothing and never creates a store, a state dir or a folder.
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import sys
 from collections.abc import Iterable
@@ -82,7 +83,7 @@ def mode_check(check: str, path: Path, mode: int) -> Finding | None:
     Raises nothing."""
     if os.name == "posix" and mode & 0o022:
         return Finding(WARN, check, f"{path} is writable by group or others (mode {stat.S_IMODE(mode):04o}); "
-                       "another user could replace the store", f"chmod 700 {path}")
+                       "another user could replace the store", f"chmod 700 {_q(path)}")
     return None
 
 
@@ -109,7 +110,7 @@ def config_check(path: Path) -> tuple[Finding, Config | None]:
     try:
         config = load_config(path)
     except ConfigError as e:
-        fix = (f"run `shoal init` to write one, or pass --config PATH" if "not found" in str(e)
+        fix = ("run `shoal init` to write one, or pass --config PATH" if "not found" in str(e)
                else f"edit {path} (every key is described in config.example.yaml), then run "
                     "`shoal config check`")
         return Finding(FAIL, "config", "; ".join(e.problems), fix), None
@@ -133,7 +134,7 @@ def state_dir_check(state_dir: Path) -> Finding:
                        "move it away, or set state_dir in the config to another path")
     if not os.access(state_dir, os.W_OK | os.X_OK):
         return Finding(FAIL, "state dir", f"{state_dir} is not writable by this user",
-                       f"chmod u+rwx {state_dir} (or run shoal as its owner)")
+                       f"chmod u+rwx {_q(state_dir)} (or run shoal as its owner)")
     return mode_check("state dir", state_dir, info.st_mode) or Finding(OK, "state dir", f"{state_dir}")
 
 
@@ -151,8 +152,7 @@ def store_check(state_dir: Path):
         store = open_store(state_dir, create=False)
     except StoreCorrupt as e:
         return Finding(FAIL, "store", str(e),
-                       f"stop shoal, move {path} away (e.g. mv {path} {path}.broken); the next run "
-                       "builds a new index from the folders and merges with the hub"), None
+                       _move_away(path)), None
     except StoreError as e:
         if not path.exists():
             return Finding(WARN, "store", f"no store yet at {path}",
@@ -165,42 +165,50 @@ def store_check(state_dir: Path):
     if problems:
         store.close()
         return Finding(FAIL, "store", f"{path} failed its integrity check: {'; '.join(problems[:3])}",
-                       f"stop shoal, move {path} away (e.g. mv {path} {path}.broken); the next run "
-                       "builds a new index from the folders and merges with the hub"), None
+                       _move_away(path)), None
     return Finding(OK, "store", f"{path}: integrity ok"), store
 
 
-def folder_check(folder: FolderConfig, marker_seen: bool, paused: str | None) -> Finding:
+def folder_check(folder: FolderConfig, marker_seen: bool | None, paused: str | None) -> Finding:
     """One folder: it exists, holds its marker naming its id, is readable and writable, and is
-    not paused. `marker_seen`/`paused` come from the store (False/None without one).
-    Raises nothing."""
+    not paused. `marker_seen`/`paused` come from the store (False/None when there is no store
+    yet; `marker_seen` None when the store cannot be read, so it is unknown). Raises nothing."""
     from shoal.daemon.scanner import marker_path
 
     check, root = f"folder {folder.id}", folder.path
     marker = marker_path(root)
+    if root.exists() and not root.is_dir():
+        return Finding(FAIL, check, f"{root} is not a directory",
+                       f"move it away, or fix the path of folder {folder.id} in the config")
     if not root.is_dir():
         if marker_seen:
             return Finding(FAIL, check, f"{root} is missing (unmounted or deleted?); the folder is paused",
                            f"mount or restore {root}; or remove folder {folder.id} from the config")
         return Finding(WARN, check, f"{root} does not exist yet; the first scan creates it",
-                       f"create it (mkdir -p {root}) or run `shoal scan`; check the path if it is a typo")
+                       f"create it (mkdir -p {_q(root)}) or run `shoal scan`; check the path if it is a typo")
+    recreate = f"printf '%s\\n' {folder.id} > {_q(marker)}"
     try:
         content = marker.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         if marker_seen:
             return Finding(FAIL, check, f"marker {marker} is missing; the folder is paused",
-                           f"if {root} really is folder {folder.id}: printf '%s\\n' {folder.id} > {marker}")
+                           f"if {root} really is folder {folder.id}: {recreate}")
+        if marker_seen is None:
+            return Finding(WARN, check, f"marker {marker} is missing (the store cannot tell whether "
+                           "this folder was synced before)",
+                           f"if it was synced before and {root} really is folder {folder.id}: {recreate}; "
+                           f"if it is new, `shoal scan --folder {folder.id}` writes it")
         return Finding(WARN, check, f"no marker {marker} yet; the first scan writes it",
                        f"run `shoal scan --folder {folder.id}`")
     except OSError as e:
         return Finding(FAIL, check, f"cannot read marker {marker}: {e.strerror}",
-                       f"chmod u+rw {marker} (or run shoal as the folder's owner)")
+                       f"chmod u+rw {_q(marker)} (or run shoal as the folder's owner)")
     if content != folder.id:
         return Finding(FAIL, check, f"marker {marker} names folder {content!r}, not {folder.id!r}; paused",
-                       f"check the folder path in the config; if it is right: printf '%s\\n' {folder.id} > {marker}")
+                       f"check the folder path in the config; if it is right: {recreate}")
     if not os.access(root, os.R_OK | os.W_OK | os.X_OK):
         return Finding(FAIL, check, f"{root} is not readable and writable by this user",
-                       f"chmod u+rwx {root} (or run shoal as the folder's owner)")
+                       f"chmod u+rwx {_q(root)} (or run shoal as the folder's owner)")
     if paused:
         return Finding(WARN, check, f"paused: {paused}",
                        "fix the cause, then run `shoal sync --now` (add --allow-mass-delete if the "
@@ -242,9 +250,9 @@ def password_check(config: Config) -> Finding | None:
         if hub.password_env:
             fix = f"export {hub.password_env}=... in the environment shoal runs in (the service's too)"
         elif "0600" in str(e):
-            fix = f"chmod 600 {hub.password_file}"
+            fix = f"chmod 600 {_q(hub.password_file)}"
         else:
-            fix = (f"umask 077; printf '%s' 'PASSWORD' > {hub.password_file}  "
+            fix = (f"umask 077; printf '%s' 'PASSWORD' > {_q(hub.password_file)}  "
                    "(the password `shoal hub add-device` printed)")
         return Finding(FAIL, "hub password", str(e), fix)
     return Finding(OK, "hub password", f"read from {where}")
@@ -282,6 +290,16 @@ def hub_checks(config: Config, password_ok: bool = True, timeout: float = 3.0) -
     return [Finding(OK, "hub", f"{shown}: reachable"), hub_schema_check(version, hub_migrations()[-1][0])]
 
 
+def _move_away(path: Path) -> str:
+    return (f"stop shoal, move the file away (mv {_q(path)} {_q(str(path) + '.broken')}); the next run "
+            "builds a new index from the folders and merges with the hub")
+
+
+def _q(path) -> str:
+    """A path as one shell word, for the fix lines."""
+    return shlex.quote(str(path))
+
+
 def _redact(url: str) -> str:
     from shoal.sync.hub import _scrub
 
@@ -301,10 +319,12 @@ def diagnose(config_path: Path) -> list[Finding]:
     findings.append(state_dir_check(config.state_dir))
     finding, store = store_check(config.state_dir)
     findings.append(finding)
+    store_unreadable = store is None and finding.status == FAIL
     try:
         for folder in config.folders:
             row = store.folder(folder.id) if store is not None else None
-            findings.append(folder_check(folder, bool(row and row.marker_seen), row.paused if row else None))
+            seen = None if store_unreadable else bool(row and row.marker_seen)
+            findings.append(folder_check(folder, seen, row.paused if row else None))
     finally:
         if store is not None:
             store.close()

@@ -18,6 +18,7 @@ import re
 import secrets
 import sys
 from collections.abc import Callable
+from typing import NamedTuple
 from urllib.parse import quote, urlencode
 
 import psycopg
@@ -34,9 +35,10 @@ STATEMENT_TIMEOUT = "5min"
 TERMINATE_WAIT_MS = 5000
 PASSWORD_FILE_HINT = "~/.config/shoal/hub-password"
 _NAME = re.compile(r"[a-z0-9_-]{1,40}")
-# Connection parameters that say nothing about who connects: kept in the device's URL.
-_DROPPED_PARAMS = {"user", "password", "passfile", "host", "hostaddr", "port", "dbname",
-                   "sslpassword", "application_name"}
+# Conninfo parameters not copied into the query of a device's URL: the admin's identity and
+# secrets (user, password, client certificate, local files), and what the URL says elsewhere.
+_DROPPED_PARAMS = {"user", "password", "passfile", "sslcert", "sslkey", "sslpassword", "service",
+                   "host", "hostaddr", "port", "dbname", "application_name"}
 
 
 def role_name(name: str) -> str:
@@ -167,16 +169,23 @@ def add_device(conn: psycopg.Connection, name: str, *, hub_url_for_devices: str,
     return role, url
 
 
-def revoke_device(conn: psycopg.Connection, name: str) -> tuple[str, int]:
-    """Revoke the hub login of device `name`; returns (role, sessions terminated).
+class Revoked(NamedTuple):
+    role: str
+    terminated: int  # sessions of the login ended
+    remaining: int  # sessions that could not be ended (they can no longer call the API)
 
-    The role becomes NOLOGIN and leaves `shoal_device` (so a session that somehow survives can
-    execute nothing), its device_roles row gets revoked_at (the hub refuses it as any device),
-    then every open session of it is terminated. Revoking twice is harmless.
+
+def revoke_device(conn: psycopg.Connection, name: str) -> Revoked:
+    """Revoke the hub login of device `name`.
+
+    The role becomes NOLOGIN and leaves `shoal_device` (so a session that survives can execute
+    nothing), its device_roles row gets revoked_at (the hub refuses it as any device); after
+    the commit, every open session of it is terminated. Revoking twice is harmless.
 
     Raises UsageError for a bad name or if no device login of that name exists (so no other
     role can be revoked through this), HubError if the hub refuses (e.g. the connected role
-    may not alter the role or signal its sessions), HubUnreachable if the connection fails.
+    may not alter the role), HubUnreachable if the connection fails. Sessions that cannot be
+    terminated are counted in `remaining`, not raised.
     """
     role = role_name(name)
     ident = sql.Identifier(role)
@@ -200,17 +209,44 @@ def revoke_device(conn: psycopg.Connection, name: str) -> tuple[str, int]:
                     conn.execute(sql.SQL("REVOKE {} FROM {}").format(
                         sql.Identifier(DEVICE_GROUP_ROLE), ident))
         # After the commit: a terminated device that reconnects at once finds NOLOGIN.
-        terminated = conn.execute(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, %s)) FROM pg_stat_activity"
-            " WHERE usename = %s AND pid <> pg_backend_pid()", (TERMINATE_WAIT_MS, role)).fetchone()[0]
+        terminated = _terminate_sessions(conn, role)
+        remaining = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
+                                 " AND pid <> pg_backend_pid()", (role,)).fetchone()[0]
     except psycopg.errors.InsufficientPrivilege as e:
         raise HubError(f"cannot revoke hub login {role}: {describe_error(e)} (connect as the hub "
-                       f"owner; terminating sessions needs pg_signal_backend or a superuser)") from e
+                       f"owner, a role with CREATEROLE and ADMIN on {role} and {DEVICE_GROUP_ROLE})") from e
     except psycopg.OperationalError as e:
         raise HubUnreachable(f"hub unreachable: {describe_error(e)}") from e
     except psycopg.Error as e:
         raise HubError(f"cannot revoke hub login {role}: {describe_error(e)}") from e
-    return role, terminated
+    return Revoked(role, terminated, remaining)
+
+
+def _terminate_sessions(conn: psycopg.Connection, role: str) -> int:
+    """Terminate every session of `role` (waiting for them to end); returns how many ended.
+
+    A superuser or pg_signal_backend member may do so directly. A CREATEROLE owner may only
+    signal roles whose privileges it has, so it takes them for one transaction (it has ADMIN
+    on the role it created) and gives them up again. Raises psycopg.OperationalError only.
+    """
+    query = ("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, %s)) FROM pg_stat_activity"
+             " WHERE usename = %s AND pid <> pg_backend_pid()")
+    try:
+        with conn.transaction():
+            return conn.execute(query, (TERMINATE_WAIT_MS, role)).fetchone()[0]
+    except psycopg.errors.InsufficientPrivilege:
+        pass
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("GRANT {} TO CURRENT_USER WITH INHERIT TRUE, SET FALSE").format(
+                sql.Identifier(role)))
+            n = conn.execute(query, (TERMINATE_WAIT_MS, role)).fetchone()[0]
+            conn.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(sql.Identifier(role)))
+            return n
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error:
+        return 0
 
 
 def _admin_connection(args, device_factory: Callable) -> tuple[psycopg.Connection, str]:
@@ -258,9 +294,12 @@ def run(args, device_factory: Callable, out=None) -> int:
             print("The server's pg_hba.conf must let this role connect with scram-sha-256 "
                   "(and, over a network, TLS: add sslmode=verify-full to the URL).", file=out)
         else:
-            role, terminated = revoke_device(conn, args.name)
+            role, terminated, remaining = revoke_device(conn, args.name)
             print(f"revoked hub login {role}: it can no longer log in or act as its device; "
                   f"{terminated} open session(s) terminated", file=out)
+            if remaining:
+                print(f"{remaining} session(s) of {role} could not be terminated; they can no longer "
+                      "call the hub API (a superuser can end them with pg_terminate_backend)", file=out)
     finally:
         conn.close()
     return 0

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoal.core.ignore import IgnoreRules
-from shoal.core.paths import metadata_plausible
 from shoal.localstore import Store
 from shoal.model import KIND_FILE, KIND_SYMLINK, FileState
 
@@ -325,12 +324,10 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
                         and i.mtime_ns == d.mtime_ns and i.inode == d.inode):
                     result.unchanged += 1
                     rec.tick(d)
-                elif (not i.deleted and i.kind == d.kind and i.size == d.size
-                      and not metadata_plausible(d.size, d.mtime_ns, int(now * 1e9))):
-                    # An implausible mtime alone is not propagated as a change.
-                    result.unchanged += 1
-                    rec.tick(d)
                 else:
+                    # Hashed even when the new mtime is implausible (SPEC: such metadata is not a
+                    # change by itself): the content decides, so an implausible mtime alone records
+                    # nothing, but it can never hide a same-size content change either.
                     rec.add(d, i)
                 d = next(disk, None)
                 i = next(index, None)

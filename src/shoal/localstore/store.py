@@ -95,6 +95,12 @@ class Store:
                 f"{self.path} is not a healthy shoal store ({e}); it was left untouched: "
                 "move it away to start a new index"
             ) from e
+        except apsw.Error as e:  # e.g. a migration failed: its transaction was rolled back
+            self.conn.close()
+            raise StoreError(f"cannot open or migrate store {self.path}: {e}") from e
+        except StoreError:
+            self.conn.close()
+            raise
         self._ensure_identity()
 
     # -- opening ----------------------------------------------------------------
@@ -124,6 +130,10 @@ class Store:
             )
         if existed and have < latest:
             backup = self.path.with_name(f"{self.path.name}.bak-v{have}")
+            n = 1
+            while backup.exists():  # an older backup (or a restored one's source) is never overwritten
+                backup = self.path.with_name(f"{self.path.name}.bak-v{have}.{n}")
+                n += 1
             self.conn.execute("VACUUM INTO ?", (str(backup),))
         self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         apply_migrations(self.conn, int(time.time()))
@@ -385,10 +395,15 @@ class Store:
     def record_conflict(self, folder_id: str, path: str, conflict_path: str | None,
                         winner: str | None, loser: str | None, now: int,
                         hub_version: int | None = None) -> None:
+        # UNIQUE treats NULLs as distinct, so the NOT EXISTS (with IS) also dedupes a newest-wins
+        # conflict (conflict_path NULL) recorded again, e.g. when a push is retried after a crash.
         self.conn.execute(
             "INSERT OR IGNORE INTO conflicts(folder_id, path, conflict_path, winner_device,"
-            " loser_device, detected_at, hub_version) VALUES (?,?,?,?,?,?,?)",
-            (folder_id, path, conflict_path, winner, loser, now, hub_version),
+            " loser_device, detected_at, hub_version) SELECT ?,?,?,?,?,?,? WHERE NOT EXISTS ("
+            "SELECT 1 FROM conflicts WHERE folder_id=? AND path=? AND conflict_path IS ?"
+            " AND hub_version IS ?)",
+            (folder_id, path, conflict_path, winner, loser, now, hub_version,
+             folder_id, path, conflict_path, hub_version),
         )
 
     def conflicts(self, folder_id: str | None = None) -> list[dict]:

@@ -62,11 +62,12 @@ class DaemonDevice:
         tmp.write_text(text if text is not None else yaml.safe_dump(self.config_dict()))
         os.replace(tmp, self.config)
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
         log = open(self.base / "daemon.out", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "shoal", "--config", str(self.config), "run"],
                                      stdout=log, stderr=subprocess.STDOUT)
-        wait_for(lambda: self.status().get("daemon", {}).get("running"), what=f"{self.name} daemon to start")
+        if wait:
+            wait_for(lambda: self.status().get("daemon", {}).get("running"), what=f"{self.name} daemon to start")
 
     def status(self) -> dict:
         proc = shoal(self.config, "status", "--json")

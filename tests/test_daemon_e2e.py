@@ -127,11 +127,11 @@ def test_edits_while_hub_is_down_arrive_after_it_restarts(tmp_path):
 
 def test_sigterm_during_large_transfer_leaves_no_partial_file_and_resumes(pair):
     a, b = pair
-    big = os.urandom(48 * 1024 * 1024)
+    big = os.urandom(96 * 1024 * 1024)
     a.root.mkdir(parents=True, exist_ok=True)
     (a.root / "big.bin").write_bytes(big)
     assert shoal(a.config, "sync", "--now").returncode == 0
-    b.start()
+    b.start(wait=False)  # the download starts at once: watch for it, not for the status
     part_dir = b.root / ".shoal" / "tmp"
     wait_for(lambda: part_dir.exists() and any(p.stat().st_size > 0 for p in part_dir.glob("*.part")),
              timeout=60, interval=0.005, what="a partial download on beta")

@@ -361,13 +361,9 @@ def test_role_name():
         hub_admin.role_name("a" * 41)
 
 
-# -- gaps in the hub schema (0001): these need the SQL in a new migration; see hub_admin's notes ----
+# -- a device login may not take over another role's device, nor act on another hub of the server --
 
 
-_NEEDS_MIGRATION = "hub schema 0001: shoal.register_device/check_device need the fix of a later migration"
-
-
-@pytest.mark.xfail(strict=True, reason=_NEEDS_MIGRATION, raises=AssertionError)
 def test_a_new_login_cannot_take_over_a_device_registered_by_another_role(hub_url, uniq):
     victim = str(uuid.uuid4())
     with _admin(hub_url) as owner:
@@ -384,7 +380,6 @@ def test_a_new_login_cannot_take_over_a_device_registered_by_another_role(hub_ur
         hub.close()
 
 
-@pytest.mark.xfail(strict=True, reason=_NEEDS_MIGRATION, raises=AssertionError)
 def test_a_device_login_of_one_hub_is_refused_by_another_hub_on_the_same_server(hub_url, pg_dsn, uniq):
     from shoal.sync.hub import hub_init
 

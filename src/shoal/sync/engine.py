@@ -27,7 +27,7 @@ from shoal.sync.hub import Hub
 from shoal.sync.transfer import Downloader, UploadStats, upload_contents
 
 log = logging.getLogger("shoal.engine")
-PUSH_BATCH = 1000
+PUSH_BATCH = 5000
 PULL_PAGE = 1000
 MAX_PUSH_ROUNDS = 20
 

@@ -112,6 +112,17 @@ CREATE TABLE shoal.sync_log (
     error       text
 );
 
+-- A login that is a member of the device group but not listed in this hub's device_roles was
+-- made for another hub on the same server (roles are server-wide): it is nobody here.
+CREATE FUNCTION shoal.is_foreign_device_login() RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+    SELECT NOT EXISTS (SELECT 1 FROM shoal.device_roles WHERE role_name = session_user)
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
+                     JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+                     JOIN pg_catalog.pg_roles r ON r.oid = m.member
+                    WHERE g.rolname = 'shoal_device' AND r.rolname = session_user)
+$$;
+
 -- Who is calling: a bound device login may act only as its own device; other roles (the hub
 -- owner's, as in a single-user setup) may act for any registered device.
 CREATE FUNCTION shoal.check_device(p_device uuid) RETURNS void
@@ -124,25 +135,36 @@ BEGIN
     IF FOUND AND (revoked IS NOT NULL OR bound IS DISTINCT FROM p_device) THEN
         RAISE EXCEPTION 'role % may not act as device %', session_user, p_device USING ERRCODE = '42501';
     END IF;
+    IF NOT FOUND AND shoal.is_foreign_device_login() THEN
+        RAISE EXCEPTION 'role % is not a device login of this hub', session_user USING ERRCODE = '42501';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM shoal.devices WHERE device_id = p_device) THEN
         RAISE EXCEPTION 'device % is not registered', p_device USING ERRCODE = '42501';
     END IF;
 END $$;
 
+-- Register (or rename) a device. An unbound device login is bound to the first device id it
+-- registers, unless another role registered that id (no taking over someone else's device).
 CREATE FUNCTION shoal.register_device(p_device uuid, p_name text) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
 DECLARE
     bound uuid;
 BEGIN
-    SELECT device_id INTO bound FROM shoal.device_roles WHERE role_name = session_user AND revoked_at IS NULL;
+    SELECT device_id INTO bound FROM shoal.device_roles WHERE role_name = session_user AND revoked_at IS NULL
+       FOR UPDATE;
     IF FOUND THEN
         IF bound IS NULL THEN
+            IF EXISTS (SELECT 1 FROM shoal.devices WHERE device_id = p_device AND role_name <> session_user) THEN
+                RAISE EXCEPTION 'device % is registered by another role', p_device USING ERRCODE = '42501';
+            END IF;
             UPDATE shoal.device_roles SET device_id = p_device WHERE role_name = session_user;
         ELSIF bound <> p_device THEN
             RAISE EXCEPTION 'role % is bound to another device', session_user USING ERRCODE = '42501';
         END IF;
     ELSIF EXISTS (SELECT 1 FROM shoal.device_roles WHERE role_name = session_user) THEN
         RAISE EXCEPTION 'role % was revoked', session_user USING ERRCODE = '42501';
+    ELSIF shoal.is_foreign_device_login() THEN
+        RAISE EXCEPTION 'role % is not a device login of this hub', session_user USING ERRCODE = '42501';
     END IF;
     INSERT INTO shoal.devices(device_id, name, role_name) VALUES (p_device, p_name, session_user)
     ON CONFLICT (device_id) DO UPDATE SET name = excluded.name;
@@ -154,95 +176,106 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
     SELECT value FROM shoal.hub_meta WHERE key = 'hub_id'
 $$;
 
--- Push one batch of changelog rows of one folder, atomically.
+-- Push one batch of changelog rows of one folder, atomically and set-based.
 -- Each row: {seq, path, kind, size, mtime_ns, sha256, target, deleted, base, moved_from, conflict_of}.
 -- Returns per row: status 'accepted' (new head), 'same' (the head already has this content),
 -- or 'conflict' (the head is a version the device had not seen: the head is returned).
+-- Pushes of one folder are serialised by an advisory lock, which also makes the ids of a
+-- folder's changes become visible in order (a pull cursor never skips a row), and makes row
+-- locks on heads unnecessary: every writer of a folder's heads holds that lock.
 CREATE FUNCTION shoal.push(p_device uuid, p_incarnation uuid, p_folder text, p_rows jsonb)
 RETURNS TABLE (seq bigint, status text, version bigint, head jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
-DECLARE
-    r jsonb;
-    h shoal.heads%ROWTYPE;
-    prev shoal.changes%ROWTYPE;
-    v_seq bigint;
-    v_base bigint;
-    v_deleted boolean;
-    v_sha text;
-    v_kind text;
-    new_id bigint;
+#variable_conflict use_column
 BEGIN
     PERFORM shoal.check_device(p_device);
-    -- Serialise pushes per folder: ids of a folder commit in order, so pull cursors never skip.
     PERFORM pg_advisory_xact_lock(hashtextextended('shoal.folder:' || p_folder, 0));
-    FOR r IN SELECT value FROM jsonb_array_elements(p_rows) ORDER BY (value->>'seq')::bigint LOOP
-        v_seq := (r->>'seq')::bigint;
-        v_base := (r->>'base')::bigint;
-        v_deleted := (r->>'deleted')::boolean;
-        v_sha := r->>'sha256';
-        v_kind := r->>'kind';
-        IF v_seq IS NULL OR v_deleted IS NULL OR v_sha IS NULL OR v_kind NOT IN ('file', 'symlink')
-           OR (r->>'path') IS NULL OR (r->>'size')::bigint < 0 THEN
-            RAISE EXCEPTION 'malformed change row %', r USING ERRCODE = '22023';
-        END IF;
-        -- Idempotency: a replay of the same (device, incarnation, seq) is a no-op.
-        SELECT * INTO prev FROM shoal.changes c
-         WHERE c.device_id = p_device AND c.incarnation = p_incarnation AND c.seq = v_seq;
-        IF FOUND THEN
-            IF prev.payload <> r OR prev.folder_id <> p_folder THEN
-                RAISE EXCEPTION 'seq % of device % was already pushed with another payload', v_seq, p_device
-                    USING ERRCODE = '23505';
-            END IF;
-            seq := v_seq; status := 'accepted'; version := prev.id; head := NULL;
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        IF NOT v_deleted AND v_kind = 'file'
-           AND NOT EXISTS (SELECT 1 FROM shoal.contents WHERE sha256 = v_sha) THEN
-            RAISE EXCEPTION 'content % of % is not on the hub', v_sha, r->>'path' USING ERRCODE = '23503';
-        END IF;
-        SELECT * INTO h FROM shoal.heads WHERE folder_id = p_folder AND path = r->>'path' FOR UPDATE;
-        IF FOUND AND h.deleted = v_deleted AND (v_deleted OR (h.sha256 = v_sha AND h.kind = v_kind)) THEN
-            seq := v_seq; status := 'same'; version := h.version; head := NULL;
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        IF NOT FOUND AND v_deleted THEN
-            seq := v_seq; status := 'same'; version := NULL; head := NULL;  -- deleting what never was
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        IF FOUND AND h.version IS DISTINCT FROM v_base
-           AND NOT (h.device_id = p_device AND h.incarnation = p_incarnation)
-           AND NOT (h.deleted AND v_base IS NULL) THEN
-            INSERT INTO shoal.conflicts(folder_id, path, head_version, head_device, pushing_device)
-            VALUES (p_folder, h.path, h.version, h.device_id, p_device);
-            seq := v_seq; status := 'conflict'; version := h.version;
-            head := jsonb_build_object(
-                'version', h.version, 'device_id', h.device_id,
-                'device_name', (SELECT name FROM shoal.devices d WHERE d.device_id = h.device_id),
-                'kind', h.kind, 'size', h.size, 'mtime_ns', h.mtime_ns, 'sha256', h.sha256,
-                'target', h.target, 'deleted', h.deleted);
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
+    CREATE TEMP TABLE push_in ON COMMIT DROP AS
+        SELECT (x->>'seq')::bigint AS seq, x->>'path' AS path, x->>'kind' AS kind,
+               (x->>'size')::bigint AS size, (x->>'mtime_ns')::bigint AS mtime_ns,
+               x->>'sha256' AS sha256, x->>'target' AS target, (x->>'deleted')::boolean AS deleted,
+               (x->>'base')::bigint AS base, x->>'moved_from' AS moved_from,
+               x->>'conflict_of' AS conflict_of, x AS payload
+          FROM jsonb_array_elements(p_rows) AS x;
+    ANALYZE push_in;  -- a temp table has no statistics: without them the joins below go nested-loop
+    IF EXISTS (SELECT 1 FROM push_in i
+                WHERE i.seq IS NULL OR i.path IS NULL OR i.deleted IS NULL OR i.sha256 IS NULL
+                   OR i.kind IS NULL OR i.kind NOT IN ('file', 'symlink') OR i.size IS NULL OR i.size < 0
+                   OR i.mtime_ns IS NULL) THEN
+        RAISE EXCEPTION 'malformed change row in push' USING ERRCODE = '22023';
+    END IF;
+    IF (SELECT count(DISTINCT i.seq) <> count(*) OR count(DISTINCT i.path) <> count(*) FROM push_in i) THEN
+        RAISE EXCEPTION 'a push batch names a seq or a path twice' USING ERRCODE = '22023';
+    END IF;
+    -- Idempotency: a replay of the same (device, incarnation, seq) is a no-op; another payload is refused.
+    IF EXISTS (SELECT 1 FROM push_in i JOIN shoal.changes c
+                 ON c.device_id = p_device AND c.incarnation = p_incarnation AND c.seq = i.seq
+                WHERE c.payload <> i.payload OR c.folder_id <> p_folder) THEN
+        RAISE EXCEPTION 'a seq of device % was already pushed with another payload', p_device
+            USING ERRCODE = '23505';
+    END IF;
+    IF EXISTS (SELECT 1 FROM push_in i
+                WHERE NOT i.deleted AND i.kind = 'file'
+                  AND NOT EXISTS (SELECT 1 FROM shoal.contents ct WHERE ct.sha256 = i.sha256)) THEN
+        RAISE EXCEPTION 'a pushed content is not on the hub' USING ERRCODE = '23503';
+    END IF;
+    RETURN QUERY
+    WITH replay AS (
+        SELECT i.seq, c.id FROM push_in i JOIN shoal.changes c
+            ON c.device_id = p_device AND c.incarnation = p_incarnation AND c.seq = i.seq
+    ), fresh AS (
+        SELECT i.*, h.version AS h_version, h.device_id AS h_device, h.incarnation AS h_incarnation,
+               h.kind AS h_kind, h.size AS h_size, h.mtime_ns AS h_mtime_ns, h.sha256 AS h_sha256,
+               h.target AS h_target, h.deleted AS h_deleted
+          FROM push_in i LEFT JOIN shoal.heads h ON h.folder_id = p_folder AND h.path = i.path
+         WHERE NOT EXISTS (SELECT 1 FROM replay r WHERE r.seq = i.seq)
+    ), classified AS (
+        SELECT f.*, CASE
+            WHEN f.h_version IS NOT NULL AND f.h_deleted = f.deleted
+                 AND (f.deleted OR (f.h_sha256 = f.sha256 AND f.h_kind = f.kind)) THEN 'same'
+            WHEN f.h_version IS NULL AND f.deleted THEN 'same'  -- deleting what never was
+            WHEN f.h_version IS NOT NULL AND f.h_version IS DISTINCT FROM f.base
+                 AND NOT (f.h_device = p_device AND f.h_incarnation = p_incarnation)
+                 AND NOT (f.h_deleted AND f.base IS NULL) THEN 'conflict'
+            ELSE 'accepted' END AS st
+          FROM fresh f
+    ), ins AS (
         INSERT INTO shoal.changes(folder_id, path, device_id, incarnation, seq, kind, size, mtime_ns,
                                   sha256, target, deleted, base_version, moved_from, conflict_of, payload)
-        VALUES (p_folder, r->>'path', p_device, p_incarnation, v_seq, v_kind, (r->>'size')::bigint,
-                (r->>'mtime_ns')::bigint, v_sha, r->>'target', v_deleted, v_base, r->>'moved_from',
-                r->>'conflict_of', r)
-        RETURNING id INTO new_id;
+        SELECT p_folder, c.path, p_device, p_incarnation, c.seq, c.kind, c.size, c.mtime_ns, c.sha256,
+               c.target, c.deleted, c.base, c.moved_from, c.conflict_of, c.payload
+          FROM classified c WHERE c.st = 'accepted' ORDER BY c.seq
+        RETURNING shoal.changes.id, shoal.changes.seq, shoal.changes.path, shoal.changes.kind,
+                  shoal.changes.size, shoal.changes.mtime_ns, shoal.changes.sha256,
+                  shoal.changes.target, shoal.changes.deleted
+    ), up AS (
         INSERT INTO shoal.heads(folder_id, path, version, device_id, incarnation, kind, size, mtime_ns,
                                 sha256, target, deleted)
-        VALUES (p_folder, r->>'path', new_id, p_device, p_incarnation, v_kind, (r->>'size')::bigint,
-                (r->>'mtime_ns')::bigint, v_sha, r->>'target', v_deleted)
+        SELECT p_folder, n.path, n.id, p_device, p_incarnation, n.kind, n.size, n.mtime_ns, n.sha256,
+               n.target, n.deleted FROM ins n
         ON CONFLICT (folder_id, path) DO UPDATE SET
             version = excluded.version, device_id = excluded.device_id, incarnation = excluded.incarnation,
             kind = excluded.kind, size = excluded.size, mtime_ns = excluded.mtime_ns,
-            sha256 = excluded.sha256, target = excluded.target, deleted = excluded.deleted;
-        seq := v_seq; status := 'accepted'; version := new_id; head := NULL;
-        RETURN NEXT;
-    END LOOP;
+            sha256 = excluded.sha256, target = excluded.target, deleted = excluded.deleted
+        RETURNING 1
+    ), conf AS (
+        INSERT INTO shoal.conflicts(folder_id, path, head_version, head_device, pushing_device)
+        SELECT p_folder, c.path, c.h_version, c.h_device, p_device FROM classified c WHERE c.st = 'conflict'
+        RETURNING 1
+    )
+    SELECT r.seq, 'accepted'::text, r.id, NULL::jsonb FROM replay r
+    UNION ALL
+    SELECT c.seq, 'same'::text, c.h_version, NULL::jsonb FROM classified c WHERE c.st = 'same'
+    UNION ALL
+    SELECT c.seq, 'conflict'::text, c.h_version, jsonb_build_object(
+               'version', c.h_version, 'device_id', c.h_device,
+               'device_name', (SELECT d.name FROM shoal.devices d WHERE d.device_id = c.h_device),
+               'kind', c.h_kind, 'size', c.h_size, 'mtime_ns', c.h_mtime_ns, 'sha256', c.h_sha256,
+               'target', c.h_target, 'deleted', c.h_deleted)
+      FROM classified c WHERE c.st = 'conflict'
+    UNION ALL
+    SELECT n.seq, 'accepted'::text, n.id, NULL::jsonb FROM ins n;
+    DROP TABLE push_in;
     UPDATE shoal.devices SET last_push_at = now() WHERE device_id = p_device;
     PERFORM pg_notify('shoal_changes', '');
 END $$;

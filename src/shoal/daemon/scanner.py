@@ -148,8 +148,15 @@ def walk(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None
                 is_dir = False
             keyed.append((name + "/" if is_dir else name, name, is_dir, e))
         keyed.sort(key=lambda k: k[0])
-        for _, name, is_dir, e in keyed:
+        previous = None
+        for key, name, is_dir, e in keyed:
             rel = f"{rel_dir}/{name}" if rel_dir else name
+            if key == previous:
+                # Two names on disk that are one path once NFC-normalised: shoal cannot tell
+                # them apart on other devices, so the second is reported, not synced.
+                on_error(rel, OSError(0, f"another name here is the same path after NFC normalisation"))
+                continue
+            previous = key
             if rules.is_ignored(rel, is_dir):
                 continue
             if is_dir:
@@ -281,6 +288,7 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
     if row.paused:
         store.update_folder(folder_id, paused=None)
     first_scan = row.first_scan_at is None
+    store.clear_errors(folder_id, "read")  # this scan is their retry: what still fails is recorded again
     rules = IgnoreRules(ignore)
     unreadable_dirs: list[str] = []
     now_i = int(now)

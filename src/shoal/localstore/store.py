@@ -305,6 +305,11 @@ class Store:
             (folder_id, path),
         ).fetchone())
 
+    def pending_paths(self, folder_id: str) -> set[str]:
+        """Paths of a folder with a local change waiting to be pushed."""
+        return {r[0] for r in self.conn.execute(
+            "SELECT DISTINCT path FROM outbox WHERE folder_id=? AND state='pending'", (folder_id,))}
+
     def mark_outbox(self, seqs: Iterable[int], state: str, version: int | None = None) -> None:
         self.conn.executemany(
             "UPDATE outbox SET state=?, version=? WHERE seq=?", [(state, version, s) for s in seqs]
@@ -375,6 +380,9 @@ class Store:
             self.conn.execute(
                 "DELETE FROM errors WHERE folder_id=? AND path=? AND kind=?", (folder_id, path, kind)
             )
+
+    def clear_errors(self, folder_id: str, kind: str) -> None:
+        self.conn.execute("DELETE FROM errors WHERE folder_id=? AND kind=?", (folder_id, kind))
 
     def errors(self, folder_id: str | None = None) -> list[PathError]:
         sql = "SELECT folder_id, path, kind, message, retries, next_retry FROM errors"

@@ -115,6 +115,7 @@ class Applier:
         """Apply one page of remote changes (latest per path). Never raises for one file;
         raises HubUnreachable if the hub goes away while contents are fetched."""
         writes: list[tuple[Change, os.stat_result | None]] = []
+        self._pending = self.store.pending_paths(self.folder_id)
         for ch in changes:
             try:
                 item = self._decide(ch)
@@ -140,7 +141,7 @@ class Applier:
         idx = self.store.get_file(self.folder_id, ch.path)
         if idx is not None and idx.version is not None and ch.version is not None and idx.version >= ch.version:
             return None
-        if self.store.has_pending(self.folder_id, ch.path):
+        if ch.path in self._pending:
             self.stats.concurrent += 1
             return None  # a local change waits to be pushed: the hub decides the conflict
         st = self.writer.lstat(ch.path)
@@ -179,9 +180,9 @@ class Applier:
         self.store.put_file(FileState(self.folder_id, ch.path, ch.kind, 0, ch.mtime_ns, 0, ch.sha256, True,
                                       ch.target, ch.version))
 
-    def _local_copy(self, ch: Change) -> str | None:
+    def _local_copy(self, ch: Change, candidates: list[FileState]) -> str | None:
         """Materialise a content from a local file that has it (a rename, a duplicate)."""
-        for cand in self.store.find_by_sha(ch.sha256):
+        for cand in candidates:
             root = self.roots.get(cand.folder_id)
             if root is None:
                 continue
@@ -214,8 +215,8 @@ class Applier:
         return None
 
     def _write_all(self, writes: list[tuple[Change, os.stat_result | None]]) -> None:
-        need_hub = [ch.sha256 for ch, _ in writes
-                    if ch.kind == KIND_FILE and not self.store.find_by_sha(ch.sha256)]
+        local = {ch.sha256: self.store.find_by_sha(ch.sha256) for ch, _ in writes if ch.kind == KIND_FILE}
+        need_hub = [sha for sha, found in local.items() if not found]
         if need_hub:
             self.downloader.prefetch(need_hub)
         ready: list[tuple[Change, os.stat_result | None, str]] = []
@@ -228,7 +229,8 @@ class Applier:
                     if ch.sha256 in fetched:
                         tmp = self.writer.copy_temp(fetched[ch.sha256])
                     else:
-                        tmp = self._local_copy(ch) or self.downloader.fetch(ch.sha256, ch.size)
+                        tmp = (self._local_copy(ch, local[ch.sha256])
+                               or self.downloader.fetch(ch.sha256, ch.size))
                         fetched[ch.sha256] = tmp
                     self.writer.set_temp_mtime(tmp, ch.mtime_ns)
             except FileProblem as e:

@@ -404,6 +404,10 @@ def test_a_file_vanishing_while_hashed_is_an_error_and_the_scan_goes_on(store, r
     assert set(live_index(store)) == {"a.txt", "z.txt"}
     assert [(e.path, e.kind) for e in store.errors(FID)] == [("vanish.txt", "read")]
     assert "vanished" in store.errors(FID)[0].message
+    # the next scan is the retry: the file is gone for good, so the error is too
+    monkeypatch.setattr(scanner, "sha256_file", real)
+    scan(store, root)
+    assert store.errors(FID) == []
 
 
 @pytest.mark.parametrize("how", ["grows", "mtime"])

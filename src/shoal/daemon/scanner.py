@@ -48,6 +48,7 @@ class ScanResult:
     bytes: int = 0
     paused: str | None = None
     changed_paths: list[str] = field(default_factory=list)
+    error_paths: set[str] = field(default_factory=set)
 
     @property
     def changes(self) -> int:
@@ -238,6 +239,7 @@ class _Recorder:
                 self.tick(entry)
                 if err is not None:
                     self.result.errors += 1
+                    self.result.error_paths.add(entry.path)
                     what = "vanished while being read" if isinstance(err, FileNotFoundError) else err.strerror
                     self.store.record_error(self.folder_id, entry.path, "read", f"cannot read: {what}",
                                             now_i, now_i + READ_RETRY_SECONDS)
@@ -288,13 +290,13 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
     if row.paused:
         store.update_folder(folder_id, paused=None)
     first_scan = row.first_scan_at is None
-    store.clear_errors(folder_id, "read")  # this scan is their retry: what still fails is recorded again
     rules = IgnoreRules(ignore)
     unreadable_dirs: list[str] = []
     now_i = int(now)
 
     def on_error(rel: str, err: OSError) -> None:
         result.errors += 1
+        result.error_paths.add(rel or ".")
         if rel == "" or os.path.isdir(os.path.join(root, rel)):
             unreadable_dirs.append(rel + "/" if rel else "")
         store.record_error(folder_id, rel or ".", "read", f"cannot read: {err.strerror}",
@@ -342,6 +344,8 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
         rec.flush()
     _record_deletions(store, folder_id, deletions, live_indexed, first_scan, allow_mass_delete,
                       rec.added_by_sha, result, now_i)
+    # This scan was the retry of every read error: those it did not meet again are gone.
+    store.clear_read_errors_except(folder_id, result.error_paths)
     if first_scan and result.paused is None:
         store.update_folder(folder_id, first_scan_at=now_i)
     return result

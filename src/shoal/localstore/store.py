@@ -381,8 +381,11 @@ class Store:
                 "DELETE FROM errors WHERE folder_id=? AND path=? AND kind=?", (folder_id, path, kind)
             )
 
-    def clear_errors(self, folder_id: str, kind: str) -> None:
-        self.conn.execute("DELETE FROM errors WHERE folder_id=? AND kind=?", (folder_id, kind))
+    def clear_read_errors_except(self, folder_id: str, keep: set[str]) -> None:
+        """Forget read errors of a folder except those of `keep` (met again by this scan)."""
+        for e in self.errors(folder_id):
+            if e.kind == "read" and e.path not in keep:
+                self.clear_error(folder_id, e.path, "read")
 
     def errors(self, folder_id: str | None = None) -> list[PathError]:
         sql = "SELECT folder_id, path, kind, message, retries, next_retry FROM errors"

@@ -100,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as e:  # --help / --version
         return e.code if isinstance(e.code, int) else 0
+    except ImportError as e:
+        if debug or "pq" not in str(e):
+            raise
+        print("shoal: the PostgreSQL client library libpq cannot be loaded: install it "
+              "(Termux: pkg install postgresql; Debian: apt install libpq5) or pip install 'psycopg[binary]'",
+              file=sys.stderr)
+        return 1
     except Exception as e:  # a bug: still one line unless --debug
         if debug:
             raise

@@ -1,0 +1,130 @@
+"""The command line as a user meets it: exit codes, one-line errors, JSON output, global
+options before or after the command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from shoal.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def cfg(tmp_path, hub_url):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "device": {"name": "laptop"}, "state_dir": str(tmp_path / "state"), "hub": {"url": hub_url},
+        "folders": [{"id": "docs", "path": str(tmp_path / "docs")}]}))
+    return path
+
+
+def test_usage_errors_exit_2_with_one_line(capsys):
+    code, out, err = run(capsys, "frobnicate")
+    assert code == 2 and err.count("\n") == 1 and "invalid choice" in err
+    code, out, err = run(capsys, "sync")  # --now is required
+    assert code == 2 and "--now" in err
+
+
+def test_missing_config_is_one_line_exit_2(capsys, tmp_path):
+    code, out, err = run(capsys, "--config", str(tmp_path / "nope.yaml"), "scan")
+    assert code == 2
+    assert err.strip() == f"config file not found: {tmp_path / 'nope.yaml'} (run `shoal init`)"
+
+
+def test_config_check_names_file_line_key(capsys, tmp_path):
+    bad = tmp_path / "config.yaml"
+    bad.write_text("device:\n  name: x\nfolders:\n  - id: a\n    path: /tmp/a\n    mode: both\n")
+    code, out, err = run(capsys, "config", "check", "--config", str(bad))  # global option after the command
+    assert code == 2
+    assert "config.yaml:6: folders[0].mode: must be one of send-only, receive-only, send-receive" in err
+    assert "Traceback" not in err
+
+
+def test_init_scan_status_json_and_refuses_to_overwrite(capsys, tmp_path, hub_url):
+    path = tmp_path / "c" / "config.yaml"
+    notes = tmp_path / "Notes"
+    code, out, err = run(capsys, "--config", str(path), "init", "--device-name", "pixel",
+                         "--hub", hub_url, "--folder", f"notes={notes}")
+    assert code == 0, err
+    assert "registered at the hub" in out
+    assert (notes / ".shoal" / "folder-id").read_text().strip() == "notes"
+    (notes / "a.md").write_text("hello")
+    code, out, err = run(capsys, "--config", str(path), "scan")
+    assert code == 0 and "1 added" in out
+    code, out, err = run(capsys, "status", "--json", "--config", str(path))
+    status = json.loads(out)
+    assert status["device"]["name"] == "pixel"
+    assert status["hub"]["reachable"] is True
+    assert status["daemon"]["running"] is False
+    [folder] = status["folders"]
+    assert (folder["id"], folder["files"], folder["bytes"], folder["waiting"]) == ("notes", 1, 5, 1)
+    code, out, err = run(capsys, "--config", str(path), "init")
+    assert code == 2 and "already exists" in err
+
+
+def test_status_with_unreachable_hub_still_reports(capsys, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"device": {"name": "d"}, "state_dir": str(tmp_path / "s"),
+                                    "hub": {"url": "postgresql://nobody@127.0.0.1:1/x"},
+                                    "folders": [{"id": "f", "path": str(tmp_path / "f")}]}))
+    code, out, err = run(capsys, "--config", str(path), "status", "--json")
+    assert code == 0
+    status = json.loads(out)
+    assert status["hub"]["reachable"] is False and "unreachable" in status["hub"]["error"]
+    code, out, err = run(capsys, "--config", str(path), "sync", "--now")
+    assert code == 1 and err.startswith("shoal: hub unreachable") and err.count("\n") == 1
+    code, out, err = run(capsys, "--config", str(path), "status", "--json")
+    assert json.loads(out)["folders"][0]["paused"] is None
+
+
+def test_sync_conflicts_devices_dupes(capsys, cfg, tmp_path, hub_url):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("same bytes")
+    (docs / "b.txt").write_text("same bytes")
+    code, out, err = run(capsys, "--config", str(cfg), "sync", "--now")
+    assert code == 0, err
+    assert "docs: 2 pushed, 0 pulled" in out
+    code, out, err = run(capsys, "--config", str(cfg), "conflicts", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, out, err = run(capsys, "--config", str(cfg), "devices", "--json")
+    [dev] = json.loads(out)
+    assert dev["name"] == "laptop" and dev["behind"] == 0 and dev["silent"] is False
+    code, out, err = run(capsys, "--config", str(cfg), "dupes", "--json")
+    [dupe] = json.loads(out)
+    assert sorted(dupe["places"]) == ["docs:a.txt", "docs:b.txt"]
+
+
+def test_mass_delete_pauses_until_confirmed(capsys, cfg, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(20):
+        (docs / f"f{i}.txt").write_text(str(i))
+    assert run(capsys, "--config", str(cfg), "sync", "--now")[0] == 0
+    for i in range(15):
+        (docs / f"f{i}.txt").unlink()
+    code, out, err = run(capsys, "--config", str(cfg), "sync", "--now")
+    assert code == 1 and "mass-delete" in err and "--allow-mass-delete" in err
+    code, out, err = run(capsys, "--config", str(cfg), "sync", "--now", "--allow-mass-delete")
+    assert code == 0, err
+    status = json.loads(run(capsys, "--config", str(cfg), "status", "--json")[1])
+    assert status["folders"][0]["files"] == 5 and status["folders"][0]["paused"] is None
+
+
+def test_python_dash_m_and_debug_traceback(tmp_path):
+    env = {**os.environ, "SHOAL_CONFIG": str(tmp_path / "none.yaml")}
+    proc = subprocess.run([sys.executable, "-m", "shoal", "scan"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "shoal", "--debug", "scan"], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr

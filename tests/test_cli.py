@@ -51,7 +51,8 @@ def test_config_check_names_file_line_key(capsys, tmp_path):
     assert "Traceback" not in err
 
 
-def test_init_scan_status_json_and_refuses_to_overwrite(capsys, tmp_path, hub_url):
+def test_init_scan_status_json_and_refuses_to_overwrite(capsys, tmp_path, hub_url, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # the default state dir, kept in the test
     path = tmp_path / "c" / "config.yaml"
     notes = tmp_path / "Notes"
     code, out, err = run(capsys, "--config", str(path), "init", "--device-name", "pixel",
@@ -69,6 +70,7 @@ def test_init_scan_status_json_and_refuses_to_overwrite(capsys, tmp_path, hub_ur
     assert status["daemon"]["running"] is False
     [folder] = status["folders"]
     assert (folder["id"], folder["files"], folder["bytes"], folder["waiting"]) == ("notes", 1, 5, 1)
+    assert (tmp_path / "data" / "shoal" / "shoal.db").exists()
     code, out, err = run(capsys, "--config", str(path), "init")
     assert code == 2 and "already exists" in err
 

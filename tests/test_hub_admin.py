@@ -142,7 +142,7 @@ def test_device_login_uses_the_api_only_as_its_own_device(hub_url, uniq):
     "SELECT * FROM shoal.changes",
     "SELECT * FROM shoal.device_roles",
     "SELECT * FROM shoal.blocks",
-    "INSERT INTO shoal.heads VALUES ('f', 'p', 1, gen_random_uuid(), gen_random_uuid(), 'file', 0, 0,"
+    "INSERT INTO shoal.heads VALUES ('default', 'f', 'p', 1, gen_random_uuid(), gen_random_uuid(), 'file', 0, 0,"
     " 'x', NULL, false)",
     "UPDATE shoal.device_roles SET device_id = NULL",
     "DELETE FROM shoal.hub_meta",

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("action", choices=["init", "add-device", "revoke-device"])
     c.add_argument("name", nargs="?")
     c.add_argument("--url", metavar="URL")
+    c.add_argument("--space", metavar="S", help="add-device: the space the device belongs to (default: default)")
     c = cmd("service", "install the background service for this platform")
     c.add_argument("action", choices=["install", "uninstall"])
     cmd("doctor", "check store, hub, watch limits and permissions")

@@ -275,41 +275,42 @@ class Hub:
     def missing_contents(self, shas: Sequence[str]) -> set[str]:
         if not shas:
             return set()
-        return {r[0] for r in self._rows("content check", "SELECT shoal.missing_contents(%s)", (list(shas),))}
+        return {r[0] for r in self._rows("content check", "SELECT shoal.missing_contents(%s, %s)", (self.device_id, list(shas)))}
 
     def missing_blocks(self, shas: Sequence[str]) -> set[str]:
         if not shas:
             return set()
-        return {r[0] for r in self._rows("block check", "SELECT shoal.missing_blocks(%s)", (list(shas),))}
+        return {r[0] for r in self._rows("block check", "SELECT shoal.missing_blocks(%s, %s)", (self.device_id, list(shas)))}
 
     def put_blocks(self, blocks: Sequence[tuple[str, bytes]]) -> int:
         if not blocks:
             return 0
-        return self._rows("block upload", "SELECT shoal.put_blocks(%s::text[], %s::bytea[])",
-                          ([b[0] for b in blocks], [b[1] for b in blocks]))[0][0]
+        return self._rows("block upload", "SELECT shoal.put_blocks(%s, %s::text[], %s::bytea[])",
+                          (self.device_id, [b[0] for b in blocks], [b[1] for b in blocks]))[0][0]
 
     def put_small_contents(self, items: Sequence[tuple[str, bytes]], block_size: int) -> int:
         """Store one-block contents (the block is the whole file) in one round trip."""
         return self._rows("small content upload",
-                          "SELECT shoal.put_small_contents(%s::text[], %s::bytea[], %s)",
-                          ([s for s, _ in items], [d for _, d in items], block_size))[0][0]
+                          "SELECT shoal.put_small_contents(%s, %s::text[], %s::bytea[], %s)",
+                          (self.device_id, [s for s, _ in items], [d for _, d in items], block_size))[0][0]
 
     def put_content(self, sha256: str, size: int, block_size: int, blocks: list[str]) -> None:
-        self._rows("content upload", "SELECT shoal.put_content(%s, %s, %s, %s)",
-                   (sha256, size, block_size, blocks))
+        self._rows("content upload", "SELECT shoal.put_content(%s, %s, %s, %s, %s)",
+                   (self.device_id, sha256, size, block_size, blocks))
 
     def get_contents(self, shas: Sequence[str]) -> dict[str, ContentInfo]:
         if not shas:
             return {}
-        got = self._rows("content lookup", "SELECT sha256, size, block_size, blocks FROM shoal.get_contents(%s)",
-                         (list(shas),))
+        got = self._rows("content lookup", "SELECT sha256, size, block_size, blocks FROM shoal.get_contents(%s, %s)",
+                         (self.device_id, list(shas)))
         return {s: ContentInfo(s, size, bs, list(bl)) for s, size, bs, bl in got}
 
     def get_blocks(self, shas: Sequence[str]) -> dict[str, bytes]:
         if not shas:
             return {}
         # Binary results: bytea in text format would double the bytes on the wire.
-        got = self._rows("block download", "SELECT sha256, data FROM shoal.get_blocks(%s::text[])", (list(shas),),
+        got = self._rows("block download", "SELECT sha256, data FROM shoal.get_blocks(%s, %s::text[])",
+                         (self.device_id, list(shas)),
                          binary=True)
         return {s: bytes(d) for s, d in got}
 
@@ -321,12 +322,13 @@ class Hub:
 
     def devices(self) -> list[dict]:
         got = self._rows("devices", "SELECT device_id::text, name, last_push_at, last_pull_at, behind,"
-                         " last_error FROM shoal.device_overview()", ())
+                         " last_error FROM shoal.device_overview(%s)", (self.device_id,))
         keys = ("device_id", "name", "last_push_at", "last_pull_at", "behind", "last_error")
         return [dict(zip(keys, r)) for r in got]
 
     def dupes(self) -> list[dict]:
-        got = self._rows("dupes", "SELECT sha256, size, places FROM shoal.duplicate_contents()", ())
+        got = self._rows("dupes", "SELECT sha256, size, places FROM shoal.duplicate_contents(%s)",
+                         (self.device_id,))
         return [{"sha256": s, "size": size, "places": list(p)} for s, size, p in got]
 
 

@@ -116,8 +116,11 @@ def new_password() -> str:
     return secrets.token_urlsafe(24)
 
 
+SPACE_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
 def add_device(conn: psycopg.Connection, name: str, *, hub_url_for_devices: str,
-               password: str | None = None) -> tuple[str, str]:
+               password: str | None = None, space: str = "default") -> tuple[str, str]:
     """Create the hub login of device `name`; returns (role, its URL without a password).
 
     `password` is the login's password (make it with new_password() to show it to the user);
@@ -156,7 +159,7 @@ def add_device(conn: psycopg.Connection, name: str, *, hub_url_for_devices: str,
                 ident, sql.Literal(IDLE_IN_TRANSACTION_TIMEOUT)))
             conn.execute(sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(
                 ident, sql.Literal(STATEMENT_TIMEOUT)))
-            conn.execute("INSERT INTO shoal.device_roles(role_name) VALUES (%s)", (role,))
+            conn.execute("INSERT INTO shoal.device_roles(role_name, space) VALUES (%s, %s)", (role, space))
     except psycopg.errors.DuplicateObject:
         raise UsageError(f"hub login {role} already exists (device {name!r})") from None
     except psycopg.errors.InsufficientPrivilege as e:
@@ -274,11 +277,15 @@ def run(args, device_factory: Callable, out=None) -> int:
     if args.action not in ("add-device", "revoke-device"):
         raise UsageError(f"unknown hub action {args.action!r}")
     role_name(args.name)  # refuse a bad name before connecting anywhere
+    space = getattr(args, "space", None)
+    if space is not None and not SPACE_NAME.fullmatch(space):
+        raise UsageError(f"a space name is 1-40 letters, digits, '-' or '_', not {space!r}")
     conn, url = _admin_connection(args, device_factory)
     try:
         if args.action == "add-device":
             password = new_password()
             role, device_conninfo = add_device(conn, args.name, hub_url_for_devices=url,
+                                               space=getattr(args, "space", None) or "default",
                                                password=password)
             print(f"created hub login {role} for device {args.name!r}", file=out)
             print(f"  url:      {device_conninfo}", file=out)

@@ -1,6 +1,10 @@
 -- The hub: changelog, heads, content blocks, devices. Everything lives in schema "shoal".
--- Devices reach the tables only through the SECURITY DEFINER functions at the bottom.
+-- Devices reach the tables only through the SECURITY DEFINER functions below, as their own
+-- device (authority from session_user) and inside their own space: a hub can hold several
+-- spaces (e.g. the members of a family), and every table holding a space's data has row level
+-- security enabled and forced, so even a function's mistake cannot cross spaces.
 -- Paths, metadata and content are compared by equality only (opaque to the hub).
+-- Every table is keyed by (space, folder) first, so it can be distributed by that on Citus.
 
 CREATE TABLE shoal.hub_meta (
     key   text PRIMARY KEY,
@@ -10,6 +14,7 @@ INSERT INTO shoal.hub_meta(key, value) VALUES ('hub_id', gen_random_uuid()::text
 
 CREATE TABLE shoal.devices (
     device_id     uuid PRIMARY KEY,
+    space         text NOT NULL DEFAULT 'default',
     name          text NOT NULL,
     role_name     text NOT NULL,
     registered_at timestamptz NOT NULL DEFAULT now(),
@@ -19,20 +24,22 @@ CREATE TABLE shoal.devices (
     last_error_at timestamptz
 );
 
--- Logins made by `shoal hub add-device` are bound to exactly one device id.
+-- Logins made by `shoal hub add-device` are bound to exactly one device id, in one space.
 CREATE TABLE shoal.device_roles (
-    role_name text PRIMARY KEY,
-    device_id uuid UNIQUE,
+    role_name  text PRIMARY KEY,
+    space      text NOT NULL DEFAULT 'default',
+    device_id  uuid UNIQUE,
     created_at timestamptz NOT NULL DEFAULT now(),
     revoked_at timestamptz
 );
 
 CREATE TABLE shoal.device_folders (
-    device_id   uuid NOT NULL REFERENCES shoal.devices(device_id),
-    folder_id   text NOT NULL,
-    cursor      bigint NOT NULL DEFAULT 0,
+    space        text NOT NULL,
+    folder_id    text NOT NULL,
+    device_id    uuid NOT NULL REFERENCES shoal.devices(device_id),
+    cursor       bigint NOT NULL DEFAULT 0,
     last_pull_at timestamptz,
-    PRIMARY KEY (folder_id, device_id)
+    PRIMARY KEY (space, folder_id, device_id)
 );
 
 -- Content-addressed storage: a content (whole file) is a list of blocks; each block stored once.
@@ -49,10 +56,25 @@ CREATE TABLE shoal.contents (
     blocks     text[] NOT NULL
 );
 
+-- Which space may read which block and content. A block is stored once for the whole hub, but
+-- a space gets it only by uploading its bytes (proof of possession): knowing a hash is not
+-- enough to read another space's file, nor to learn that another space has it.
+CREATE TABLE shoal.block_spaces (
+    space  text NOT NULL,
+    sha256 text NOT NULL,
+    PRIMARY KEY (space, sha256)
+);
+CREATE TABLE shoal.content_spaces (
+    space  text NOT NULL,
+    sha256 text NOT NULL,
+    PRIMARY KEY (space, sha256)
+);
+
 -- The changelog. A cursor over id never skips a row: pushes to one folder are serialised by an
 -- advisory lock, so ids of a folder become visible in order.
 CREATE TABLE shoal.changes (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    space        text NOT NULL,
     folder_id    text NOT NULL,
     path         text NOT NULL,
     device_id    uuid NOT NULL,
@@ -71,10 +93,11 @@ CREATE TABLE shoal.changes (
     created_at   timestamptz NOT NULL DEFAULT now(),
     UNIQUE (device_id, incarnation, seq)
 );
-CREATE INDEX changes_folder_id ON shoal.changes (folder_id, id);
+CREATE INDEX changes_folder_id ON shoal.changes (space, folder_id, id);
 
 -- The current version of every path (the compare-and-swap target).
 CREATE TABLE shoal.heads (
+    space       text NOT NULL,
     folder_id   text NOT NULL,
     path        text NOT NULL,
     version     bigint NOT NULL,
@@ -86,22 +109,24 @@ CREATE TABLE shoal.heads (
     sha256      text NOT NULL,
     target      text,
     deleted     boolean NOT NULL,
-    PRIMARY KEY (folder_id, path)
+    PRIMARY KEY (space, folder_id, path)
 );
-CREATE INDEX heads_sha256 ON shoal.heads (sha256) WHERE NOT deleted;
+CREATE INDEX heads_sha256 ON shoal.heads (space, sha256) WHERE NOT deleted;
 
 CREATE TABLE shoal.conflicts (
-    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    folder_id     text NOT NULL,
-    path          text NOT NULL,
-    head_version  bigint NOT NULL,
-    head_device   uuid NOT NULL,
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    space          text NOT NULL,
+    folder_id      text NOT NULL,
+    path           text NOT NULL,
+    head_version   bigint NOT NULL,
+    head_device    uuid NOT NULL,
     pushing_device uuid NOT NULL,
-    detected_at   timestamptz NOT NULL DEFAULT now()
+    detected_at    timestamptz NOT NULL DEFAULT now()
 );
 
 CREATE TABLE shoal.sync_log (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    space       text NOT NULL,
     device_id   uuid NOT NULL,
     folder_id   text,
     finished_at timestamptz NOT NULL DEFAULT now(),
@@ -111,6 +136,21 @@ CREATE TABLE shoal.sync_log (
     duration_ms integer NOT NULL DEFAULT 0,
     error       text
 );
+
+-- Row level security: the rows of a space are visible only while `shoal.space` names it (set
+-- for the transaction by shoal.enter). Forced, so the functions (running as the owner) obey it.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['device_folders', 'block_spaces', 'content_spaces', 'changes', 'heads',
+                             'conflicts', 'sync_log'] LOOP
+        EXECUTE format('ALTER TABLE shoal.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('ALTER TABLE shoal.%I FORCE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY same_space ON shoal.%I USING (space = current_setting(''shoal.space'', true))'
+                       ' WITH CHECK (space = current_setting(''shoal.space'', true))', t);
+    END LOOP;
+END $$;
 
 -- A login that is a member of the device group but not listed in this hub's device_roles was
 -- made for another hub on the same server (roles are server-wide): it is nobody here.
@@ -124,12 +164,14 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
 $$;
 
 -- Who is calling: a bound device login may act only as its own device; other roles (the hub
--- owner's, as in a single-user setup) may act for any registered device.
-CREATE FUNCTION shoal.check_device(p_device uuid) RETURNS void
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+-- owner's, as in a single-user setup) may act for any registered device. Returns the device's
+-- space and makes it the transaction's space (row level security reads it).
+CREATE FUNCTION shoal.enter(p_device uuid) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
 DECLARE
     bound uuid;
     revoked timestamptz;
+    v_space text;
 BEGIN
     SELECT device_id, revoked_at INTO bound, revoked FROM shoal.device_roles WHERE role_name = session_user;
     IF FOUND AND (revoked IS NOT NULL OR bound IS DISTINCT FROM p_device) THEN
@@ -138,20 +180,25 @@ BEGIN
     IF NOT FOUND AND shoal.is_foreign_device_login() THEN
         RAISE EXCEPTION 'role % is not a device login of this hub', session_user USING ERRCODE = '42501';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM shoal.devices WHERE device_id = p_device) THEN
+    SELECT space INTO v_space FROM shoal.devices WHERE device_id = p_device;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'device % is not registered', p_device USING ERRCODE = '42501';
     END IF;
+    PERFORM set_config('shoal.space', v_space, true);
+    RETURN v_space;
 END $$;
 
 -- Register (or rename) a device. An unbound device login is bound to the first device id it
--- registers, unless another role registered that id (no taking over someone else's device).
+-- registers, unless another role registered that id (no taking over someone else's device);
+-- the device joins the login's space (the owner's devices: the default space).
 CREATE FUNCTION shoal.register_device(p_device uuid, p_name text) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
 DECLARE
     bound uuid;
+    v_space text := 'default';
 BEGIN
-    SELECT device_id INTO bound FROM shoal.device_roles WHERE role_name = session_user AND revoked_at IS NULL
-       FOR UPDATE;
+    SELECT device_id, space INTO bound, v_space FROM shoal.device_roles
+     WHERE role_name = session_user AND revoked_at IS NULL FOR UPDATE;
     IF FOUND THEN
         IF bound IS NULL THEN
             IF EXISTS (SELECT 1 FROM shoal.devices WHERE device_id = p_device AND role_name <> session_user) THEN
@@ -165,8 +212,10 @@ BEGIN
         RAISE EXCEPTION 'role % was revoked', session_user USING ERRCODE = '42501';
     ELSIF shoal.is_foreign_device_login() THEN
         RAISE EXCEPTION 'role % is not a device login of this hub', session_user USING ERRCODE = '42501';
+    ELSE
+        v_space := 'default';
     END IF;
-    INSERT INTO shoal.devices(device_id, name, role_name) VALUES (p_device, p_name, session_user)
+    INSERT INTO shoal.devices(device_id, space, name, role_name) VALUES (p_device, v_space, p_name, session_user)
     ON CONFLICT (device_id) DO UPDATE SET name = excluded.name;
     RETURN (SELECT value FROM shoal.hub_meta WHERE key = 'hub_id');
 END $$;
@@ -187,9 +236,10 @@ CREATE FUNCTION shoal.push(p_device uuid, p_incarnation uuid, p_folder text, p_r
 RETURNS TABLE (seq bigint, status text, version bigint, head jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
 #variable_conflict use_column
+DECLARE
+    v_space text := shoal.enter(p_device);
 BEGIN
-    PERFORM shoal.check_device(p_device);
-    PERFORM pg_advisory_xact_lock(hashtextextended('shoal.folder:' || p_folder, 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('shoal.folder:' || v_space || '/' || p_folder, 0));
     CREATE TEMP TABLE push_in ON COMMIT DROP AS
         SELECT (x->>'seq')::bigint AS seq, x->>'path' AS path, x->>'kind' AS kind,
                (x->>'size')::bigint AS size, (x->>'mtime_ns')::bigint AS mtime_ns,
@@ -210,13 +260,14 @@ BEGIN
     -- Idempotency: a replay of the same (device, incarnation, seq) is a no-op; another payload is refused.
     IF EXISTS (SELECT 1 FROM push_in i JOIN shoal.changes c
                  ON c.device_id = p_device AND c.incarnation = p_incarnation AND c.seq = i.seq
-                WHERE c.payload <> i.payload OR c.folder_id <> p_folder) THEN
+                WHERE c.payload <> i.payload OR c.folder_id <> p_folder OR c.space <> v_space) THEN
         RAISE EXCEPTION 'a seq of device % was already pushed with another payload', p_device
             USING ERRCODE = '23505';
     END IF;
     IF EXISTS (SELECT 1 FROM push_in i
                 WHERE NOT i.deleted AND i.kind = 'file'
-                  AND NOT EXISTS (SELECT 1 FROM shoal.contents ct WHERE ct.sha256 = i.sha256)) THEN
+                  AND NOT EXISTS (SELECT 1 FROM shoal.content_spaces ct
+                                   WHERE ct.space = v_space AND ct.sha256 = i.sha256)) THEN
         RAISE EXCEPTION 'a pushed content is not on the hub' USING ERRCODE = '23503';
     END IF;
     RETURN QUERY
@@ -227,7 +278,8 @@ BEGIN
         SELECT i.*, h.version AS h_version, h.device_id AS h_device, h.incarnation AS h_incarnation,
                h.kind AS h_kind, h.size AS h_size, h.mtime_ns AS h_mtime_ns, h.sha256 AS h_sha256,
                h.target AS h_target, h.deleted AS h_deleted
-          FROM push_in i LEFT JOIN shoal.heads h ON h.folder_id = p_folder AND h.path = i.path
+          FROM push_in i LEFT JOIN shoal.heads h
+            ON h.space = v_space AND h.folder_id = p_folder AND h.path = i.path
          WHERE NOT EXISTS (SELECT 1 FROM replay r WHERE r.seq = i.seq)
     ), classified AS (
         SELECT f.*, CASE
@@ -240,27 +292,27 @@ BEGIN
             ELSE 'accepted' END AS st
           FROM fresh f
     ), ins AS (
-        INSERT INTO shoal.changes(folder_id, path, device_id, incarnation, seq, kind, size, mtime_ns,
+        INSERT INTO shoal.changes(space, folder_id, path, device_id, incarnation, seq, kind, size, mtime_ns,
                                   sha256, target, deleted, base_version, moved_from, conflict_of, payload)
-        SELECT p_folder, c.path, p_device, p_incarnation, c.seq, c.kind, c.size, c.mtime_ns, c.sha256,
+        SELECT v_space, p_folder, c.path, p_device, p_incarnation, c.seq, c.kind, c.size, c.mtime_ns, c.sha256,
                c.target, c.deleted, c.base, c.moved_from, c.conflict_of, c.payload
           FROM classified c WHERE c.st = 'accepted' ORDER BY c.seq
         RETURNING shoal.changes.id, shoal.changes.seq, shoal.changes.path, shoal.changes.kind,
                   shoal.changes.size, shoal.changes.mtime_ns, shoal.changes.sha256,
                   shoal.changes.target, shoal.changes.deleted
     ), up AS (
-        INSERT INTO shoal.heads(folder_id, path, version, device_id, incarnation, kind, size, mtime_ns,
+        INSERT INTO shoal.heads(space, folder_id, path, version, device_id, incarnation, kind, size, mtime_ns,
                                 sha256, target, deleted)
-        SELECT p_folder, n.path, n.id, p_device, p_incarnation, n.kind, n.size, n.mtime_ns, n.sha256,
+        SELECT v_space, p_folder, n.path, n.id, p_device, p_incarnation, n.kind, n.size, n.mtime_ns, n.sha256,
                n.target, n.deleted FROM ins n
-        ON CONFLICT (folder_id, path) DO UPDATE SET
+        ON CONFLICT (space, folder_id, path) DO UPDATE SET
             version = excluded.version, device_id = excluded.device_id, incarnation = excluded.incarnation,
             kind = excluded.kind, size = excluded.size, mtime_ns = excluded.mtime_ns,
             sha256 = excluded.sha256, target = excluded.target, deleted = excluded.deleted
         RETURNING 1
     ), conf AS (
-        INSERT INTO shoal.conflicts(folder_id, path, head_version, head_device, pushing_device)
-        SELECT p_folder, c.path, c.h_version, c.h_device, p_device FROM classified c WHERE c.st = 'conflict'
+        INSERT INTO shoal.conflicts(space, folder_id, path, head_version, head_device, pushing_device)
+        SELECT v_space, p_folder, c.path, c.h_version, c.h_device, p_device FROM classified c WHERE c.st = 'conflict'
         RETURNING 1
     )
     SELECT r.seq, 'accepted'::text, r.id, NULL::jsonb FROM replay r
@@ -286,52 +338,80 @@ RETURNS TABLE (id bigint, path text, device_id uuid, device_name text, kind text
                mtime_ns bigint, sha256 text, target text, deleted boolean, moved_from text,
                conflict_of text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
 BEGIN
-    PERFORM shoal.check_device(p_device);
     RETURN QUERY
         SELECT c.id, c.path, c.device_id, d.name, c.kind, c.size, c.mtime_ns, c.sha256, c.target,
                c.deleted, c.moved_from, c.conflict_of
           FROM shoal.changes c JOIN shoal.devices d ON d.device_id = c.device_id
-         WHERE c.folder_id = p_folder AND c.id > p_after
+         WHERE c.space = v_space AND c.folder_id = p_folder AND c.id > p_after
          ORDER BY c.id LIMIT p_limit;
 END $$;
 
 -- A device reports how far it has applied a folder (for `shoal devices`: how far behind it is).
 CREATE FUNCTION shoal.ack_pull(p_device uuid, p_folder text, p_cursor bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
 BEGIN
-    PERFORM shoal.check_device(p_device);
-    INSERT INTO shoal.device_folders(device_id, folder_id, cursor, last_pull_at)
-    VALUES (p_device, p_folder, p_cursor, now())
-    ON CONFLICT (folder_id, device_id) DO UPDATE SET cursor = excluded.cursor, last_pull_at = now();
+    INSERT INTO shoal.device_folders(space, folder_id, device_id, cursor, last_pull_at)
+    VALUES (v_space, p_folder, p_device, p_cursor, now())
+    ON CONFLICT (space, folder_id, device_id) DO UPDATE SET cursor = excluded.cursor, last_pull_at = now();
     UPDATE shoal.devices SET last_pull_at = now() WHERE device_id = p_device;
 END $$;
 
--- Current heads of a folder (used after the hub changed identity, and by convergence checks).
+-- Current heads of a folder (convergence checks).
 CREATE FUNCTION shoal.heads_of(p_device uuid, p_folder text)
 RETURNS TABLE (path text, version bigint, kind text, size bigint, mtime_ns bigint, sha256 text,
                target text, deleted boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
 BEGIN
-    PERFORM shoal.check_device(p_device);
     RETURN QUERY SELECT h.path, h.version, h.kind, h.size, h.mtime_ns, h.sha256, h.target, h.deleted
-                   FROM shoal.heads h WHERE h.folder_id = p_folder ORDER BY h.path;
+                   FROM shoal.heads h WHERE h.space = v_space AND h.folder_id = p_folder ORDER BY h.path;
 END $$;
 
-CREATE FUNCTION shoal.missing_contents(p_shas text[]) RETURNS SETOF text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
-    SELECT s FROM unnest(p_shas) AS s WHERE NOT EXISTS (SELECT 1 FROM shoal.contents c WHERE c.sha256 = s)
-$$;
-
-CREATE FUNCTION shoal.missing_blocks(p_shas text[]) RETURNS SETOF text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
-    SELECT s FROM unnest(p_shas) AS s WHERE NOT EXISTS (SELECT 1 FROM shoal.blocks b WHERE b.sha256 = s)
-$$;
-
--- Store blocks; a block whose bytes do not hash to its key is refused.
-CREATE FUNCTION shoal.put_blocks(p_shas text[], p_data bytea[]) RETURNS integer
+-- Heads of given paths (retrying a failed apply without rescanning the whole folder).
+CREATE FUNCTION shoal.heads_at(p_device uuid, p_folder text, p_paths text[])
+RETURNS TABLE (path text, version bigint, device_id uuid, device_name text, kind text, size bigint,
+               mtime_ns bigint, sha256 text, target text, deleted boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
 DECLARE
+    v_space text := shoal.enter(p_device);
+BEGIN
+    RETURN QUERY SELECT h.path, h.version, h.device_id, d.name, h.kind, h.size, h.mtime_ns, h.sha256,
+                        h.target, h.deleted
+                   FROM shoal.heads h JOIN shoal.devices d ON d.device_id = h.device_id
+                  WHERE h.space = v_space AND h.folder_id = p_folder AND h.path = ANY(p_paths);
+END $$;
+
+-- Which of these contents / blocks this device's space does not have (must upload).
+CREATE FUNCTION shoal.missing_contents(p_device uuid, p_shas text[]) RETURNS SETOF text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
+BEGIN
+    RETURN QUERY SELECT s FROM unnest(p_shas) AS s
+                  WHERE NOT EXISTS (SELECT 1 FROM shoal.content_spaces c WHERE c.space = v_space AND c.sha256 = s);
+END $$;
+
+CREATE FUNCTION shoal.missing_blocks(p_device uuid, p_shas text[]) RETURNS SETOF text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
+BEGIN
+    RETURN QUERY SELECT s FROM unnest(p_shas) AS s
+                  WHERE NOT EXISTS (SELECT 1 FROM shoal.block_spaces b WHERE b.space = v_space AND b.sha256 = s);
+END $$;
+
+-- Store blocks; a block whose bytes do not hash to its key is refused. Uploading the bytes is
+-- what gives the device's space the block (even when the hub already stored it for another).
+CREATE FUNCTION shoal.put_blocks(p_device uuid, p_shas text[], p_data bytea[]) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
     bad text;
     n integer;
 BEGIN
@@ -342,83 +422,38 @@ BEGIN
     INSERT INTO shoal.blocks(sha256, data) SELECT s, d FROM unnest(p_shas, p_data) AS t(s, d)
     ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO shoal.block_spaces(space, sha256) SELECT v_space, s FROM unnest(p_shas) AS s
+    ON CONFLICT DO NOTHING;
     RETURN n;
 END $$;
 
--- Declare a content as a list of blocks; every block must already be on the hub.
-CREATE FUNCTION shoal.put_content(p_sha text, p_size bigint, p_block_size integer, p_blocks text[])
-RETURNS void
+-- Declare a content as a list of blocks; every block must already be in the device's space.
+CREATE FUNCTION shoal.put_content(p_device uuid, p_sha text, p_size bigint, p_block_size integer,
+                                  p_blocks text[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
 DECLARE
+    v_space text := shoal.enter(p_device);
     total bigint;
     have integer;
 BEGIN
     SELECT count(*), coalesce(sum(length(b.data)), 0) INTO have, total
-      FROM unnest(p_blocks) WITH ORDINALITY AS u(s, i) JOIN shoal.blocks b ON b.sha256 = u.s;
+      FROM unnest(p_blocks) AS u(s)
+      JOIN shoal.block_spaces bs ON bs.space = v_space AND bs.sha256 = u.s
+      JOIN shoal.blocks b ON b.sha256 = u.s;
     IF have <> coalesce(array_length(p_blocks, 1), 0) OR total <> p_size THEN
         RAISE EXCEPTION 'content %: blocks missing or sizes wrong', p_sha USING ERRCODE = '23503';
     END IF;
     INSERT INTO shoal.contents(sha256, size, block_size, blocks) VALUES (p_sha, p_size, p_block_size, p_blocks)
     ON CONFLICT DO NOTHING;
+    INSERT INTO shoal.content_spaces(space, sha256) VALUES (v_space, p_sha) ON CONFLICT DO NOTHING;
 END $$;
-
-CREATE FUNCTION shoal.get_contents(p_shas text[])
-RETURNS TABLE (sha256 text, size bigint, block_size integer, blocks text[])
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
-    SELECT c.sha256, c.size, c.block_size, c.blocks FROM shoal.contents c WHERE c.sha256 = ANY(p_shas)
-$$;
-
-CREATE FUNCTION shoal.get_blocks(p_shas text[]) RETURNS TABLE (sha256 text, data bytea)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
-    SELECT b.sha256, b.data FROM shoal.blocks b WHERE b.sha256 = ANY(p_shas)
-$$;
-
-CREATE FUNCTION shoal.log_sync(p_device uuid, p_folder text, p_result text, p_pushed integer,
-                               p_pulled integer, p_ms integer, p_error text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
-BEGIN
-    PERFORM shoal.check_device(p_device);
-    INSERT INTO shoal.sync_log(device_id, folder_id, result, pushed, pulled, duration_ms, error)
-    VALUES (p_device, p_folder, p_result, p_pushed, p_pulled, p_ms, p_error);
-    IF p_error IS NOT NULL THEN
-        UPDATE shoal.devices SET last_error = p_error, last_error_at = now() WHERE device_id = p_device;
-    ELSE
-        UPDATE shoal.devices SET last_error = NULL WHERE device_id = p_device;
-    END IF;
-END $$;
-
--- Hub-wide views for `shoal devices` and `shoal dupes`.
-CREATE FUNCTION shoal.device_overview()
-RETURNS TABLE (device_id uuid, name text, last_push_at timestamptz, last_pull_at timestamptz,
-               behind bigint, last_error text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
-    SELECT d.device_id, d.name, d.last_push_at, d.last_pull_at,
-           (SELECT count(*) FROM shoal.changes c
-             WHERE c.device_id <> d.device_id
-               AND c.id > coalesce((SELECT df.cursor FROM shoal.device_folders df
-                                     WHERE df.device_id = d.device_id AND df.folder_id = c.folder_id), 0)
-               AND (EXISTS (SELECT 1 FROM shoal.device_folders df2
-                             WHERE df2.device_id = d.device_id AND df2.folder_id = c.folder_id))),
-           d.last_error
-      FROM shoal.devices d ORDER BY d.name, d.device_id
-$$;
-
-CREATE FUNCTION shoal.duplicate_contents()
-RETURNS TABLE (sha256 text, size bigint, places text[])
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
-    SELECT h.sha256, max(h.size), array_agg(h.folder_id || ':' || h.path ORDER BY h.folder_id, h.path)
-      FROM shoal.heads h WHERE NOT h.deleted AND h.kind = 'file' AND h.size > 0
-     GROUP BY h.sha256 HAVING count(*) > 1 ORDER BY max(h.size) * (count(*) - 1) DESC
-$$;
-
-REVOKE ALL ON ALL TABLES IN SCHEMA shoal FROM PUBLIC;
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA shoal FROM PUBLIC;
 
 -- Small files (one block, the block is the whole content) in one round trip per batch.
-CREATE FUNCTION shoal.put_small_contents(p_shas text[], p_data bytea[], p_block_size integer)
+CREATE FUNCTION shoal.put_small_contents(p_device uuid, p_shas text[], p_data bytea[], p_block_size integer)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
 DECLARE
+    v_space text := shoal.enter(p_device);
     bad text;
     n integer;
 BEGIN
@@ -433,20 +468,73 @@ BEGIN
     SELECT s, length(d), p_block_size, ARRAY[s] FROM unnest(p_shas, p_data) AS t(s, d)
     ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO shoal.block_spaces(space, sha256) SELECT v_space, s FROM unnest(p_shas) AS s ON CONFLICT DO NOTHING;
+    INSERT INTO shoal.content_spaces(space, sha256) SELECT v_space, s FROM unnest(p_shas) AS s ON CONFLICT DO NOTHING;
     RETURN n;
 END $$;
 
--- Heads of given paths (retrying a failed apply without rescanning the whole folder).
-CREATE FUNCTION shoal.heads_at(p_device uuid, p_folder text, p_paths text[])
-RETURNS TABLE (path text, version bigint, device_id uuid, device_name text, kind text, size bigint,
-               mtime_ns bigint, sha256 text, target text, deleted boolean)
+CREATE FUNCTION shoal.get_contents(p_device uuid, p_shas text[])
+RETURNS TABLE (sha256 text, size bigint, block_size integer, blocks text[])
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
 BEGIN
-    PERFORM shoal.check_device(p_device);
-    RETURN QUERY SELECT h.path, h.version, h.device_id, d.name, h.kind, h.size, h.mtime_ns, h.sha256,
-                        h.target, h.deleted
-                   FROM shoal.heads h JOIN shoal.devices d ON d.device_id = h.device_id
-                  WHERE h.folder_id = p_folder AND h.path = ANY(p_paths);
+    RETURN QUERY SELECT c.sha256, c.size, c.block_size, c.blocks
+                   FROM shoal.contents c JOIN shoal.content_spaces cs ON cs.space = v_space AND cs.sha256 = c.sha256
+                  WHERE c.sha256 = ANY(p_shas);
 END $$;
 
+CREATE FUNCTION shoal.get_blocks(p_device uuid, p_shas text[]) RETURNS TABLE (sha256 text, data bytea)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
+BEGIN
+    RETURN QUERY SELECT b.sha256, b.data
+                   FROM shoal.blocks b JOIN shoal.block_spaces bs ON bs.space = v_space AND bs.sha256 = b.sha256
+                  WHERE b.sha256 = ANY(p_shas);
+END $$;
+
+CREATE FUNCTION shoal.log_sync(p_device uuid, p_folder text, p_result text, p_pushed integer,
+                               p_pulled integer, p_ms integer, p_error text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
+BEGIN
+    INSERT INTO shoal.sync_log(space, device_id, folder_id, result, pushed, pulled, duration_ms, error)
+    VALUES (v_space, p_device, p_folder, p_result, p_pushed, p_pulled, p_ms, p_error);
+    UPDATE shoal.devices SET last_error = p_error,
+                             last_error_at = CASE WHEN p_error IS NULL THEN last_error_at ELSE now() END
+     WHERE device_id = p_device;
+END $$;
+
+-- Views for `shoal devices` and `shoal dupes`, over the calling device's space.
+CREATE FUNCTION shoal.device_overview(p_device uuid)
+RETURNS TABLE (device_id uuid, name text, last_push_at timestamptz, last_pull_at timestamptz,
+               behind bigint, last_error text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
+BEGIN
+    RETURN QUERY
+    SELECT d.device_id, d.name, d.last_push_at, d.last_pull_at,
+           (SELECT count(*) FROM shoal.changes c JOIN shoal.device_folders df
+                ON df.space = c.space AND df.folder_id = c.folder_id AND df.device_id = d.device_id
+             WHERE c.space = v_space AND c.device_id <> d.device_id AND c.id > df.cursor),
+           d.last_error
+      FROM shoal.devices d WHERE d.space = v_space ORDER BY d.name, d.device_id;
+END $$;
+
+CREATE FUNCTION shoal.duplicate_contents(p_device uuid)
+RETURNS TABLE (sha256 text, size bigint, places text[])
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
+BEGIN
+    RETURN QUERY
+    SELECT h.sha256, max(h.size), array_agg(h.folder_id || ':' || h.path ORDER BY h.folder_id, h.path)
+      FROM shoal.heads h WHERE h.space = v_space AND NOT h.deleted AND h.kind = 'file' AND h.size > 0
+     GROUP BY h.sha256 HAVING count(*) > 1 ORDER BY max(h.size) * (count(*) - 1) DESC;
+END $$;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA shoal FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA shoal FROM PUBLIC;

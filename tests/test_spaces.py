@@ -1,0 +1,108 @@
+"""Spaces on one hub (e.g. a family's members): a device sees and changes only its own space,
+row level security is enabled and forced, and knowing a content's hash does not give another
+space its bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from shoal.sync import hub_admin
+from shoal.sync.hub import Hub, connect
+
+SPACE_TABLES = ["device_folders", "block_spaces", "content_spaces", "changes", "heads", "conflicts", "sync_log"]
+
+
+@pytest.fixture
+def family(hub_url, pg_dsn):
+    """Two device logins, alice's phone and bob's phone, in spaces 'alice' and 'bob'."""
+    tag = uuid.uuid4().hex[:8]
+    hubs = {}
+    admin = connect(hub_url)
+    for who in ("alice", "bob"):
+        role, _ = hub_admin.add_device(admin, f"{who}-{tag}", hub_url_for_devices=hub_url, space=who,
+                                       password="pw")
+        conn = psycopg.connect(make_conninfo(hub_url, user=role, password="pw"), autocommit=True)
+        hub = Hub(conn, str(uuid.uuid4()), str(uuid.uuid4()))
+        hub.register(f"{who}-phone")
+        hubs[who] = hub
+    admin.close()
+    yield hubs
+    for hub in hubs.values():
+        hub.close()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s",
+                                    (f"shoal\\_dev\\_%\\_{tag}",)).fetchall():
+            conn.execute(f'DROP ROLE "{role}"')
+
+
+def _row(seq, path, data):
+    sha = hashlib.sha256(data).hexdigest()
+    return {"seq": seq, "path": path, "kind": "file", "size": len(data), "mtime_ns": 1,
+            "sha256": sha, "target": None, "deleted": False, "base": None}, sha
+
+
+def test_a_device_sees_and_changes_only_its_own_space(family):
+    alice, bob = family["alice"], family["bob"]
+    a_row, a_sha = _row(1, "diary.txt", b"alice's diary")
+    b_row, b_sha = _row(1, "diary.txt", b"bob's diary")
+    alice.put_small_contents([(a_sha, b"alice's diary")], 128 * 1024)
+    bob.put_small_contents([(b_sha, b"bob's diary")], 128 * 1024)
+    # the same folder id and path in two spaces: two independent files, no conflict
+    assert [r.status for r in alice.push("docs", [a_row])] == ["accepted"]
+    assert [r.status for r in bob.push("docs", [b_row])] == ["accepted"]
+    assert [(c.path, c.sha256) for c in alice.pull("docs", 0)] == [("diary.txt", a_sha)]
+    assert [(c.path, c.sha256) for c in bob.pull("docs", 0)] == [("diary.txt", b_sha)]
+    assert [d["name"] for d in alice.devices()] == ["alice-phone"]
+    assert {h.sha256 for h in bob.heads("docs")} == {b_sha}
+
+
+def test_knowing_a_hash_does_not_give_another_space_the_bytes(family, hub_url):
+    alice, bob = family["alice"], family["bob"]
+    secret = b"alice's photo bytes" * 1000
+    sha = hashlib.sha256(secret).hexdigest()
+    alice.put_small_contents([(sha, secret)], 128 * 1024)
+    assert bob.get_contents([sha]) == {} and bob.get_blocks([sha]) == {}
+    assert bob.missing_contents([sha]) == {sha}  # and bob cannot tell that alice has it
+    assert bob.missing_blocks([sha]) == {sha}
+    # Bob proves possession by uploading the bytes: then the stored block serves him too.
+    with psycopg.connect(hub_url) as conn:
+        blocks_before = conn.execute("SELECT count(*) FROM shoal.blocks").fetchone()[0]
+    bob.put_small_contents([(sha, secret)], 128 * 1024)
+    assert bob.get_blocks([sha]) == {sha: secret}
+    with psycopg.connect(hub_url) as conn:
+        assert conn.execute("SELECT count(*) FROM shoal.blocks").fetchone()[0] == blocks_before
+
+
+def test_row_level_security_is_enabled_forced_and_filters_by_space(family, hub_url):
+    alice, bob = family["alice"], family["bob"]
+    row, sha = _row(1, "a.txt", b"a")
+    alice.put_small_contents([(sha, b"a")], 128 * 1024)
+    alice.push("docs", [row])
+    with psycopg.connect(hub_url, autocommit=True) as conn:
+        flags = dict(conn.execute(
+            "SELECT c.relname, c.relrowsecurity AND c.relforcerowsecurity FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'shoal' AND c.relkind = 'r'"
+        ).fetchall())
+        assert all(flags[t] for t in SPACE_TABLES), flags
+        # A role that may read the table, but is no superuser, sees a space's rows only inside it.
+        reader = f"rls_reader_{uuid.uuid4().hex[:8]}"
+        conn.execute(f"CREATE ROLE {reader} LOGIN")
+        conn.execute(f"GRANT USAGE ON SCHEMA shoal TO {reader}")
+        conn.execute(f"GRANT SELECT ON shoal.changes TO {reader}")
+    try:
+        with psycopg.connect(make_conninfo(hub_url, user=reader)) as conn:
+            assert conn.execute("SELECT count(*) FROM shoal.changes").fetchone()[0] == 0
+            conn.execute("SELECT set_config('shoal.space', 'bob', true)")
+            assert conn.execute("SELECT count(*) FROM shoal.changes").fetchone()[0] == 0
+            conn.execute("SELECT set_config('shoal.space', 'alice', true)")
+            assert conn.execute("SELECT count(*) FROM shoal.changes").fetchone()[0] == 1
+    finally:
+        with psycopg.connect(hub_url, autocommit=True) as conn:
+            conn.execute(f"REVOKE ALL ON shoal.changes FROM {reader}")
+            conn.execute(f"REVOKE USAGE ON SCHEMA shoal FROM {reader}")
+            conn.execute(f"DROP ROLE {reader}")

@@ -85,3 +85,34 @@ def test_identical_edits_are_no_conflict(trio):
     heads = assert_converged(trio)
     assert not [p for p in heads if "sync-conflict" in p]
     assert not any(d.store.conflicts() for d in trio)
+
+
+def test_store_restored_from_backup_keeps_syncing(trio, tmp_path):
+    """A store restored from a backup reuses seqs the hub already holds with other content:
+    the device continues as a new incarnation instead of being refused forever."""
+    import shutil
+
+    a, b, _ = trio
+    a.write("one.txt", "1")
+    a.sync()
+    a.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copy(a.state / "shoal.db", tmp_path / "backup.db")
+    a.write("two.txt", "2")
+    a.sync()  # seq 2 is now on the hub
+    a.close()
+    shutil.copy(tmp_path / "backup.db", a.state / "shoal.db")
+    for suffix in ("-wal", "-shm"):
+        (a.state / f"shoal.db{suffix}").unlink(missing_ok=True)
+    from shoal.localstore import open_store
+    from shoal.sync.engine import SyncEngine
+
+    old_incarnation = open_store(a.state).incarnation_id
+    a.store = open_store(a.state)
+    a.engine = SyncEngine(a.config, a.store, a.hub)
+    a.write("three.txt", "3")  # the restored store records this under the reused seq 2
+    a.sync()
+    assert a.store.incarnation_id != old_incarnation
+    b.sync()
+    a.sync()
+    heads = assert_converged([a, b])
+    assert set(heads) == {"one.txt", "two.txt", "three.txt"}

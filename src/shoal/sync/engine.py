@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from shoal.config import Config, FolderConfig
 from shoal.core.conflicts import unique_path
 from shoal.core.reconcile import ADOPT_HEAD, PUSH_OVER_HEAD, SAME, Resolution, Version, resolve_concurrent
 from shoal.daemon.scanner import ScanResult, scan_folder
-from shoal.errors import FolderPaused, HubError, ShoalError
+from shoal.errors import FolderPaused, HubError, HubMismatch, ShoalError
 from shoal.localstore import Store
 from shoal.model import KIND_FILE, Change, FileState
 from shoal.sync.apply import Applier
@@ -220,7 +221,11 @@ class SyncEngine:
             for i in range(0, len(sendable), PUSH_BATCH):
                 batch = sendable[i:i + PUSH_BATCH]
                 payload = [self._payload(c) for c in batch]
-                results = hub.push(f.id, payload)
+                try:
+                    results = hub.push(f.id, payload)
+                except HubMismatch:
+                    self._new_incarnation(hub)
+                    results = hub.push(f.id, payload)
                 by_seq = {c.seq: c for c in batch}
                 with self.store.transaction():
                     for r in results:
@@ -237,6 +242,16 @@ class SyncEngine:
                 self._resolve(hub, f, ch, head, fr)
             if not conflicts and len(sendable) == len(rows):
                 return
+
+    def _new_incarnation(self, hub: Hub) -> None:
+        """The hub holds other changes under our (device, incarnation, seq) keys: this store was
+        restored from a backup or copied, and its seqs are being reused. A new incarnation makes
+        every key fresh, so nothing is refused and nothing the hub has is overwritten."""
+        new = str(uuid.uuid4())
+        log.warning("the hub already holds other changes under this store's sequence numbers "
+                    "(a restored or copied store?): continuing as a new incarnation %s", new)
+        self.store.set_meta("incarnation_id", new)
+        hub.incarnation_id = new
 
     def _payload(self, c: Change) -> dict:
         idx = self.store.get_file(c.folder_id, c.path)

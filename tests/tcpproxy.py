@@ -18,6 +18,8 @@ class Proxy:
         self.lock = threading.Lock()
         self.conns: list[socket.socket] = []
         self.cut_after: int | None = None  # bytes hub -> device before every connection is cut
+        self.cut_on: bytes | None = None  # cut (instead of forwarding) the reply that contains this
+        self.cuts = 0
         self.stalled = threading.Event()
         self.down_bytes = 0
         self.closed = False
@@ -53,7 +55,9 @@ class Proxy:
                     with self.lock:
                         self.down_bytes += len(data)
                         over = self.cut_after is not None and self.down_bytes > self.cut_after
+                        over = over or (self.cut_on is not None and self.cut_on in data)
                     if over:
+                        self.cuts += 1
                         self.cut()
                         return
                 dst.sendall(data)
@@ -79,6 +83,7 @@ class Proxy:
 
     def heal(self) -> None:
         self.cut_after = None
+        self.cut_on = None
         self.stalled.clear()
 
     def close(self) -> None:

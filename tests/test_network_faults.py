@@ -62,23 +62,33 @@ def test_connection_cut_mid_download_resumes_and_converges(tmp_path, tcp_hub):
         proxy.close()
 
 
-def test_connection_cut_mid_push_pushes_everything_once(tmp_path, tcp_hub):
+def test_reply_lost_after_the_hub_committed_a_push_is_replayed_once(tmp_path, tcp_hub):
     proxy = Proxy(("127.0.0.1", tcp_hub.port))
     try:
         a = Device(tmp_path, "alpha", f"host=127.0.0.1 port={proxy.port} user=postgres dbname=hub")
         b = Device(tmp_path, "beta", tcp_hub.tcp_dsn("hub"))
         for i in range(300):
             a.write(f"many/f{i:03}.txt", f"file {i}")
-        proxy.cut_after = 30_000  # replies stop partway through the push
+        # The hub commits the push, then the network drops its reply: the device cannot know.
+        proxy.cut_on = b"accepted"
         with pytest.raises(HubUnreachable):
             a.sync()
-        proxy.heal()
-        a.sync()
-        b.sync()
-        assert_converged([a, b])
-        assert all(_count_changes(tcp_hub, f"many/f{i:03}.txt") == 1 for i in range(0, 300, 37))
+        assert proxy.cuts == 1
+        assert a.store.pending_count("docs") == 300  # not marked pushed without the hub's answer
         with psycopg.connect(tcp_hub.tcp_dsn("hub")) as conn:
             assert conn.execute("SELECT count(*) FROM shoal.changes").fetchone()[0] == 300
+        b.sync()  # meanwhile beta gets the files and edits one: the head moves past alpha's push
+        b.write("many/f007.txt", "edited on beta")
+        b.sync()
+        proxy.heal()
+        a.sync()  # the same rows again: a replay, a no-op at the hub, not a conflict with beta's edit
+        b.sync()
+        heads = assert_converged([a, b])
+        assert a.read("many/f007.txt") == b"edited on beta"
+        assert not [p for p in heads if ".sync-conflict-" in p] and not a.store.conflicts()
+        with psycopg.connect(tcp_hub.tcp_dsn("hub")) as conn:
+            assert conn.execute("SELECT count(*) FROM shoal.changes").fetchone()[0] == 301
+        assert all(_count_changes(tcp_hub, f"many/f{i:03}.txt") == 1 for i in range(0, 300, 37) if i != 7)
     finally:
         proxy.close()
 

@@ -116,3 +116,20 @@ def test_store_restored_from_backup_keeps_syncing(trio, tmp_path):
     a.sync()
     heads = assert_converged([a, b])
     assert set(heads) == {"one.txt", "two.txt", "three.txt"}
+
+
+def test_symlinks_sync_as_links_never_followed(trio, tmp_path):
+    a, b, _ = trio
+    outside = tmp_path / "outside-secret.txt"
+    outside.write_text("not to be synced")
+    a.write("real.txt", "target content")
+    os.symlink("real.txt", a.root / "link-to-real")
+    os.symlink(str(outside), a.root / "link-outside")
+    a.sync()
+    b.sync()
+    assert os.readlink(b.root / "link-to-real") == "real.txt"
+    assert os.readlink(b.root / "link-outside") == str(outside)  # the link text, not the file
+    index = {f.path: f for f in b.store.iter_files("docs")}
+    assert index["link-outside"].kind == "symlink" and index["link-outside"].target == str(outside)
+    assert outside.read_text() == "not to be synced"
+    assert_converged([a, b])

@@ -110,10 +110,15 @@ class SyncEngine:
         results = []
         for f in self._folders(folder_ids):
             self.progress.phase(f.id, "scan")
+            done = [0, 0]  # the scanner reports running totals; the sink takes increments
+
+            def advance(files: int, nbytes: int, path: str, done=done) -> None:
+                self.progress.advance(files - done[0], nbytes - done[1], path)
+                done[:] = [files, nbytes]
+
             results.append(scan_folder(
                 self.store, f.id, f.path, f.ignore, now=self.clock(), min_age=min_age,
-                allow_mass_delete=allow_mass_delete,
-                progress=lambda n, b, p: self.progress.advance(1, 0, p)))
+                allow_mass_delete=allow_mass_delete, progress=advance))
         return results
 
     # -- the cycle ------------------------------------------------------------------

@@ -1,0 +1,562 @@
+"""Faults and safety rails at the device level, through the engine and a real PostgreSQL hub:
+rogue paths, corrupt blocks, interrupted transfers, a restarted or re-created hub, the
+newest-wins policy, send-only and receive-only folders, the mass-delete and marker guards,
+and random edit/sync schedules on three devices that must converge without losing a version."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from psycopg.conninfo import make_conninfo
+
+from devices import Device, assert_converged, sync_all
+from shoal.core.blocks import block_ranges
+from shoal.errors import HubError, HubUnreachable
+from shoal.sync import transfer
+from shoal.sync.hub import Hub, connect, hub_init, open_hub
+
+FOLDER = "docs"
+BLOCK = 128 * 1024
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _owner(url: str) -> psycopg.Connection:
+    """The hub owner's connection, looking at the default space (row level security is forced,
+    so an owner that is not a superuser sees a space's rows only with it set)."""
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute("SELECT set_config('shoal.space', 'default', false)")
+    return conn
+
+
+def _trash_shas(d: Device) -> set[str]:
+    t = d.root / ".shoal" / "trash"
+    return {_sha(p.read_bytes()) for p in t.rglob("*") if p.is_file() and not p.is_symlink()} if t.exists() else set()
+
+
+def _trash_contents(d: Device) -> list[bytes]:
+    t = d.root / ".shoal" / "trash"
+    return [p.read_bytes() for p in t.rglob("*") if p.is_file()] if t.exists() else []
+
+
+@pytest.fixture
+def devices(tmp_path, hub_url):
+    made: list[Device] = []
+
+    def make(name: str, **kw) -> Device:
+        d = Device(tmp_path, name, hub_url, **kw)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.close()
+
+
+# -- rogue paths -------------------------------------------------------------------------------
+
+
+def test_rogue_paths_are_refused_and_the_good_files_arrive(tmp_path, hub_url, devices):
+    b = devices("beta")
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    # On the receiving device, a directory symlink inside the folder that points outside it.
+    (b.root / "link").symlink_to(canary, target_is_directory=True)
+    b.sync()
+
+    rogue = open_hub(hub_url, None, str(uuid.uuid4()), str(uuid.uuid4()))
+    payload = b"written by a rogue device"
+    rogue.register("rogue")
+    rogue.put_small_contents([(_sha(payload), payload)], BLOCK)
+    # b.root is tmp/beta/folder: these would land in tmp/canary if followed.
+    bad = [
+        str(canary / "absolute.txt"),
+        "../../canary/dotdot.txt",
+        "a/../../../canary/inner-dotdot.txt",
+        "a\\b.txt",
+        "C:x.txt",
+        "a//b.txt",
+        ".",
+        "./x.txt",
+        ".shoal/x",
+        ".shoal/folder-id",
+        "x/.shoal/y",
+        "trailing.",
+        "con",
+        "link/through-symlink.txt",
+    ]
+    good = {"good.txt": b"good one", "sub/dir/good2.txt": b"good two"}
+    rogue.put_small_contents([(_sha(v), v) for v in good.values()], BLOCK)
+    rows = []
+    for seq, path in enumerate(list(good) + bad, start=1):
+        data = good.get(path, payload)
+        rows.append({"seq": seq, "path": path, "kind": "file", "size": len(data), "mtime_ns": 1_700_000_000 * 10**9,
+                     "sha256": _sha(data), "target": None, "deleted": False, "base": None,
+                     "moved_from": None, "conflict_of": None})
+    # Interleave: good files first and last, so a refusal cannot hide them either way.
+    rows.append({**rows[0], "seq": len(rows) + 1, "path": "zz-last.txt"})
+    good["zz-last.txt"] = good["good.txt"]
+    assert {r.status for r in rogue.push(FOLDER, rows)} == {"accepted"}
+    # A NUL byte cannot even be stored by the hub (text and jsonb refuse it).
+    with pytest.raises(HubError):
+        rogue.push(FOLDER, [{**rows[0], "seq": 999, "path": "nul\x00.txt"}])
+    rogue.close()
+
+    report = b.sync()
+    assert report.ok
+    assert list(canary.iterdir()) == [], "a rogue path escaped the folder"
+    for path, data in good.items():
+        assert b.read(path) == data
+    on_disk = b.files()
+    assert set(on_disk) == set(good) | {"link"}, "a refused path was written"
+    assert (b.root / ".shoal" / "folder-id").read_text().strip() == FOLDER
+    assert not (b.root / ".shoal" / "x").exists()
+    refused = {e.path for e in b.store.errors(FOLDER) if e.kind == "refused"}
+    assert set(bad) <= refused, f"not recorded as refused: {set(bad) - refused}"
+    assert report.folders[0].refused == len(bad)
+    # Refusals are permanent and do not block the next cycle.
+    again = b.sync()
+    assert again.ok and list(canary.iterdir()) == [] and set(b.files()) == set(good) | {"link"}
+
+
+# -- corrupt and interrupted transfers ---------------------------------------------------------------
+
+
+def test_corrupt_block_never_reaches_the_folder_and_is_fetched_again(hub_url, devices, monkeypatch):
+    a, b = devices("alpha"), devices("beta")
+    big = os.urandom(600 * 1024)
+    a.write("big.bin", big)
+    a.write("small.txt", "small file")
+    a.write("sub/other.txt", "another")
+    a.sync()
+    blocks = [_sha(big[o:o + n]) for o, n in block_ranges(len(big))]
+    assert len(blocks) == 5
+    victim = blocks[2]
+    with _owner(hub_url) as conn:
+        original = conn.execute("SELECT data FROM shoal.blocks WHERE sha256 = %s", (victim,)).fetchone()[0]
+        conn.execute("UPDATE shoal.blocks SET data = %s WHERE sha256 = %s", (os.urandom(len(original)), victim))
+
+    real_get_blocks = Hub.get_blocks
+    asked: list[str] = []
+
+    def recording_get_blocks(self, shas):
+        asked.extend(shas)
+        return real_get_blocks(self, shas)
+
+    monkeypatch.setattr(Hub, "get_blocks", recording_get_blocks)
+    b.sync()
+    assert not (b.root / "big.bin").exists(), "a file with a corrupt block reached the folder"
+    assert asked.count(victim) == 2, "the corrupt block was not refused and fetched again"
+    assert b.read("small.txt") == b"small file" and b.read("sub/other.txt") == b"another"
+    kinds = {e.path: e.kind for e in b.store.errors(FOLDER)}
+    assert kinds.get("big.bin") == "block"
+    assert b.store.get_file(FOLDER, "big.bin") is None
+
+    with _owner(hub_url) as conn:
+        conn.execute("UPDATE shoal.blocks SET data = %s WHERE sha256 = %s", (original, victim))
+    b.sync(retry_now=True)  # an explicit sync retries failed writes at once
+    assert b.read("big.bin") == big
+    assert not any(e.path == "big.bin" for e in b.store.errors(FOLDER))
+    assert_converged([a, b])
+
+
+def test_block_corrupted_in_transit_is_fetched_again_in_the_same_cycle(devices, monkeypatch):
+    a, b = devices("alpha"), devices("beta")
+    big = os.urandom(600 * 1024)
+    a.write("big.bin", big)
+    a.sync()
+    victim = _sha(big[BLOCK:2 * BLOCK])
+    real_get_blocks = Hub.get_blocks
+    damaged: list[str] = []
+
+    def flaky_get_blocks(self, shas):
+        got = real_get_blocks(self, shas)
+        if victim in got and not damaged:  # the first copy of the block arrives damaged
+            damaged.append(victim)
+            got[victim] = b"\xff" + got[victim][1:]
+        return got
+
+    monkeypatch.setattr(Hub, "get_blocks", flaky_get_blocks)
+    report = b.sync()
+    assert damaged
+    assert b.read("big.bin") == big
+    assert report.folders[0].failed == 0 and not b.store.errors(FOLDER)
+
+
+def test_interrupted_download_resumes(hub_url, devices, monkeypatch):
+    monkeypatch.setattr(transfer, "GROUP_BYTES", 512 * 1024)  # several round trips for one file
+    a, b = devices("alpha"), devices("beta")
+    big = os.urandom(3 * 1024 * 1024)
+    a.write("big.bin", big)
+    a.sync()
+
+    real_get_blocks = Hub.get_blocks
+    calls = {"n": 0}
+
+    def failing_get_blocks(self, shas):
+        got = real_get_blocks(self, shas)
+        if got:
+            calls["n"] += 1
+            if calls["n"] > 1:
+                raise HubUnreachable("hub unreachable: cut by the test")
+        return got
+
+    monkeypatch.setattr(Hub, "get_blocks", failing_get_blocks)
+    with pytest.raises(HubUnreachable):
+        b.sync()
+    assert not (b.root / "big.bin").exists()
+    part = b.root / ".shoal" / "tmp" / f"{_sha(big)}.part"
+    assert 0 < part.stat().st_size < len(big)
+
+    fetched = {"bytes": 0}
+
+    def counting_get_blocks(self, shas):
+        got = real_get_blocks(self, shas)
+        fetched["bytes"] += sum(len(v) for v in got.values())
+        return got
+
+    monkeypatch.setattr(Hub, "get_blocks", counting_get_blocks)
+    b.sync()
+    assert b.read("big.bin") == big
+    assert 0 < fetched["bytes"] < len(big), "the download started over"
+    assert fetched["bytes"] == len(big) - 512 * 1024  # exactly the blocks the first attempt lacked
+    assert not part.exists()
+    assert_converged([a, b])
+
+
+def test_interrupted_upload_resumes_without_resending_blocks(hub_url, devices, monkeypatch):
+    monkeypatch.setattr(transfer, "GROUP_BYTES", 512 * 1024)
+    a, b = devices("alpha"), devices("beta")
+    big = os.urandom(3 * 1024 * 1024)
+    a.write("big.bin", big)
+    all_blocks = {_sha(big[o:o + n]) for o, n in block_ranges(len(big))}
+
+    real_put_blocks = Hub.put_blocks
+    first: list[str] = []
+
+    def failing_put_blocks(self, blocks):
+        if first:
+            raise HubUnreachable("hub unreachable: cut by the test")
+        first.extend(s for s, _ in blocks)
+        return real_put_blocks(self, blocks)
+
+    monkeypatch.setattr(Hub, "put_blocks", failing_put_blocks)
+    with pytest.raises(HubUnreachable):
+        a.sync()
+    assert first and set(first) < all_blocks
+    assert a.store.pending_count(FOLDER) == 1
+    with _owner(hub_url) as conn:
+        stored = {r[0] for r in conn.execute("SELECT sha256 FROM shoal.blocks")}
+        assert conn.execute("SELECT count(*) FROM shoal.changes").fetchone()[0] == 0
+    assert stored == set(first)
+
+    sent: list[str] = []
+
+    def recording_put_blocks(self, blocks):
+        sent.extend(s for s, _ in blocks)
+        return real_put_blocks(self, blocks)
+
+    monkeypatch.setattr(Hub, "put_blocks", recording_put_blocks)
+    a.sync()
+    assert not set(sent) & stored, "blocks already on the hub were sent again"
+    assert set(sent) == all_blocks - stored
+    b.sync()
+    assert b.read("big.bin") == big
+    assert_converged([a, b])
+
+
+def test_every_replaced_version_is_kept_in_the_trash(devices):
+    """Remote changes replacing one path several times within one second each keep the version
+    they replace (the trash name has a one-second stamp: two of them must not collide)."""
+    a, b = devices("alpha"), devices("beta")
+    pinned = time.time()
+    b.engine.clock = lambda: pinned  # every apply on beta happens "in the same second"
+    versions = [b"version one", b"version two, longer", b"version three, longer still"]
+    for v in versions:
+        a.write("doc.txt", v)
+        a.sync()
+        b.sync()
+        assert b.read("doc.txt") == v
+    (a.root / "doc.txt").unlink()
+    a.sync()
+    b.sync()
+    assert not (b.root / "doc.txt").exists()
+    trashed = _trash_contents(b)
+    missing = [v for v in versions if v not in trashed]
+    assert not missing, f"replaced versions lost from beta's trash: {missing} (trash holds {b.trash()})"
+
+
+# -- the hub restarted ----------------------------------------------------------------------------------
+
+
+def test_hub_restarted_between_cycles(tmp_path):
+    from pgserver import TcpPostgres
+
+    server = TcpPostgres(tmp_path / "server")
+    try:
+        server.create_db("hub")
+        url = server.tcp_dsn("hub", connect_timeout="3")
+        a, b = Device(tmp_path, "alpha", url), Device(tmp_path, "beta", url)
+        try:
+            a.write("doc.txt", "before the restart")
+            a.write("keep.txt", "unchanged")
+            sync_all([a, b], rounds=1)
+            assert b.read("doc.txt") == b"before the restart"
+
+            server.stop()
+            a.write("doc.txt", "edited while the hub was down")
+            with pytest.raises(HubUnreachable):
+                a.sync()
+            assert a.store.pending_count(FOLDER) == 1  # waits in the outbox
+            with pytest.raises(HubUnreachable):
+                a.sync()
+            assert a.store.pending_count(FOLDER) == 1
+
+            server.start()
+            sync_all([a, b])
+            assert_converged([a, b])
+            assert b.read("doc.txt") == b"edited while the hub was down"
+            with _owner(url) as conn:
+                rows = conn.execute("SELECT sha256 FROM shoal.changes WHERE path = 'doc.txt' ORDER BY id").fetchall()
+            assert rows == [(_sha(b"before the restart"),), (_sha(b"edited while the hub was down"),)]
+        finally:
+            a.close()
+            b.close()
+    finally:
+        server.cleanup()
+
+
+# -- policies and modes -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("newer", ["alpha", "beta"])
+def test_newest_wins_trashes_the_older_version_without_a_conflict_copy(devices, newer):
+    a = devices("alpha", conflict="newest-wins")
+    b = devices("beta", conflict="newest-wins")
+    a.write("doc.txt", "base")
+    sync_all([a, b], rounds=1)
+    now = time.time()
+    older, newest = (now - 1000, now - 500)
+    a.write("doc.txt", "alpha edit", mtime=newest if newer == "alpha" else older)
+    b.write("doc.txt", "beta edit", mtime=newest if newer == "beta" else older)
+    a.sync()  # alpha's edit reaches the hub first; beta's is concurrent
+    b.sync()
+    sync_all([a, b])
+    heads = assert_converged([a, b])
+    assert list(heads) == ["doc.txt"], "newest-wins must not make a conflict copy"
+    winner, loser = (a, b) if newer == "alpha" else (b, a)
+    assert a.read("doc.txt") == f"{winner.name} edit".encode()
+    # The older version is in the trash of the device that held it.
+    assert f"{loser.name} edit".encode() in _trash_contents(loser)
+
+
+def test_send_only_and_receive_only(devices):
+    s = devices("sender", mode="send-only")
+    r = devices("receiver", mode="receive-only")
+    n = devices("normal")
+    s.write("from-sender.txt", "s1")
+    n.write("from-normal.txt", "n1")
+    r.write("from-receiver.txt", "r1")
+    sync_all([s, n, r])
+
+    # send-only pushes, but does not apply others' changes
+    assert n.read("from-sender.txt") == b"s1" and r.read("from-sender.txt") == b"s1"
+    assert not (s.root / "from-normal.txt").exists()
+    # receive-only applies, but its own edits stay local
+    assert r.read("from-normal.txt") == b"n1"
+    assert r.read("from-receiver.txt") == b"r1"
+    assert not (n.root / "from-receiver.txt").exists() and not (s.root / "from-receiver.txt").exists()
+
+    n.write("from-sender.txt", "edited on normal")
+    r.write("from-normal.txt", "edited on receiver")
+    sync_all([n, s, r])
+    assert s.read("from-sender.txt") == b"s1", "a send-only folder applied a remote change"
+    assert n.read("from-normal.txt") == b"n1", "a receive-only folder pushed a local edit"
+    hub = n.hub()
+    try:
+        heads = {h.path: h.sha256 for h in hub.heads(FOLDER) if not h.deleted}
+    finally:
+        hub.close()
+    assert heads == {"from-sender.txt": _sha(b"edited on normal"), "from-normal.txt": _sha(b"n1")}
+    assert s.store.pending_count(FOLDER) == 0 and r.store.pending_count(FOLDER) == 0
+
+
+# -- hub identity ---------------------------------------------------------------------------------------
+
+
+def test_new_hub_identity_deletes_nothing_and_the_new_hub_gets_everything(pg_dsn, devices):
+    a, b = devices("alpha"), devices("beta")
+    a.write("a1.txt", "from alpha")
+    a.write("dir/a2.txt", "more from alpha")
+    b.write("b1.txt", "from beta")
+    sync_all([a, b])
+    assert_converged([a, b])
+    (a.root / "a1.txt").unlink()  # one deletion already on the old hub, applied on beta
+    sync_all([a, b])
+    before_a, before_b = a.files(), b.files()
+
+    name = "hub2_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    new_url = make_conninfo(pg_dsn, dbname=name)
+    try:
+        c = connect(new_url)
+        hub_init(c)
+        c.close()
+        b.write("b-offline.txt", "written while switching hubs")
+        for d in (a, b):
+            d.hub_url = new_url  # the engine connects through d.hub(): same state, another hub
+        reports = [a.sync(), b.sync()]
+        assert all(r.hub_reset for r in reports)
+        assert before_a.items() <= a.files().items(), "a local file was deleted after the hub changed"
+        assert before_b.items() <= b.files().items()
+        sync_all([a, b])
+        heads = assert_converged([a, b])
+        assert set(heads) == {"dir/a2.txt", "b1.txt", "b-offline.txt"}
+    finally:
+        for d in (a, b):
+            d.close()
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- safety rails through the engine ------------------------------------------------------------------
+
+
+def test_mass_delete_pauses_the_folder_until_confirmed(devices):
+    a, b = devices("alpha"), devices("beta")
+    for i in range(20):
+        a.write(f"f{i:02}.txt", f"file {i}")
+    sync_all([a, b])
+    assert len(b.files()) == 20
+    for i in range(15):
+        (a.root / f"f{i:02}.txt").unlink()
+    report = a.sync()
+    assert report.folders[0].paused and report.folders[0].paused.startswith("mass-delete")
+    assert not report.ok
+    b.sync()
+    assert len(b.files()) == 20, "a mass delete went through without confirmation"
+    assert a.sync().folders[0].paused  # stays paused until confirmed
+    b.sync()
+    assert len(b.files()) == 20
+    assert a.sync(allow_mass_delete=True).ok
+    b.sync()
+    assert sorted(b.files()) == [f"f{i:02}.txt" for i in range(15, 20)]
+    assert_converged([a, b])
+
+
+def test_missing_marker_pauses_and_deletes_nothing(devices):
+    a, b = devices("alpha"), devices("beta")
+    for i in range(5):
+        a.write(f"f{i}.txt", f"file {i}")
+    sync_all([a, b])
+    # The marker is gone and so are a few files (too few for the mass-delete guard).
+    (a.root / ".shoal" / "folder-id").unlink()
+    for i in range(3):
+        (a.root / f"f{i}.txt").unlink()
+    report = a.sync()
+    assert report.folders[0].paused and "marker" in report.folders[0].paused
+    b.sync()
+    assert len(b.files()) == 5, "a folder without its marker sent deletions"
+    hub = b.hub()
+    try:
+        assert not any(h.deleted for h in hub.heads(FOLDER))
+    finally:
+        hub.close()
+    assert a.sync().folders[0].paused
+    assert not (a.root / ".shoal" / "folder-id").exists(), "the marker was silently recreated"
+
+
+# -- random schedules ----------------------------------------------------------------------------------
+
+PATHS = ["a.txt", "b.txt", "d/c.txt", "d/e.txt", "d/g/h.txt", "f.bin"]
+NAMES = ["alpha", "beta", "gamma"]
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.integers(0, 2), st.integers(0, len(PATHS) - 1), st.integers(0, 7)),
+        st.tuples(st.just("delete"), st.integers(0, 2), st.integers(0, len(PATHS) - 1)),
+        st.tuples(st.just("rename"), st.integers(0, 2), st.integers(0, len(PATHS) - 1),
+                  st.integers(0, len(PATHS) - 1)),
+        st.tuples(st.just("sync"), st.integers(0, 2)),
+    ),
+    min_size=1, max_size=25,
+)
+
+
+def _everywhere(ds: list[Device]) -> set[str]:
+    return {sha for d in ds for sha in d.files().values()}
+
+
+def _check_nothing_lost(ds: list[Device], protected: set[str]) -> None:
+    kept = _everywhere(ds) | {s for d in ds for s in _trash_shas(d)}
+    lost = protected - kept
+    assert not lost, f"versions lost: {sorted(x[:12] for x in lost)}"
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(  # one path replaced on beta by three remote versions in quick succession
+    schedule=[("write", 0, 0, 1), ("sync", 0), ("sync", 1), ("write", 0, 0, 2), ("sync", 0), ("sync", 1),
+              ("write", 0, 0, 3), ("sync", 0), ("sync", 1)],
+    conflict="keep-both")
+@given(schedule=ops, conflict=st.sampled_from(["keep-both", "newest-wins"]))
+def test_random_schedules_converge_without_losing_a_version(pg_dsn, schedule, conflict):
+    """A version is protected once it was on a device's disk when that device synced. It may
+    leave every disk only by a user's own delete or overwrite; otherwise it must stay at some
+    path or in some trash, and after everyone synced, at a path on every device or in a trash."""
+    name = "prop_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(pg_dsn, dbname=name)
+    base = Path(tempfile.mkdtemp(prefix="shoal-prop-"))
+    ds: list[Device] = []
+    try:
+        c = connect(url)
+        hub_init(c)
+        c.close()
+        ds = [Device(base, n, url, conflict=conflict) for n in NAMES]
+        protected: set[str] = set()
+        for op in schedule:
+            kind, d = op[0], ds[op[1]]
+            if kind == "sync":
+                protected |= set(d.files().values())
+                d.sync()
+                _check_nothing_lost(ds, protected)
+                continue
+            before = _everywhere(ds)
+            if kind == "write":
+                d.write(PATHS[op[2]], f"content {op[3]}\n".encode() * (op[3] + 1))
+            elif kind == "delete":
+                (d.root / PATHS[op[2]]).unlink(missing_ok=True)
+            elif kind == "rename":
+                src, dst = d.root / PATHS[op[2]], d.root / PATHS[op[3]]
+                if src.exists() and src != dst:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(src, dst)
+            # The user's own delete or overwrite may drop the last copy of a version.
+            protected -= before - _everywhere(ds)
+        for d in ds:
+            protected |= set(d.files().values())
+        sync_all(ds, rounds=3)
+        heads = assert_converged(ds)
+        trashed = {s for d in ds for s in _trash_shas(d)}
+        lost = {s for s in protected if s not in set(heads.values()) and s not in trashed}
+        assert not lost, f"versions lost: {sorted(x[:12] for x in lost)}"
+    finally:
+        for d in ds:
+            d.close()
+        shutil.rmtree(base, ignore_errors=True)
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

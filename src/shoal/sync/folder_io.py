@@ -17,6 +17,7 @@ import stat
 import uuid
 from pathlib import Path
 
+from shoal.core.conflicts import unique_path
 from shoal.core.paths import trash_relpath
 from shoal.errors import FileProblem, PathRefused
 
@@ -185,7 +186,9 @@ class FolderWriter:
         st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             raise FileProblem(f"cannot replace {relpath}: it is a directory", path=relpath)
-        dest = f"{self.trash_root}/{trash_relpath(relpath, now)}"
+        # Two versions replaced within one second must not share a name: the older would be lost.
+        dest = unique_path(f"{self.trash_root}/{trash_relpath(relpath, now)}",
+                           lambda p: self.lstat(p) is not None)
         dpfd, dname = self.parent(dest, create=True)
         os.rename(name, dname, src_dir_fd=pfd, dst_dir_fd=dpfd)
         self._touched.add(relpath.rpartition("/")[0])

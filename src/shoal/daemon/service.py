@@ -120,9 +120,10 @@ class Daemon:
                 self._serve_requests()
                 now = time.time()
                 dirty = self.debouncer.due(now)
-                due = now >= self.next_cycle or self.pull_wanted or dirty
-                if due and not self.paused:
-                    self._cycle()
+                if not self.paused and (now >= self.next_cycle or dirty or self.pull_wanted):
+                    # A full rescan when it is time; otherwise only the folders with file events
+                    # (none at all when another device's push woke us).
+                    self._cycle(only_scan=None if now >= self.next_cycle else dirty)
                     if self.watcher.problems:
                         self.watcher.update(self.config.folders)  # a folder may exist now
                 timeout = min(CONFIG_POLL, max(0.0, self.next_cycle - time.time()))
@@ -140,18 +141,21 @@ class Daemon:
     # -- cycles --------------------------------------------------------------------
 
     def _cycle(self, folder: str | None = None, allow_mass_delete: bool = False,
-               retry_now: bool = False) -> tuple[bool, str | None, list]:
+               retry_now: bool = False, only_scan: list[str] | None = None) -> tuple[bool, str | None, list]:
         """One cycle; returns (ok, error, report lines). Never raises (but Cancelled)."""
         self.pull_wanted = False
         lines: list[str] = []
         try:
             with self.lock:
                 report = self.engine.cycle([folder] if folder else None, allow_mass_delete=allow_mass_delete,
-                                           min_age=self.config.sync.debounce, retry_now=retry_now)
-            deferred = sum(fr.scan.deferred for fr in report.folders if fr.scan)
+                                           min_age=self.config.sync.debounce, retry_now=retry_now,
+                                           only_scan=only_scan)
             self.hub_ok, self.hub_error, self.unreachable_since, self.failures = True, None, None, 0
-            self.next_cycle = time.time() + (self.config.sync.debounce + 0.05 if deferred else
-                                             self.config.sync.interval)
+            for fr in report.folders:
+                if fr.scan and fr.scan.deferred:  # files still being written: look again soon
+                    self.debouncer.mark(fr.folder_id, time.time())
+            if only_scan is None:
+                self.next_cycle = time.time() + self.config.sync.interval
             from shoal.cli import print_cycle  # the same wording as `shoal sync --now`
             import contextlib
             import io

@@ -18,7 +18,7 @@ from pathlib import Path
 from shoal.config import Config, FolderConfig
 from shoal.core.conflicts import unique_path
 from shoal.core.reconcile import ADOPT_HEAD, PUSH_OVER_HEAD, SAME, Resolution, Version, resolve_concurrent
-from shoal.daemon.scanner import ScanResult, scan_folder
+from shoal.daemon.scanner import ScanResult, check_marker, scan_folder
 from shoal.errors import FolderPaused, HubError, HubMismatch, ShoalError
 from shoal.localstore import Store
 from shoal.model import KIND_FILE, Change, FileState
@@ -124,12 +124,15 @@ class SyncEngine:
     # -- the cycle ------------------------------------------------------------------
 
     def cycle(self, folder_ids: Iterable[str] | None = None, *, allow_mass_delete: bool = False,
-              min_age: float = 0.0, retry_now: bool = False) -> CycleReport:
+              min_age: float = 0.0, retry_now: bool = False,
+              only_scan: Iterable[str] | None = None) -> CycleReport:
         """Scan, push, pull and apply the chosen folders. Raises HubUnreachable if the hub
         cannot be reached (after the scan: local changes wait in the outbox).
 
         `retry_now` retries every failed write at once instead of on its own schedule (a user
-        asked for this sync)."""
+        asked for this sync). `only_scan` limits the scan to these folders (the daemon, woken
+        because another device pushed, need not rescan anything: every local file is checked
+        again right before a remote change replaces it); the others only have their marker checked."""
         self._retry_now = retry_now
         folders = self._folders(folder_ids)
         report = CycleReport()
@@ -137,9 +140,18 @@ class SyncEngine:
         run_id = self.store.start_run(None if folder_ids is None else ",".join(f.id for f in folders), now)
         started = time.monotonic()
         try:
-            for f, scan in zip(folders, self.scan([f.id for f in folders],
-                                                   allow_mass_delete=allow_mass_delete, min_age=min_age)):
-                report.folders.append(FolderReport(f.id, scan=scan, paused=scan.paused))
+            wanted = None if only_scan is None else set(only_scan)
+            scans = {r.folder_id: r for r in self.scan(
+                [f.id for f in folders if wanted is None or f.id in wanted],
+                allow_mass_delete=allow_mass_delete, min_age=min_age)}
+            for f in folders:
+                scan = scans.get(f.id)
+                if scan is not None:
+                    paused = scan.paused
+                else:
+                    self.store.ensure_folder(f.id, str(f.path))
+                    paused = check_marker(self.store, f.id, f.path) or self.store.folder(f.id).paused
+                report.folders.append(FolderReport(f.id, scan=scan, paused=paused))
             self.store.update_run(run_id, phase="connect")
             hub = self.hub_factory()
             try:

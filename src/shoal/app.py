@@ -17,7 +17,6 @@ from pathlib import Path
 from shoal.config import Config, default_config_text, load_config, read_hub_password, write_new_config
 from shoal.errors import ShoalError
 from shoal.localstore import Store, open_store
-from shoal.sync.hub import Hub, connect, open_hub, resolve_hub_url
 
 log = logging.getLogger("shoal")
 
@@ -47,18 +46,25 @@ class Device:
         self.store.close()
 
     def hub_url(self) -> str:
+        from shoal.sync.hub import resolve_hub_url  # psycopg loads only when a hub is needed
+
         with self._url_lock:  # the daemon's threads may ask at once: start one embedded hub
             if self._url is None:
                 self._url = resolve_hub_url(self.config.hub.url, self.config.state_dir)
             return self._url
 
-    def open_hub(self) -> Hub:
-        """Connect to the hub (starting the embedded one if configured). Raises HubUnreachable."""
+    def open_hub(self):
+        """Connect to the hub (starting the embedded one if configured); returns a sync.hub.Hub.
+        Raises HubUnreachable."""
+        from shoal.sync.hub import open_hub
+
         return open_hub(self.hub_url(), read_hub_password(self.config.hub),
                         self.store.device_id, self.store.incarnation_id)
 
     def hub_reachable(self, timeout: float = 3.0) -> tuple[bool, str | None]:
         """Whether the hub answers now, without starting an embedded hub that is not running."""
+        from shoal.sync.hub import connect
+
         try:
             if self.config.hub.url == "embedded" and self._url is None:
                 pid = self.config.state_dir / "hub" / "postmaster.pid"

@@ -188,14 +188,20 @@ def cmd_init(args) -> int:
 
 
 def cmd_scan(args) -> int:
+    import time
+
+    from shoal.daemon.scanner import scan_folders
     from shoal.progress import TerminalProgress
-    from shoal.sync.engine import SyncEngine
 
     device = _device(args)
     try:
+        folders = device.config.folders
+        if args.folder:
+            folders = tuple(f for f in folders if f.id == args.folder)
+            if not folders:
+                raise UsageError(f"no folder with id {args.folder!r} in {device.config.path}")
         with TerminalProgress("scan") as progress:
-            engine = SyncEngine(device.config, device.store, device.open_hub, progress=progress)
-            results = engine.scan([args.folder] if args.folder else None)
+            results = scan_folders(device.store, folders, now=time.time(), progress=progress)
         paused = False
         for r in results:
             line = (f"{r.folder_id}: {r.files} files, {_human_bytes(r.bytes)}; {r.added} added, "

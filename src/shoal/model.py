@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 KIND_FILE = "file"
 KIND_SYMLINK = "symlink"
 
 
-@dataclass(frozen=True)
-class FileState:
+class FileState(NamedTuple):
     """One indexed path of a folder, as the local store records it.
 
     `version` is the hub version this state was synced from or based on (None: never synced).
     `deleted` rows are tombstones: they remember the version a deletion was based on.
     For symlinks `target` is the link text and `sha256` the SHA-256 of that text.
+    (A NamedTuple rather than a dataclass: a rescan builds one per indexed file.)
     """
 
     folder_id: str

@@ -5,7 +5,16 @@ from __future__ import annotations
 import sys
 import time
 
-from shoal.sync.engine import ProgressSink
+
+
+class ProgressSink:
+    """Receives progress of long work; the CLI draws it, the daemon reports it on its socket."""
+
+    def phase(self, folder_id: str, phase: str, total_files: int = 0, total_bytes: int = 0) -> None:
+        pass
+
+    def advance(self, files: int = 0, nbytes: int = 0, path: str | None = None) -> None:
+        pass
 
 
 class TerminalProgress(ProgressSink):

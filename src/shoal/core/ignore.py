@@ -60,6 +60,19 @@ class IgnoreRules:
             return self._dir_ignored(relpath)
         return self._spec.match_file(relpath)
 
+    def is_ignored_entry(self, relpath: str, name: str, is_dir: bool) -> bool:
+        """`is_ignored` for a walk that never descends into an ignored directory: the parents of
+        `relpath` are known not to be ignored, so only the entry itself (last component `name`)
+        is checked. The same verdicts, without re-checking every parent of every file.
+        Raises nothing."""
+        if name.casefold() == SHOAL_DIR:
+            return True
+        if not self.patterns:
+            return False
+        if is_dir:
+            return self._dir_ignored(relpath)
+        return self._spec.match_file(relpath)
+
     def _dir_ignored(self, dirpath: str) -> bool:
         verdict = self._dir_cache.get(dirpath)
         if verdict is None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from shoal.core.ignore import IgnoreRules
 from shoal.localstore import Store
@@ -55,8 +56,7 @@ class ScanResult:
         return self.added + self.modified + self.deleted
 
 
-@dataclass(frozen=True)
-class DiskEntry:
+class DiskEntry(NamedTuple):
     path: str  # NFC, '/'-separated, relative to the folder root
     os_path: str  # the real path on disk
     kind: str
@@ -127,56 +127,63 @@ def check_marker(store: Store, folder_id: str, root: Path) -> str | None:
     return None
 
 
+def _sorted_entries(os_dir: str, rel_dir: str, on_error) -> list[tuple[str, str, bool, os.DirEntry]]:
+    """(sort key, NFC name, is_dir, entry) of a directory, in path order."""
+    try:
+        with os.scandir(os_dir) as it:
+            entries = list(it)
+    except OSError as e:
+        on_error(rel_dir, e)
+        return []
+    keyed = []
+    for e in entries:
+        name = e.name if e.name.isascii() else unicodedata.normalize("NFC", e.name)
+        try:
+            is_dir = e.is_dir(follow_symlinks=False)
+        except OSError:
+            is_dir = False
+        keyed.append((name + "/" if is_dir else name, name, is_dir, e))
+    keyed.sort(key=lambda k: k[0])
+    return keyed
+
+
 def walk(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None]) -> Iterator[DiskEntry]:
     """Every file and symlink under `root`, in the index's path order, ignored ones left out.
 
     Entries of one directory are sorted by NFC name, directories as `name/`, which makes the
-    whole walk ordered exactly like `ORDER BY path` over '/'-joined NFC paths.
+    whole walk ordered exactly like `ORDER BY path` over '/'-joined NFC paths. Iterative (a
+    stack of directory iterators), so each entry passes through one generator, not one per level.
     """
-    def visit(os_dir: str, rel_dir: str) -> Iterator[DiskEntry]:
-        try:
-            with os.scandir(os_dir) as it:
-                entries = list(it)
-        except OSError as e:
-            on_error(rel_dir, e)
-            return
-        keyed = []
-        for e in entries:
-            name = unicodedata.normalize("NFC", e.name)
-            try:
-                is_dir = e.is_dir(follow_symlinks=False)
-            except OSError:
-                is_dir = False
-            keyed.append((name + "/" if is_dir else name, name, is_dir, e))
-        keyed.sort(key=lambda k: k[0])
-        previous = None
-        for key, name, is_dir, e in keyed:
+    stack = [("", iter(_sorted_entries(str(root), "", on_error)), None)]
+    while stack:
+        rel_dir, entries, previous = stack[-1]
+        for key, name, is_dir, e in entries:
             rel = f"{rel_dir}/{name}" if rel_dir else name
             if key == previous:
                 # Two names on disk that are one path once NFC-normalised: shoal cannot tell
                 # them apart on other devices, so the second is reported, not synced.
-                on_error(rel, OSError(0, f"another name here is the same path after NFC normalisation"))
+                on_error(rel, OSError(0, "another name here is the same path after NFC normalisation"))
                 continue
             previous = key
-            if rules.is_ignored(rel, is_dir):
+            if rules.is_ignored_entry(rel, name, is_dir):  # parents were checked on the way down
                 continue
             if is_dir:
-                yield from visit(e.path, rel)
-                continue
+                stack[-1] = (rel_dir, entries, previous)
+                stack.append((rel, iter(_sorted_entries(e.path, rel, on_error)), None))
+                break
             try:
                 st = e.stat(follow_symlinks=False)
             except OSError as err:
                 on_error(rel, err)
                 continue
-            if stat.S_ISLNK(st.st_mode):
-                kind = KIND_SYMLINK
-            elif stat.S_ISREG(st.st_mode):
-                kind = KIND_FILE
-            else:
-                continue  # sockets, fifos, devices: not synced
-            yield DiskEntry(rel, e.path, kind, st.st_size, st.st_mtime_ns, st.st_ino)
-
-    yield from visit(str(root), "")
+            mode = st.st_mode
+            if stat.S_ISREG(mode):
+                yield DiskEntry(rel, e.path, KIND_FILE, st.st_size, st.st_mtime_ns, st.st_ino)
+            elif stat.S_ISLNK(mode):
+                yield DiskEntry(rel, e.path, KIND_SYMLINK, st.st_size, st.st_mtime_ns, st.st_ino)
+            # sockets, fifos, devices: not synced
+        else:
+            stack.pop()
 
 
 def hash_entry(entry: DiskEntry) -> tuple[DiskEntry, str | None, str | None, OSError | None]:
@@ -215,7 +222,7 @@ class _Recorder:
     def tick(self, entry: DiskEntry) -> None:
         self.done_files += 1
         self.done_bytes += entry.size
-        if self.progress:
+        if self.progress and (self.done_files & 255 == 0 or entry.size > 1 << 20):
             self.progress(self.done_files, self.done_bytes, entry.path)
 
     def add(self, entry: DiskEntry, old: FileState | None) -> None:
@@ -342,6 +349,8 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
                 d = next(disk, None)
                 i = next(index, None)
         rec.flush()
+        if progress:
+            progress(rec.done_files, rec.done_bytes, "")
     _record_deletions(store, folder_id, deletions, live_indexed, first_scan, allow_mass_delete,
                       rec.added_by_sha, result, now_i)
     # This scan was the retry of every read error: those it did not meet again are gone.
@@ -349,6 +358,25 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
     if first_scan and result.paused is None:
         store.update_folder(folder_id, first_scan_at=now_i)
     return result
+
+
+def scan_folders(store: Store, folders, *, now: float, min_age: float = 0.0,
+                 allow_mass_delete: bool = False, progress=None) -> list[ScanResult]:
+    """Scan several folders (FolderConfig), reporting to a ProgressSink. See scan_folder."""
+    results = []
+    for f in folders:
+        if progress is not None:
+            progress.phase(f.id, "scan")
+        done = [0, 0]  # scan_folder reports running totals; a sink takes increments
+
+        def advance(files: int, nbytes: int, path: str, done=done) -> None:
+            progress.advance(files - done[0], nbytes - done[1], path)
+            done[:] = [files, nbytes]
+
+        results.append(scan_folder(store, f.id, f.path, f.ignore, now=now, min_age=min_age,
+                                   allow_mass_delete=allow_mass_delete,
+                                   progress=advance if progress is not None else None))
+    return results
 
 
 def _record_deletions(store: Store, folder_id: str, deletions: list[FileState], live_indexed: int,

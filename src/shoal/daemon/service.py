@@ -20,7 +20,8 @@ from shoal.core.debounce import Debouncer
 from shoal.daemon.control import ControlServer, socket_path
 from shoal.daemon.watcher import FolderWatcher
 from shoal.errors import AlreadyRunning, ConfigError, FolderPaused, HubUnreachable, ShoalError
-from shoal.sync.engine import ProgressSink, SyncEngine, raise_if_paused
+from shoal.progress import ProgressSink
+from shoal.sync.engine import SyncEngine, raise_if_paused
 
 log = logging.getLogger("shoal.daemon")
 LOCK_NAME = "daemon.lock"

@@ -158,7 +158,7 @@ class Applier:
                 self.store.put_file(local)  # only metadata moved: still the indexed content
                 idx = local
             elif not ch.deleted and local.sha256 == ch.sha256:
-                self.store.put_file(FileState(**{**local.__dict__, "version": ch.version}))
+                self.store.put_file(local._replace(version=ch.version))
                 return None  # already has the remote content
             else:
                 # A local edit the index had not seen: index it; it is concurrent with `ch`.

@@ -18,7 +18,8 @@ from pathlib import Path
 from shoal.config import Config, FolderConfig
 from shoal.core.conflicts import unique_path
 from shoal.core.reconcile import ADOPT_HEAD, PUSH_OVER_HEAD, SAME, Resolution, Version, resolve_concurrent
-from shoal.daemon.scanner import ScanResult, check_marker, scan_folder
+from shoal.daemon.scanner import ScanResult, check_marker, scan_folders
+from shoal.progress import ProgressSink
 from shoal.errors import FolderPaused, HubError, HubMismatch, ShoalError
 from shoal.localstore import Store
 from shoal.model import KIND_FILE, Change, FileState
@@ -31,16 +32,6 @@ log = logging.getLogger("shoal.engine")
 PUSH_BATCH = 5000
 PULL_PAGE = 1000
 MAX_PUSH_ROUNDS = 20
-
-
-class ProgressSink:
-    """Receives progress of a cycle; the CLI draws it, the daemon reports it on its socket."""
-
-    def phase(self, folder_id: str, phase: str, total_files: int = 0, total_bytes: int = 0) -> None:
-        pass
-
-    def advance(self, files: int = 0, nbytes: int = 0, path: str | None = None) -> None:
-        pass
 
 
 @dataclass
@@ -107,19 +98,8 @@ class SyncEngine:
     def scan(self, folder_ids: Iterable[str] | None = None, *, allow_mass_delete: bool = False,
              min_age: float = 0.0) -> list[ScanResult]:
         """Index folders without the hub."""
-        results = []
-        for f in self._folders(folder_ids):
-            self.progress.phase(f.id, "scan")
-            done = [0, 0]  # the scanner reports running totals; the sink takes increments
-
-            def advance(files: int, nbytes: int, path: str, done=done) -> None:
-                self.progress.advance(files - done[0], nbytes - done[1], path)
-                done[:] = [files, nbytes]
-
-            results.append(scan_folder(
-                self.store, f.id, f.path, f.ignore, now=self.clock(), min_age=min_age,
-                allow_mass_delete=allow_mass_delete, progress=advance))
-        return results
+        return scan_folders(self.store, self._folders(folder_ids), now=self.clock(), min_age=min_age,
+                            allow_mass_delete=allow_mass_delete, progress=self.progress)
 
     # -- the cycle ------------------------------------------------------------------
 
@@ -415,4 +395,4 @@ def raise_if_paused(report: CycleReport) -> None:
         raise FolderPaused("; ".join(f"folder {fr.folder_id}: {fr.paused}" for fr in paused))
 
 
-__all__ = ["SyncEngine", "CycleReport", "FolderReport", "ProgressSink", "raise_if_paused", "HubError"]
+__all__ = ["SyncEngine", "CycleReport", "FolderReport", "ProgressSink", "raise_if_paused"]

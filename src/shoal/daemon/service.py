@@ -148,9 +148,11 @@ class Daemon:
         lines: list[str] = []
         try:
             with self.lock:
+                # A user's `sync --now` takes files as they are now; the daemon on its own leaves
+                # files changed within the debounce time for later (still being written).
                 report = self.engine.cycle([folder] if folder else None, allow_mass_delete=allow_mass_delete,
-                                           min_age=self.config.sync.debounce, retry_now=retry_now,
-                                           only_scan=only_scan)
+                                           min_age=0.0 if retry_now else self.config.sync.debounce,
+                                           retry_now=retry_now, only_scan=only_scan)
             self.hub_ok, self.hub_error, self.unreachable_since, self.failures = True, None, None, 0
             for fr in report.folders:
                 if fr.scan and fr.scan.deferred:  # files still being written: look again soon

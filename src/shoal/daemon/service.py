@@ -142,8 +142,9 @@ class Daemon:
     # -- cycles --------------------------------------------------------------------
 
     def _cycle(self, folder: str | None = None, allow_mass_delete: bool = False,
-               retry_now: bool = False, only_scan: list[str] | None = None) -> tuple[bool, str | None, list]:
-        """One cycle; returns (ok, error, report lines). Never raises (but Cancelled)."""
+               requested: bool = False, only_scan: list[str] | None = None) -> tuple[bool, str | None, list]:
+        """One cycle; returns (ok, error, report lines). Never raises (but Cancelled).
+        `requested`: a user asked for it (`sync --now`), so failed writes are retried now."""
         self.pull_wanted = False
         lines: list[str] = []
         try:
@@ -151,8 +152,8 @@ class Daemon:
                 # A user's `sync --now` takes files as they are now; the daemon on its own leaves
                 # files changed within the debounce time for later (still being written).
                 report = self.engine.cycle([folder] if folder else None, allow_mass_delete=allow_mass_delete,
-                                           min_age=0.0 if retry_now else self.config.sync.debounce,
-                                           retry_now=retry_now, only_scan=only_scan)
+                                           min_age=0.0 if requested else self.config.sync.debounce,
+                                           retry_now=requested, only_scan=only_scan)
             self.hub_ok, self.hub_error, self.unreachable_since, self.failures = True, None, None, 0
             for fr in report.folders:
                 if fr.scan and fr.scan.deferred:  # files still being written: look again soon
@@ -295,7 +296,7 @@ class Daemon:
                 if folder and self.config.folder(folder) is None:
                     result.update(ok=False, error=f"no folder with id {folder!r}", exit_code=2)
                     continue
-                ok, error, lines = self._cycle(folder, bool(request.get("allow_mass_delete")), retry_now=True)
+                ok, error, lines = self._cycle(folder, bool(request.get("allow_mass_delete")), requested=True)
                 result.update(ok=ok, error=error, lines=lines, exit_code=0 if ok else 1)
             except Exception as e:  # report, keep serving
                 result.update(ok=False, error=f"{type(e).__name__}: {e}", exit_code=1)

@@ -15,6 +15,7 @@ import logging
 import os
 import stat as statmod
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from shoal.sync.transfer import Downloader, Progress
 
 log = logging.getLogger("shoal.apply")
 WRITE_RETRY_SECONDS = 30
+WRITE_THREADS = 4
 
 
 @dataclass
@@ -65,12 +67,14 @@ class Applier:
         self.root = Path(root)
         self.writer = FolderWriter(self.root)
         self.downloader = downloader_factory(self.writer)
+        self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="shoal-write")
         self.roots = roots  # folder id -> root, to find local copies of a content
         self.now = now
         self.progress = progress
         self.stats = ApplyStats()
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True)
         self.writer.close()
 
     def __enter__(self) -> Applier:
@@ -221,9 +225,18 @@ class Applier:
             self.downloader.prefetch(need_hub)
         ready: list[tuple[Change, os.stat_result | None, str]] = []
         fetched: dict[str, str] = {}  # sha256 -> temp name, for contents repeated in the page
+        # Small contents already fetched are written by a few threads: creating many files is
+        # syscall-bound, and the syscalls release the GIL.
+        small = {ch.path: self._pool.submit(self.downloader.write_small, ch.sha256, ch.mtime_ns)
+                 for ch, _ in writes
+                 if ch.kind == KIND_FILE and not local[ch.sha256] and self.downloader.has_small(ch.sha256)}
         for ch, st in writes:
             try:
-                if ch.kind == KIND_SYMLINK:
+                if ch.path in small:
+                    tmp = small[ch.path].result()
+                    if self.progress:
+                        self.progress(ch.size)
+                elif ch.kind == KIND_SYMLINK:
                     tmp = self.writer.temp_symlink(ch.target or "")
                 else:
                     if ch.sha256 in fetched:

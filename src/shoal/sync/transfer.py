@@ -198,6 +198,30 @@ class Downloader:
             for b in info.blocks:
                 self.cache.pop(b, None)
 
+    def has_small(self, sha: str) -> bool:
+        """Whether `sha` is a one-block content already fetched and verified."""
+        info = self.infos.get(sha)
+        return info is not None and len(info.blocks) == 1 and info.blocks[0] == sha and sha in self.cache
+
+    def write_small(self, sha: str, mtime_ns: int | None) -> str:
+        """Write a small fetched content (see has_small) into a new temp file; returns its name.
+        Thread-safe. Raises FileProblem when the disk is full, OSError otherwise."""
+        name, fd = self.writer.new_temp()
+        try:
+            os.write(fd, self.cache[sha])
+            if mtime_ns is not None:
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+        except OSError as e:
+            os.close(fd)
+            self.writer.discard_temp(name)
+            if e.errno == errno.ENOSPC:
+                full = FileProblem(f"cannot write: no space left on the device holding {self.writer.root}")
+                full.kind = "write"
+                raise full from e
+            raise
+        os.close(fd)
+        return name
+
     def fetch(self, sha: str, size: int) -> str:
         """Write the content `sha` into a temp file; returns its name in `.shoal/tmp`.
 
@@ -209,20 +233,8 @@ class Downloader:
             raise FileProblem(f"content {sha[:12]} is not on the hub")
         if info.size != size:
             raise FileProblem(f"content {sha[:12]} has size {info.size} on the hub, not {size}")
-        if len(info.blocks) == 1 and info.blocks[0] == sha and sha in self.cache:
-            # A small file, already fetched and verified (its one block is the whole content).
-            name, fd = self.writer.new_temp()
-            try:
-                os.write(fd, self.cache[sha])
-            except OSError as e:
-                os.close(fd)
-                self.writer.discard_temp(name)
-                if e.errno == errno.ENOSPC:
-                    full = FileProblem(f"cannot write: no space left on the device holding {self.writer.root}")
-                    full.kind = "write"
-                    raise full from e
-                raise
-            os.close(fd)
+        if self.has_small(sha):
+            name = self.write_small(sha, None)
             if self.progress:
                 self.progress(size)
             return name

@@ -16,6 +16,7 @@ from pathlib import Path
 from shoal import __version__
 from shoal.config import default_config_text, resolve_config_path, write_new_config
 from shoal.errors import ConfigError, ShoalError, UsageError
+from shoal.progress import human_bytes
 
 log = logging.getLogger("shoal.cli")
 
@@ -133,14 +134,6 @@ def _print_json(data) -> None:
     print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
-def _human_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
 # -- commands -------------------------------------------------------------------------
 
 def cmd_init(args) -> int:
@@ -204,7 +197,7 @@ def cmd_scan(args) -> int:
             results = scan_folders(device.store, folders, now=time.time(), progress=progress)
         paused = False
         for r in results:
-            line = (f"{r.folder_id}: {r.files} files, {_human_bytes(r.bytes)}; {r.added} added, "
+            line = (f"{r.folder_id}: {r.files} files, {human_bytes(r.bytes)}; {r.added} added, "
                     f"{r.modified} modified, {r.deleted} deleted")
             if r.errors:
                 line += f", {r.errors} unreadable"
@@ -298,7 +291,7 @@ def _print_status(r: dict) -> None:
     for f in r["folders"]:
         last = f["last_sync"] or "never"
         print(f"folder  {f['id']} ({f['mode']}) {f['path']}")
-        print(f"        {f['files']} files, {_human_bytes(f['bytes'])}; {f['waiting']} waiting to be pushed;"
+        print(f"        {f['files']} files, {human_bytes(f['bytes'])}; {f['waiting']} waiting to be pushed;"
               f" last sync {last}; {f['conflicts']} conflicts")
         if f["paused"]:
             print(f"        PAUSED: {f['paused']}")
@@ -368,7 +361,7 @@ def cmd_dupes(args) -> int:
         if not rows:
             print("no duplicate contents")
         for r in rows:
-            print(f"{_human_bytes(r['size'])} x{len(r['places'])}: " + ", ".join(r["places"]))
+            print(f"{human_bytes(r['size'])} x{len(r['places'])}: " + ", ".join(r["places"]))
         return 0
     return _with_hub(args, run)
 

@@ -59,11 +59,12 @@ class TerminalProgress(ProgressSink):
         self.bytes += nbytes
         if self._progress is not None:
             rate = self.bytes / max(time.monotonic() - self._started, 1e-3)
-            volume = f"{_human(self.bytes)} ({_human(rate)}/s)" if self.bytes else ""
+            volume = f"{human_bytes(self.bytes)} ({human_bytes(rate)}/s)" if self.bytes else ""
             self._progress.update(self._task, completed=self.files, volume=volume)
 
 
-def _human(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -234,17 +234,8 @@ def cmd_sync(args) -> int:
 
 
 def print_cycle(report) -> None:
-    for fr in report.folders:
-        parts = [f"{fr.pushed} pushed", f"{fr.pulled} pulled"]
-        if fr.conflicts:
-            parts.append(f"{fr.conflicts} conflicts")
-        if fr.refused:
-            parts.append(f"{fr.refused} refused")
-        if fr.failed:
-            parts.append(f"{fr.failed} failed (retried later)")
-        if fr.waiting:
-            parts.append(f"{fr.waiting} waiting")
-        print(f"{fr.folder_id}: " + ", ".join(parts))
+    for line in report.summary_lines():
+        print(line)
 
 
 def cmd_status(args) -> int:

@@ -160,14 +160,7 @@ class Daemon:
                     self.debouncer.mark(fr.folder_id, time.time())
             if only_scan is None:
                 self.next_cycle = time.time() + self.config.sync.interval
-            from shoal.cli import print_cycle  # the same wording as `shoal sync --now`
-            import contextlib
-            import io
-
-            buf = io.StringIO()
-            with contextlib.redirect_stdout(buf):
-                print_cycle(report)
-            lines = buf.getvalue().splitlines()
+            lines = report.summary_lines()
             raise_if_paused(report)
             return True, None, lines
         except HubUnreachable as e:

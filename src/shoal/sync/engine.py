@@ -61,6 +61,22 @@ class CycleReport:
     def ok(self) -> bool:
         return self.error is None and all(f.paused is None for f in self.folders)
 
+    def summary_lines(self) -> list[str]:
+        """One line per folder, as `shoal sync --now` prints it (here or through the daemon)."""
+        lines = []
+        for fr in self.folders:
+            parts = [f"{fr.pushed} pushed", f"{fr.pulled} pulled"]
+            if fr.conflicts:
+                parts.append(f"{fr.conflicts} conflicts")
+            if fr.refused:
+                parts.append(f"{fr.refused} refused")
+            if fr.failed:
+                parts.append(f"{fr.failed} failed (retried later)")
+            if fr.waiting:
+                parts.append(f"{fr.waiting} waiting")
+            lines.append(f"{fr.folder_id}: " + ", ".join(parts))
+        return lines
+
 
 class SyncEngine:
     """Runs cycles for one device (one store, one config)."""

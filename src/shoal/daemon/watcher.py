@@ -81,6 +81,11 @@ class FolderWatcher:
             except OSError as e:
                 if fid in self.problems:
                     continue  # still failing; said so already
+                if e.errno == errno.ENOENT:
+                    # Not there yet (the first cycle creates it) or gone (the cycle pauses it).
+                    self.problems[fid] = "folder not there; watching when it is"
+                    log.info("folder %s: %s", fid, self.problems[fid])
+                    continue
                 if e.errno == errno.ENOSPC:
                     self.problems[fid] = f"inotify watch limit reached; {INOTIFY_HINT}"
                 else:

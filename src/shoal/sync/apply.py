@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import random
 import stat as statmod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shoal.core.backoff import backoff_delay
 from shoal.core.paths import validate_remote_path
 from shoal.daemon.scanner import READ_RETRY_SECONDS, sha256_file
 from shoal.errors import FileProblem, HubError, PathRefused
@@ -29,6 +31,7 @@ from shoal.sync.transfer import Downloader, Progress
 
 log = logging.getLogger("shoal.apply")
 WRITE_RETRY_SECONDS = 30
+WRITE_RETRY_CAP = 3600
 WRITE_THREADS = 4
 
 
@@ -87,6 +90,10 @@ class Applier:
 
     def _error(self, path: str, kind: str, message: str, retry_after: int) -> None:
         now = int(self.now())
+        if retry_after == WRITE_RETRY_SECONDS:  # each failure of the same path waits longer
+            attempt = self.store.error_retries(self.folder_id, path, kind)
+            retry_after = int(backoff_delay(attempt, base=WRITE_RETRY_SECONDS, cap=WRITE_RETRY_CAP,
+                                            rand=random.random()))
         self.store.record_error(self.folder_id, path, kind, message, now, now + retry_after)
         log.warning("%s: %s: %s", self.folder_id, path, message)
 

@@ -314,6 +314,14 @@ class Store:
             "UPDATE outbox SET state=?, version=? WHERE seq=?", [(state, version, s) for s in seqs]
         )
 
+    def mark_pushed(self, folder_id: str, done: list[tuple[int, str, int | None]]) -> None:
+        """(seq, path, hub version) the hub accepted: mark the rows and index the versions, at once."""
+        with self.conn:
+            self.conn.executemany("UPDATE outbox SET state='pushed', version=? WHERE seq=?",
+                                  [(v, seq) for seq, _, v in done])
+            self.conn.executemany("UPDATE files SET version=? WHERE folder_id=? AND path=?",
+                                  [(v, folder_id, path) for _, path, v in done if v is not None])
+
     def supersede_pending(self, folder_id: str, path: str, below_seq: int) -> None:
         """Older pending rows of a path that a newer row replaces never need to reach the hub."""
         self.conn.execute(

@@ -240,16 +240,11 @@ class SyncEngine:
                     self._new_incarnation(hub)
                     results = hub.push(f.id, payload)
                 by_seq = {c.seq: c for c in batch}
-                with self.store.transaction():
-                    for r in results:
-                        ch = by_seq[r.seq]
-                        if r.status == "conflict":
-                            conflicts.append((ch, r.head))
-                            continue
-                        self.store.mark_outbox([r.seq], "pushed", r.version)
-                        if r.version is not None:
-                            self.store.set_version(f.id, ch.path, r.version)
-                        fr.pushed += 1
+                done = [r for r in results if r.status != "conflict"]
+                conflicts += [(by_seq[r.seq], r.head) for r in results if r.status == "conflict"]
+                # Marked pushed only now, after the hub committed them.
+                self.store.mark_pushed(f.id, [(r.seq, by_seq[r.seq].path, r.version) for r in done])
+                fr.pushed += len(done)
                 self.progress.advance(len(batch))
             for ch, head in conflicts:
                 self._resolve(hub, f, ch, head, fr)

@@ -89,7 +89,7 @@ CREATE TABLE shoal.changes (
     base_version bigint,
     moved_from   text,
     conflict_of  text,
-    payload      jsonb NOT NULL,
+    payload_md5  text NOT NULL,  -- of the row as pushed: a replay must match it exactly
     created_at   timestamptz NOT NULL DEFAULT now(),
     UNIQUE (device_id, incarnation, seq)
 );
@@ -245,7 +245,7 @@ BEGIN
                (x->>'size')::bigint AS size, (x->>'mtime_ns')::bigint AS mtime_ns,
                x->>'sha256' AS sha256, x->>'target' AS target, (x->>'deleted')::boolean AS deleted,
                (x->>'base')::bigint AS base, x->>'moved_from' AS moved_from,
-               x->>'conflict_of' AS conflict_of, x AS payload
+               x->>'conflict_of' AS conflict_of, md5(x::text) AS payload_md5
           FROM jsonb_array_elements(p_rows) AS x;
     ANALYZE push_in;  -- a temp table has no statistics: without them the joins below go nested-loop
     IF EXISTS (SELECT 1 FROM push_in i
@@ -260,7 +260,7 @@ BEGIN
     -- Idempotency: a replay of the same (device, incarnation, seq) is a no-op; another payload is refused.
     IF EXISTS (SELECT 1 FROM push_in i JOIN shoal.changes c
                  ON c.device_id = p_device AND c.incarnation = p_incarnation AND c.seq = i.seq
-                WHERE c.payload <> i.payload OR c.folder_id <> p_folder OR c.space <> v_space) THEN
+                WHERE c.payload_md5 <> i.payload_md5 OR c.folder_id <> p_folder OR c.space <> v_space) THEN
         RAISE EXCEPTION 'a seq of device % was already pushed with another payload', p_device
             USING ERRCODE = '23505';
     END IF;
@@ -293,9 +293,9 @@ BEGIN
           FROM fresh f
     ), ins AS (
         INSERT INTO shoal.changes(space, folder_id, path, device_id, incarnation, seq, kind, size, mtime_ns,
-                                  sha256, target, deleted, base_version, moved_from, conflict_of, payload)
+                                  sha256, target, deleted, base_version, moved_from, conflict_of, payload_md5)
         SELECT v_space, p_folder, c.path, p_device, p_incarnation, c.seq, c.kind, c.size, c.mtime_ns, c.sha256,
-               c.target, c.deleted, c.base, c.moved_from, c.conflict_of, c.payload
+               c.target, c.deleted, c.base, c.moved_from, c.conflict_of, c.payload_md5
           FROM classified c WHERE c.st = 'accepted' ORDER BY c.seq
         RETURNING shoal.changes.id, shoal.changes.seq, shoal.changes.path, shoal.changes.kind,
                   shoal.changes.size, shoal.changes.mtime_ns, shoal.changes.sha256,

@@ -167,13 +167,12 @@ def test_pending_changes_mark_outbox_and_supersede(store):
     assert [c.seq for c in store.pending_changes("f", after_seq=s2)] == [s3, s4]
     assert store.pending_count("f") == 4
 
-    store.supersede_pending("f", "a.txt", below_seq=s3)
+    store.mark_outbox([s1], "superseded")
     assert [c.seq for c in store.pending_changes("f")] == [s2, s3, s4]
     store.mark_outbox([s2, s4], "pushed", version=17)
     assert [c.seq for c in store.pending_changes("f")] == [s3]
     assert store.pending_count("f") == 1
-    assert store.has_pending("f", "a.txt")
-    assert not store.has_pending("f", "b.txt")
+    assert store.pending_paths("f") == {"a.txt"}
     states = {seq: (state, version) for seq, _, _, state, version, _ in outbox_rows(store)}
     assert states == {s1: ("superseded", None), s2: ("pushed", 17), s3: ("pending", None),
                       s4: ("pushed", 17)}
@@ -248,7 +247,7 @@ def test_iter_files_streams_in_path_order_while_writes_happen(store):
     # Writes while the iterator is open: they must neither block nor change what it yields.
     store.record_change(fs("0-new-first"), now=NOW)
     store.record_change(fs("zzz-new-last"), now=NOW)
-    store.forget_file("f", "zz")
+    store.conn.execute("DELETE FROM files WHERE folder_id='f' AND path='zz'")
     store.put_file(fs("b.txt", "changed"))
     for f in it:
         seen.append(f.path)

@@ -251,9 +251,6 @@ class Store:
              int(fs.deleted), fs.target, fs.version),
         )
 
-    def forget_file(self, folder_id: str, path: str) -> None:
-        self.conn.execute("DELETE FROM files WHERE folder_id=? AND path=?", (folder_id, path))
-
     def set_version(self, folder_id: str, path: str, version: int | None) -> None:
         self.conn.execute(
             "UPDATE files SET version=? WHERE folder_id=? AND path=?", (version, folder_id, path)
@@ -298,12 +295,6 @@ class Store:
             "SELECT count(*) FROM outbox WHERE folder_id=? AND state='pending'", (folder_id,)
         ).fetchone()[0]
 
-    def has_pending(self, folder_id: str, path: str) -> bool:
-        return bool(self.conn.execute(
-            "SELECT 1 FROM outbox WHERE folder_id=? AND path=? AND state='pending' LIMIT 1",
-            (folder_id, path),
-        ).fetchone())
-
     def pending_paths(self, folder_id: str) -> set[str]:
         """Paths of a folder with a local change waiting to be pushed."""
         return {r[0] for r in self.conn.execute(
@@ -321,13 +312,6 @@ class Store:
                                   [(v, seq) for seq, _, v in done])
             self.conn.executemany("UPDATE files SET version=? WHERE folder_id=? AND path=?",
                                   [(v, folder_id, path) for _, path, v in done if v is not None])
-
-    def supersede_pending(self, folder_id: str, path: str, below_seq: int) -> None:
-        """Older pending rows of a path that a newer row replaces never need to reach the hub."""
-        self.conn.execute(
-            "UPDATE outbox SET state='superseded' WHERE folder_id=? AND path=? AND state='pending' AND seq<?",
-            (folder_id, path, below_seq),
-        )
 
     def keep_local_only(self, folder_id: str) -> None:
         """Pending rows of a receive-only folder are never pushed: mark them local."""

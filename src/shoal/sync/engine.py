@@ -32,6 +32,7 @@ log = logging.getLogger("shoal.engine")
 PUSH_BATCH = 5000
 PULL_PAGE = 1000
 MAX_PUSH_ROUNDS = 20
+OUTBOX_KEEP_SECONDS = 86400  # pushed rows are kept a day (for `shoal status` and debugging)
 
 
 @dataclass
@@ -200,6 +201,7 @@ class SyncEngine:
         self._pull(hub, f, fr)
         cutoff = self.clock() - self.config.sync.trash_days * 86400
         purge_trash(f.path, cutoff)
+        self.store.prune_outbox(keep_after=int(self.clock()) - OUTBOX_KEEP_SECONDS)
         fr.waiting = self.store.pending_count(f.id)
 
     # -- push -----------------------------------------------------------------------

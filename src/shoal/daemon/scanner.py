@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -25,7 +26,8 @@ from shoal.model import KIND_FILE, KIND_SYMLINK, FileState
 
 HASH_BUFFER = 1 << 20
 HASH_THREADS = 2
-BATCH_FILES = 512
+SMALL_FILE = 256 << 10  # hashed inline, not on the pool
+BATCH_FILES = 4096  # files per transaction (each commit is an fsync)
 BATCH_BYTES = 256 << 20
 MARKER_DIR = ".shoal"
 MARKER_FILE = "folder-id"
@@ -65,10 +67,15 @@ class DiskEntry(NamedTuple):
     inode: int
 
 
+_buffers = threading.local()
+
+
 def sha256_file(path: str, buffer_size: int = HASH_BUFFER) -> tuple[str, int]:
     """SHA-256 (hex) and size of a file read in large buffers. Raises OSError."""
     h = hashlib.sha256()
-    buf = bytearray(buffer_size)
+    buf = getattr(_buffers, "buf", None)  # one buffer per thread: a fresh 1 MiB per file costs
+    if buf is None or len(buf) != buffer_size:
+        buf = _buffers.buf = bytearray(buffer_size)
     view = memoryview(buf)
     total = 0
     with open(path, "rb", buffering=0) as f:
@@ -238,7 +245,10 @@ class _Recorder:
         if not self.batch:
             return
         olds = {e.path: old for e, old in self.batch}
-        hashed = list(self.pool.map(hash_entry, (e for e, _ in self.batch)))
+        # Large files are hashed on the pool (hashlib releases the GIL on big buffers); small
+        # ones inline, where a thread hand-off would cost more than the hashing.
+        big = {e.path: self.pool.submit(hash_entry, e) for e, _ in self.batch if e.size >= SMALL_FILE}
+        hashed = [big[e.path].result() if e.path in big else hash_entry(e) for e, _ in self.batch]
         now_i = int(self.now)
         with self.store.transaction():
             for entry, digest, target, err in hashed:

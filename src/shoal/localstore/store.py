@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -269,7 +270,8 @@ class Store:
     def record_change(self, fs: FileState, *, moved_from: str | None = None,
                       conflict_of: str | None = None, now: int | None = None) -> int:
         """Index `fs` and append its changelog row, in one transaction; returns the seq."""
-        with self.conn:
+        # Inside a caller's transaction (a scan batch) a nested savepoint would only cost time.
+        with (self.conn if self.conn.get_autocommit() else contextlib.nullcontext()):
             self.put_file(fs)
             self.conn.execute(
                 "INSERT INTO outbox(folder_id, path, kind, size, mtime_ns, sha256, target, deleted,"

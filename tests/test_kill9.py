@@ -17,7 +17,7 @@ import pytest
 from daemons import DaemonDevice, shoal, wait_for
 
 pytestmark = pytest.mark.slow
-ITERATIONS = int(os.environ.get("SHOAL_KILL9_ITERATIONS", "24"))
+ITERATIONS = int(os.environ.get("SHOAL_KILL9_ITERATIONS", "40"))
 
 
 def _disk(root) -> dict[str, str]:

@@ -83,6 +83,7 @@ class Daemon:
         self.wake = threading.Event()
         self.lock = threading.Lock()
         self.debouncer = Debouncer(config.sync.debounce)
+        self.events_lock = threading.Lock()  # the watcher's threads mark, the main loop reads
         self.requests: list[tuple[dict, callable, threading.Event, dict]] = []
         self.paused = False
         self.hub_ok: bool | None = None
@@ -120,7 +121,8 @@ class Daemon:
                 self._reload_config_if_changed()
                 self._serve_requests()
                 now = time.time()
-                dirty = self.debouncer.due(now)
+                with self.events_lock:
+                    dirty = self.debouncer.due(now)
                 if not self.paused and (now >= self.next_cycle or dirty or self.pull_wanted):
                     # A full rescan when it is time; otherwise only the folders with file events
                     # (none at all when another device's push woke us).
@@ -128,7 +130,8 @@ class Daemon:
                     if self.watcher.problems:
                         self.watcher.update(self.config.folders)  # a folder may exist now
                 timeout = min(CONFIG_POLL, max(0.0, self.next_cycle - time.time()))
-                deadline = self.debouncer.next_deadline()
+                with self.events_lock:
+                    deadline = self.debouncer.next_deadline()
                 if deadline is not None:
                     timeout = min(timeout, max(0.0, deadline - time.time()))
                 self.wake.wait(timeout)
@@ -157,7 +160,8 @@ class Daemon:
             self.hub_ok, self.hub_error, self.unreachable_since, self.failures = True, None, None, 0
             for fr in report.folders:
                 if fr.scan and fr.scan.deferred:  # files still being written: look again soon
-                    self.debouncer.mark(fr.folder_id, time.time())
+                    with self.events_lock:
+                        self.debouncer.mark(fr.folder_id, time.time())
             if only_scan is None:
                 self.next_cycle = time.time() + self.config.sync.interval
             lines = report.summary_lines()
@@ -184,7 +188,8 @@ class Daemon:
     # -- events --------------------------------------------------------------------
 
     def _on_fs_event(self, folder_id: str) -> None:
-        self.debouncer.mark(folder_id, time.time())
+        with self.events_lock:
+            self.debouncer.mark(folder_id, time.time())
         self.wake.set()
 
     def _listen_loop(self) -> None:
@@ -248,7 +253,8 @@ class Daemon:
                 self.device.store.ensure_folder(f.id, str(f.path))
             self.device.config = new
             self.engine = SyncEngine(new, self.device.store, self.device.open_hub, progress=self.sink)
-            self.debouncer = Debouncer(new.sync.debounce)
+            with self.events_lock:
+                self.debouncer = Debouncer(new.sync.debounce)
             logging.getLogger().setLevel(getattr(logging, new.log.level.upper(), logging.INFO))
         self.watcher.update(new.folders)
         self.next_cycle = 0.0

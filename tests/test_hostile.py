@@ -10,7 +10,6 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -19,7 +18,6 @@ from devices import Device, assert_converged
 from shoal.core.paths import validate_remote_path
 from shoal.errors import PathRefused
 from shoal.model import Change
-from shoal.sync import apply as apply_mod
 from shoal.sync.apply import Applier
 from shoal.sync.folder_io import FolderWriter
 from shoal.sync.hub import open_hub

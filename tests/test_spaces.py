@@ -79,7 +79,7 @@ def test_knowing_a_hash_does_not_give_another_space_the_bytes(family, hub_url):
 
 
 def test_row_level_security_is_enabled_forced_and_filters_by_space(family, hub_url):
-    alice, bob = family["alice"], family["bob"]
+    alice = family["alice"]
     row, sha = _row(1, "a.txt", b"a")
     alice.put_small_contents([(sha, b"a")], 128 * 1024)
     alice.push("docs", [row])

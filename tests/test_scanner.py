@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import tempfile
 import time
 import unicodedata
@@ -688,3 +689,76 @@ def test_index_mirrors_the_disk_through_random_mutations(tree, data):
             assert outbox(s, last_seq(s)) == [] and last_seq(s) == before + len(rows)
         finally:
             s.close()
+
+
+# -- targeted scans: only the directories where the watcher saw events ------------------------
+
+
+def test_targeted_scan_sees_changes_in_its_parts_only(store, root):
+    for d in ("a", "b", "a/deep"):
+        write(root, f"{d}/keep.txt", d)
+    write(root, "top.txt", "top")
+    scan(store, root)
+    write(root, "a/new.txt", "new in a")          # event: file in a -> ("a", False)
+    write(root, "b/unseen.txt", "no event here")  # no event reported: not looked at
+    shutil.rmtree(root / "a" / "deep")             # event: directory a/deep deleted -> ("a/deep", True)
+    write(root, "top.txt", "top edited")           # event: file at the root -> ("", False)
+    result = scan(store, root, only=[("a", False), ("a/deep", True), ("", False)])
+    assert (result.added, result.modified, result.deleted) == (1, 1, 1)
+    assert "b/unseen.txt" not in live_index(store)
+    assert "a/deep/keep.txt" not in live_index(store) and "a/keep.txt" in live_index(store)
+    scan(store, root)  # the next full rescan catches what had no event
+    assert live_index(store) == disk_index(root)
+
+
+def test_targeted_scan_of_a_new_directory_is_recursive(store, root):
+    write(root, "x.txt", "x")
+    scan(store, root)
+    write(root, "moved-in/sub/photo.jpg", "jpeg")  # a directory moved in: one event for it
+    result = scan(store, root, only=[("moved-in", True)])
+    assert result.added == 1 and live_index(store) == disk_index(root)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tree=tree_st, data=st.data())
+def test_targeted_scan_of_the_event_dirs_equals_a_full_scan(tree, data):
+    """Mutations reported as the watcher reports them (a file's directory; a removed or created
+    directory itself, recursively): scanning only those parts leaves the index equal to the disk."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "folder"
+        root.mkdir()
+        for path, content in tree.items():
+            write(root, "/".join(path), content)
+        st_ = open_store(Path(tmp) / "state")
+        scan_folder(st_, FID, root)
+        events: list[tuple[str, bool]] = []
+        files = sorted(disk_index(root))
+        for _ in range(data.draw(st.integers(0, 6))):
+            op = data.draw(st.sampled_from(["add", "modify", "delete", "rmdir"]))
+            if op == "add":
+                rel = data.draw(st.sampled_from(["n1.txt", "d1/n2.txt", "d1/d2/n3.txt", "zz/n4.txt"]))
+                new_dirs = [p for p in Path(rel).parents if str(p) != "." and not (root / p).exists()]
+                write(root, rel, data.draw(st.binary(max_size=20)) + b"!")
+                if new_dirs:
+                    events.append((new_dirs[-1].as_posix(), True))  # the outermost new directory
+                else:
+                    events.append((os.path.dirname(rel), False))
+            elif files and op in ("modify", "delete"):
+                rel = data.draw(st.sampled_from(files))
+                if not (root / rel).is_file():
+                    continue
+                if op == "modify":
+                    write(root, rel, (root / rel).read_bytes() + b"+")
+                else:
+                    (root / rel).unlink()
+                events.append((os.path.dirname(rel), False))
+            elif op == "rmdir":
+                dirs = sorted({os.path.dirname(f) for f in files if "/" in f and (root / os.path.dirname(f)).is_dir()})
+                if dirs:
+                    d = data.draw(st.sampled_from(dirs))
+                    shutil.rmtree(root / d)
+                    events.append((d, True))
+        os.utime(root, None)
+        scan_folder(st_, FID, root, only=events, allow_mass_delete=True)
+        assert {f.path: f.sha256 for f in st_.iter_files(FID, include_deleted=False)} == disk_index(root)
+        st_.close()

@@ -154,14 +154,22 @@ def _sorted_entries(os_dir: str, rel_dir: str, on_error) -> list[tuple[str, str,
     return keyed
 
 
-def walk(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None]) -> Iterator[DiskEntry]:
-    """Every file and symlink under `root`, in the index's path order, ignored ones left out.
+def walk(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None], *,
+         start: str = "", recursive: bool = True) -> Iterator[DiskEntry]:
+    """Every file and symlink under `root` (or under its subdirectory `start`; only the
+    directory's own files when not `recursive`), in the index's path order, ignored ones left out.
 
     Entries of one directory are sorted by NFC name, directories as `name/`, which makes the
     whole walk ordered exactly like `ORDER BY path` over '/'-joined NFC paths. Iterative (a
     stack of directory iterators), so each entry passes through one generator, not one per level.
     """
-    stack = [("", iter(_sorted_entries(str(root), "", on_error)), None)]
+    if start:
+        os_start = os.path.join(root, *start.split("/"))
+        if rules.is_ignored(start, True) or os.path.islink(os_start) or not os.path.isdir(os_start):
+            return
+    else:
+        os_start = str(root)
+    stack = [(start, iter(_sorted_entries(os_start, start, on_error)), None)]
     while stack:
         rel_dir, entries, previous = stack[-1]
         for key, name, is_dir, e in entries:
@@ -175,6 +183,8 @@ def walk(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None
             if rules.is_ignored_entry(rel, name, is_dir):  # parents were checked on the way down
                 continue
             if is_dir:
+                if not recursive:
+                    continue
                 stack[-1] = (rel_dir, entries, previous)
                 stack.append((rel, iter(_sorted_entries(e.path, rel, on_error)), None))
                 break
@@ -287,10 +297,13 @@ class _Recorder:
 
 def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...] = (), *,
                 now: float | None = None, min_age: float = 0.0, allow_mass_delete: bool = False,
-                progress: Progress | None = None) -> ScanResult:
+                progress: Progress | None = None,
+                only: list[tuple[str, bool]] | None = None) -> ScanResult:
     """Index one folder: hash what changed, record changelog rows; returns the counts.
 
     `min_age` skips files modified less than that many seconds ago (still being written).
+    `only` limits the scan to these (directory, recursive) parts of the folder — where the
+    watcher saw events; "" is the root. A folder's first scan is always whole.
     Never raises for a single file: unreadable or vanishing files become per-path errors.
     """
     now = time.time() if now is None else now
@@ -324,55 +337,87 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
 
     deletions: list[FileState] = []
     live_indexed = 0
+    if first_scan or only is None:
+        parts = [("", True)]
+    else:
+        parts = _outermost(only)
     with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="shoal-hash") as pool:
         rec = _Recorder(store, folder_id, result, now, min_age, progress, pool)
-        disk = walk(root, rules, on_error)
-        index = store.iter_files(folder_id)
-        d = next(disk, None)
-        i = next(index, None)
-        while d is not None or i is not None:
-            if d is not None and (i is None or d.path < i.path):
-                rec.add(d, None)
-                result.files += 1
-                result.bytes += d.size
-                d = next(disk, None)
-            elif d is None or (i is not None and i.path < d.path):
-                if not i.deleted:
-                    live_indexed += 1
-                    if not rules.is_ignored(i.path) and not under_unreadable(i.path):
-                        deletions.append(i)
-                i = next(index, None)
-            else:
-                result.files += 1
-                result.bytes += d.size
-                if not i.deleted:
-                    live_indexed += 1
-                if (not i.deleted and i.kind == d.kind and i.size == d.size
-                        and i.mtime_ns == d.mtime_ns and i.inode == d.inode):
-                    result.unchanged += 1
-                    rec.tick(d)
-                else:
-                    # Hashed even when the new mtime is implausible (SPEC: such metadata is not a
-                    # change by itself): the content decides, so an implausible mtime alone records
-                    # nothing, but it can never hide a same-size content change either.
-                    rec.add(d, i)
-                d = next(disk, None)
-                i = next(index, None)
+        for start, recursive in parts:
+            live_indexed += _merge(store, folder_id, root, rules, on_error, under_unreadable, rec,
+                                   result, deletions, start, recursive)
         rec.flush()
         if progress:
             progress(rec.done_files, rec.done_bytes, "")
+    if parts != [("", True)]:
+        live_indexed = store.folder_totals(folder_id)[0]  # the guard weighs the whole folder
     _record_deletions(store, folder_id, deletions, live_indexed, first_scan, allow_mass_delete,
                       rec.added_by_sha, result, now_i)
     # This scan was the retry of every read error: those it did not meet again are gone.
-    store.clear_read_errors_except(folder_id, result.error_paths)
+    if parts == [("", True)]:
+        store.clear_read_errors_except(folder_id, result.error_paths)
     if first_scan and result.paused is None:
         store.update_folder(folder_id, first_scan_at=now_i)
     return result
 
 
+def _outermost(only: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """The parts to scan, each once: a part that a recursive part already covers is dropped."""
+    parts = set(only)
+    tops = {d for d, r in parts if r}
+
+    def covered(d: str, strictly: bool) -> bool:
+        return any((top != d or not strictly) and (top == "" or d == top or d.startswith(top + "/"))
+                   for top in tops)
+
+    return sorted((d, r) for d, r in parts if not covered(d, strictly=r))
+
+
+def _merge(store: Store, folder_id: str, root: Path, rules: IgnoreRules, on_error, under_unreadable,
+           rec: _Recorder, result: ScanResult, deletions: list[FileState], start: str,
+           recursive: bool) -> int:
+    """Merge-join one part of the folder on disk with its index rows; returns the live rows seen."""
+    live_indexed = 0
+    disk = walk(root, rules, on_error, start=start, recursive=recursive)
+    index = store.iter_files(folder_id, under=start, recursive=recursive)
+    d = next(disk, None)
+    i = next(index, None)
+    while d is not None or i is not None:
+        if d is not None and (i is None or d.path < i.path):
+            rec.add(d, None)
+            result.files += 1
+            result.bytes += d.size
+            d = next(disk, None)
+        elif d is None or (i is not None and i.path < d.path):
+            if not i.deleted:
+                live_indexed += 1
+                if not rules.is_ignored(i.path) and not under_unreadable(i.path):
+                    deletions.append(i)
+            i = next(index, None)
+        else:
+            result.files += 1
+            result.bytes += d.size
+            if not i.deleted:
+                live_indexed += 1
+            if (not i.deleted and i.kind == d.kind and i.size == d.size
+                    and i.mtime_ns == d.mtime_ns and i.inode == d.inode):
+                result.unchanged += 1
+                rec.tick(d)
+            else:
+                # Hashed even when the new mtime is implausible (SPEC: such metadata is not a
+                # change by itself): the content decides, so an implausible mtime alone records
+                # nothing, but it can never hide a same-size content change either.
+                rec.add(d, i)
+            d = next(disk, None)
+            i = next(index, None)
+    return live_indexed
+
+
 def scan_folders(store: Store, folders, *, now: float, min_age: float = 0.0,
-                 allow_mass_delete: bool = False, progress=None) -> list[ScanResult]:
-    """Scan several folders (FolderConfig), reporting to a ProgressSink. See scan_folder."""
+                 allow_mass_delete: bool = False, progress=None,
+                 parts: dict[str, list[tuple[str, bool]] | None] | None = None) -> list[ScanResult]:
+    """Scan several folders (FolderConfig), reporting to a ProgressSink; `parts` maps a folder
+    id to the parts of it to scan (see scan_folder's `only`). See scan_folder."""
     results = []
     for f in folders:
         if progress is not None:
@@ -385,7 +430,8 @@ def scan_folders(store: Store, folders, *, now: float, min_age: float = 0.0,
 
         results.append(scan_folder(store, f.id, f.path, f.ignore, now=now, min_age=min_age,
                                    allow_mass_delete=allow_mass_delete,
-                                   progress=advance if progress is not None else None))
+                                   progress=advance if progress is not None else None,
+                                   only=(parts or {}).get(f.id)))
     return results
 
 

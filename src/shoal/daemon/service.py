@@ -5,6 +5,7 @@ the one-daemon-per-state-dir lock, live config reload and the control socket.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import random
@@ -52,6 +53,23 @@ class _Sink(ProgressSink):
         self._check()
         for send in list(self.listeners):
             send({"progress": {"files": files, "bytes": nbytes}})
+
+
+MAX_PARTS = 64  # more dirty directories in one folder than this: rescan the whole folder
+
+
+def _parts(dirty: list[str]) -> dict[str, list[tuple[str, bool]] | None]:
+    """Debounced event keys -> per folder, the (directory, recursive) parts to rescan
+    (None: the whole folder)."""
+    parts: dict[str, list[tuple[str, bool]] | None] = {}
+    for key in dirty:
+        folder_id, reldir, recursive = json.loads(key)
+        have = parts.setdefault(folder_id, [])
+        if have is not None:
+            have.append((reldir, recursive))
+            if len(have) > MAX_PARTS:
+                parts[folder_id] = None
+    return parts
 
 
 def acquire_lock(state_dir: Path):
@@ -124,9 +142,9 @@ class Daemon:
                 with self.events_lock:
                     dirty = self.debouncer.due(now)
                 if not self.paused and (now >= self.next_cycle or dirty or self.pull_wanted):
-                    # A full rescan when it is time; otherwise only the folders with file events
-                    # (none at all when another device's push woke us).
-                    self._cycle(only_scan=None if now >= self.next_cycle else dirty)
+                    # A full rescan when it is time; otherwise only where the watcher saw events
+                    # (nothing at all when another device's push woke us).
+                    self._cycle(only_scan=None if now >= self.next_cycle else _parts(dirty))
                     if self.watcher.problems:
                         self.watcher.update(self.config.folders)  # a folder may exist now
                 timeout = min(CONFIG_POLL, max(0.0, self.next_cycle - time.time()))
@@ -145,7 +163,8 @@ class Daemon:
     # -- cycles --------------------------------------------------------------------
 
     def _cycle(self, folder: str | None = None, allow_mass_delete: bool = False,
-               requested: bool = False, only_scan: list[str] | None = None) -> tuple[bool, str | None, list]:
+               requested: bool = False,
+               only_scan: dict[str, list[tuple[str, bool]] | None] | None = None) -> tuple[bool, str | None, list]:
         """One cycle; returns (ok, error, report lines). Never raises (but Cancelled).
         `requested`: a user asked for it (`sync --now`), so failed writes are retried now."""
         self.pull_wanted = False
@@ -161,7 +180,7 @@ class Daemon:
             for fr in report.folders:
                 if fr.scan and fr.scan.deferred:  # files still being written: look again soon
                     with self.events_lock:
-                        self.debouncer.mark(fr.folder_id, time.time())
+                        self.debouncer.mark(json.dumps([fr.folder_id, "", True]), time.time())
             if only_scan is None:
                 self.next_cycle = time.time() + self.config.sync.interval
             lines = report.summary_lines()
@@ -187,9 +206,9 @@ class Daemon:
 
     # -- events --------------------------------------------------------------------
 
-    def _on_fs_event(self, folder_id: str) -> None:
+    def _on_fs_event(self, folder_id: str, reldir: str, recursive: bool) -> None:
         with self.events_lock:
-            self.debouncer.mark(folder_id, time.time())
+            self.debouncer.mark(json.dumps([folder_id, reldir, recursive]), time.time())
         self.wake.set()
 
     def _listen_loop(self) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
+import unicodedata
 from collections.abc import Callable
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -25,24 +27,39 @@ def _is_shared_storage(path: str) -> bool:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, folder_id: str, root: str, on_dirty: Callable[[str], None]):
+    """Turns events into the part of the folder to rescan: a file's directory (its own files
+    only), or a directory that appeared or went away (all of it)."""
+
+    def __init__(self, folder_id: str, root: str, on_dirty: Callable[[str, str, bool], None]):
         self.folder_id = folder_id
-        self.shoal_dir = root.rstrip("/") + "/.shoal"
+        self.root = root.rstrip("/")
+        self.shoal_dir = self.root + "/.shoal"
         self.on_dirty = on_dirty
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return
-        paths = [event.src_path, getattr(event, "dest_path", "") or ""]
-        if all(not p or p == self.shoal_dir or p.startswith(self.shoal_dir + "/") for p in paths):
-            return  # our own temp files and trash
-        self.on_dirty(self.folder_id)
+        for path in (event.src_path, getattr(event, "dest_path", "") or ""):
+            if isinstance(path, bytes):
+                path = os.fsdecode(path)
+            if not path or path == self.shoal_dir or path.startswith(self.shoal_dir + "/"):
+                continue  # our own temp files and trash
+            if path == self.root:
+                self.on_dirty(self.folder_id, "", False)
+                continue
+            rel = unicodedata.normalize("NFC", os.path.relpath(path, self.root)).replace(os.sep, "/")
+            if rel.startswith("../"):
+                continue
+            if event.is_directory and event.event_type in ("created", "deleted", "moved"):
+                self.on_dirty(self.folder_id, rel, True)
+            else:
+                self.on_dirty(self.folder_id, os.path.dirname(rel), False)
 
 
 class FolderWatcher:
     """One observer, one recursive watch per folder; `update` follows config changes."""
 
-    def __init__(self, on_dirty: Callable[[str], None]):
+    def __init__(self, on_dirty: Callable[[str, str, bool], None]):
         self.on_dirty = on_dirty
         self.observer = Observer()
         self.observer.daemon = True

@@ -208,13 +208,23 @@ class Store:
 
     # -- the index --------------------------------------------------------------
 
-    def iter_files(self, folder_id: str, *, include_deleted: bool = True) -> Iterator[FileState]:
-        """Every index row of a folder in path order (binary, as the scanner walks).
+    def iter_files(self, folder_id: str, *, include_deleted: bool = True, under: str = "",
+                   recursive: bool = True) -> Iterator[FileState]:
+        """Every index row of a folder (or of its directory `under`; only that directory's own
+        files when not `recursive`) in path order (binary, as the scanner walks).
 
         Rows stream from a second connection holding one read snapshot (WAL), so the caller
         may write to the store while iterating and never has the whole folder in memory.
         """
         sql = f"SELECT {_FILE_COLS} FROM files WHERE folder_id=?"
+        args: tuple = (folder_id,)
+        prefix = f"{under}/" if under else ""
+        if prefix:  # a range on the primary key: '0' is the character after '/'
+            sql += " AND path >= ? AND path < ?"
+            args += (prefix, f"{under}0")
+        if not recursive:
+            sql += " AND instr(substr(path, ?), '/') = 0"
+            args += (len(prefix) + 1,)
         if not include_deleted:
             sql += " AND deleted=0"
         sql += " ORDER BY path"
@@ -222,7 +232,7 @@ class Store:
         reader.setbusytimeout(10_000)
         try:
             with reader:  # one read transaction: a consistent snapshot
-                for row in reader.execute(sql, (folder_id,)):
+                for row in reader.execute(sql, args):
                     yield _file(row)
         finally:
             reader.close()

@@ -122,14 +122,16 @@ class SyncEngine:
 
     def cycle(self, folder_ids: Iterable[str] | None = None, *, allow_mass_delete: bool = False,
               min_age: float = 0.0, retry_now: bool = False,
-              only_scan: Iterable[str] | None = None) -> CycleReport:
+              only_scan: dict[str, list[tuple[str, bool]] | None] | None = None) -> CycleReport:
         """Scan, push, pull and apply the chosen folders. Raises HubUnreachable if the hub
         cannot be reached (after the scan: local changes wait in the outbox).
 
         `retry_now` retries every failed write at once instead of on its own schedule (a user
-        asked for this sync). `only_scan` limits the scan to these folders (the daemon, woken
-        because another device pushed, need not rescan anything: every local file is checked
-        again right before a remote change replaces it); the others only have their marker checked."""
+        asked for this sync). `only_scan` limits the scan to these folders, each to the given
+        (directory, recursive) parts or whole (None): where the daemon's watcher saw events. A
+        daemon woken because another device pushed need not rescan anything (every local file is
+        checked again right before a remote change replaces it); folders not scanned only have
+        their marker checked."""
         self._retry_now = retry_now
         folders = self._folders(folder_ids)
         report = CycleReport()
@@ -137,10 +139,10 @@ class SyncEngine:
         run_id = self.store.start_run(None if folder_ids is None else ",".join(f.id for f in folders), now)
         started = time.monotonic()
         try:
-            wanted = None if only_scan is None else set(only_scan)
-            scans = {r.folder_id: r for r in self.scan(
-                [f.id for f in folders if wanted is None or f.id in wanted],
-                allow_mass_delete=allow_mass_delete, min_age=min_age)}
+            scans = {r.folder_id: r for r in scan_folders(
+                self.store, [f for f in folders if only_scan is None or f.id in only_scan],
+                now=self.clock(), min_age=min_age, allow_mass_delete=allow_mass_delete,
+                progress=self.progress, parts=only_scan)}
             for f in folders:
                 scan = scans.get(f.id)
                 if scan is not None:

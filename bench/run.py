@@ -759,6 +759,8 @@ def syncthing_worker(base: Path, n: int) -> dict:
 def measure_syncthing(n: int) -> dict | None:
     """Syncthing (Debian package) between two local instances in a private network namespace,
     on n files made like shoal's; None if syncthing or unshare is not available."""
+    if os.environ.get("SHOAL_BENCH_NO_SYNCTHING"):
+        return None
     if not (shutil.which("syncthing") and shutil.which("unshare") and shutil.which("ip")):
         return None
     with workdir("syncthing") as base:
@@ -832,7 +834,8 @@ def bench_sync(sc: Scale) -> list[Row]:
         ratio = total / quoted
         rows.append(Row(label, "total", total, "s", quoted, quoted_label, ratio, "<= 0.25x", ratio <= 0.25,
                         st_error + quoted_note + ", not measured in this run"
-                        + ("" if st_error else " (syncthing not installed)") + f"; {shoal_cpu}", details))
+                        + ("" if st_error else " (syncthing not installed, or --no-syncthing)")
+                        + f"; {shoal_cpu}", details))
     rows.append(Row(label, "A_push", ra.seconds, "s", note="A: `shoal sync --now` (scan, upload, push)"))
     rows.append(Row(label, "B_pull_apply", rb.seconds, "s", note="B: `shoal sync --now` (pull, fetch, write, index)"))
     return rows
@@ -1000,6 +1003,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", metavar="NAME", choices=sorted(BENCHMARKS),
                    help="run only these: " + ", ".join(BENCHMARKS))
     p.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json", help="JSON results file")
+    p.add_argument("--no-syncthing", action="store_true",
+                   help="sync_100k: compare with the quoted Syncthing figure even if syncthing is installed")
     args = p.parse_args(argv)
 
     def _terminate(signum, _frame):
@@ -1008,6 +1013,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     sc = QUICK if args.quick else FULL
+    if args.no_syncthing:
+        os.environ["SHOAL_BENCH_NO_SYNCTHING"] = "1"
     names = [n for n in BENCHMARKS if not args.only or n in args.only]
     info = machine_info()
     log(f"shoal bench ({'quick' if sc.quick else 'full'}): {', '.join(names)}; {info['cores']} cores, {info['cpu']}")

@@ -32,14 +32,21 @@ class Proxy:
             except OSError:
                 return
             try:
-                upstream = socket.create_connection(self.target)
+                client = self._handshake(client)
+                upstream = socket.create_connection(self.target) if client else None
             except OSError:
                 client.close()
+                continue
+            if client is None:
                 continue
             with self.lock:
                 self.conns += [client, upstream]
             threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _handshake(self, client: socket.socket) -> socket.socket | None:
+        """The socket to talk to the device through (None: the connection was refused)."""
+        return client
 
     def _pump(self, src: socket.socket, dst: socket.socket, downstream: bool) -> None:
         try:
@@ -110,32 +117,22 @@ class TlsTerminatingProxy(Proxy):
         self.handshakes = 0
         super().__init__(target)
 
-    def _accept(self) -> None:
+    def _handshake(self, client: socket.socket) -> socket.socket | None:
         import struct
 
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                while True:
-                    head = client.recv(8, socket.MSG_WAITALL)
-                    length, code = struct.unpack("!ii", head)
-                    if code == self.GSSENC_REQUEST:
-                        client.sendall(b"N")
-                        continue
-                    if code != self.SSL_REQUEST:
-                        client.close()  # plaintext is refused, as a hub with `hostssl` only
-                        break
-                    client.sendall(b"S")
-                    client = self.context.wrap_socket(client, server_side=True)
-                    self.handshakes += 1
-                    upstream = socket.create_connection(self.target)
-                    with self.lock:
-                        self.conns += [client, upstream]
-                    threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
-                    threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
-                    break
-            except (OSError, ValueError, struct.error):
+        while True:
+            head = client.recv(8, socket.MSG_WAITALL)
+            if len(head) != 8:
                 client.close()
+                return None
+            _length, code = struct.unpack("!ii", head)
+            if code == self.GSSENC_REQUEST:
+                client.sendall(b"N")
+                continue
+            if code != self.SSL_REQUEST:
+                client.close()  # plaintext is refused, as a hub with `hostssl` only
+                return None
+            client.sendall(b"S")
+            tls = self.context.wrap_socket(client, server_side=True)
+            self.handshakes += 1
+            return tls

@@ -198,6 +198,11 @@ class Downloader:
             for b in info.blocks:
                 self.cache.pop(b, None)
 
+    def _disk_full(self) -> FileProblem:
+        full = FileProblem(f"cannot write: no space left on the device holding {self.writer.root}")
+        full.kind = "write"  # recorded as a write error: retried later, not a bad block
+        return full
+
     def has_small(self, sha: str) -> bool:
         """Whether `sha` is a one-block content already fetched and verified."""
         info = self.infos.get(sha)
@@ -215,9 +220,7 @@ class Downloader:
             os.close(fd)
             self.writer.discard_temp(name)
             if e.errno == errno.ENOSPC:
-                full = FileProblem(f"cannot write: no space left on the device holding {self.writer.root}")
-                full.kind = "write"
-                raise full from e
+                raise self._disk_full() from e
             raise
         os.close(fd)
         return name
@@ -278,9 +281,7 @@ class Downloader:
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 os.ftruncate(fd, 0)  # the disk is full: give the space back, retry from scratch later
-                full = FileProblem(f"cannot write: no space left on the device holding {self.writer.root}")
-                full.kind = "write"
-                raise full from e
+                raise self._disk_full() from e
             raise
         finally:
             os.close(fd)

@@ -13,12 +13,19 @@ import os
 import unicodedata
 from collections.abc import Callable
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirModifiedEvent, DirMovedEvent, FileClosedEvent,
+                             FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent,
+                             FileSystemEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 
 from shoal.config import FolderConfig
 
 log = logging.getLogger("shoal.watcher")
+# Only what changes a folder. Reads (IN_OPEN / IN_CLOSE_NOWRITE) are not subscribed to: every
+# file the scanner hashes or the uploader reads would otherwise queue two events (a 100k-file
+# first index overflows the inotify queue, and each event costs Python time in the observer).
+WRITE_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
+                DirCreatedEvent, DirModifiedEvent, DirDeletedEvent, DirMovedEvent]
 INOTIFY_HINT = "raise it with: sudo sysctl fs.inotify.max_user_watches=524288"
 
 
@@ -91,7 +98,7 @@ class FolderWatcher:
                 self.problems[fid] = "Android shared storage may deliver no file events"
             try:
                 self.watches[fid] = (path, self.observer.schedule(_Handler(fid, path, self.on_dirty), path,
-                                                                  recursive=True))
+                                                                  recursive=True, event_filter=WRITE_EVENTS))
                 if fid in self.problems and not _is_shared_storage(path):
                     self.problems.pop(fid)
                     log.info("folder %s: watching again", fid)

@@ -237,6 +237,16 @@ class Store:
         finally:
             reader.close()
 
+    def versions_of(self, folder_id: str, paths: list[str]) -> dict[str, int | None]:
+        """path -> index version for many paths at once (the bases of a push batch)."""
+        out: dict[str, int | None] = {}
+        for i in range(0, len(paths), 500):
+            chunk = paths[i:i + 500]
+            out.update(self.conn.execute(
+                f"SELECT path, version FROM files WHERE folder_id=? AND path IN ({','.join('?' * len(chunk))})",
+                (folder_id, *chunk)))
+        return out
+
     def get_file(self, folder_id: str, path: str) -> FileState | None:
         row = self.conn.execute(
             f"SELECT {_FILE_COLS} FROM files WHERE folder_id=? AND path=?", (folder_id, path)

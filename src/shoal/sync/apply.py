@@ -202,9 +202,8 @@ class Applier:
                 sfd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
             except OSError:
                 continue
-            name, dfd = self.writer.new_temp()
+            name, dfd = self.writer.new_temp()  # a new, empty file: no truncate (see Downloader.fetch)
             try:
-                os.ftruncate(dfd, 0)
                 h = hashlib.sha256()
                 while True:
                     chunk = os.read(sfd, 1 << 20)

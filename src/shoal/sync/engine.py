@@ -9,6 +9,7 @@ its files instead of deleting anything.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -226,8 +227,9 @@ class SyncEngine:
             stats = UploadStats()
             total = sum(c.size for c in rows if not c.deleted and c.kind == KIND_FILE)
             self.progress.phase(f.id, "push", len(rows), total)
+            root = str(f.path)
             uploaded = upload_contents(
-                hub, ((c.sha256, str(f.path / c.path), c.size) for c in rows
+                hub, ((c.sha256, os.path.join(root, c.path), c.size) for c in rows
                       if not c.deleted and c.kind == KIND_FILE), stats,
                 progress=lambda n: self.progress.advance(0, n))
             fr.bytes_up += stats.bytes_sent
@@ -237,7 +239,8 @@ class SyncEngine:
             conflicts: list[tuple[Change, dict]] = []
             for i in range(0, len(sendable), PUSH_BATCH):
                 batch = sendable[i:i + PUSH_BATCH]
-                payload = [self._payload(c) for c in batch]
+                bases = self.store.versions_of(f.id, [c.path for c in batch])
+                payload = [self._payload(c, bases.get(c.path)) for c in batch]
                 try:
                     results = hub.push(f.id, payload)
                 except HubMismatch:
@@ -265,11 +268,10 @@ class SyncEngine:
         self.store.set_meta("incarnation_id", new)
         hub.incarnation_id = new
 
-    def _payload(self, c: Change) -> dict:
-        idx = self.store.get_file(c.folder_id, c.path)
+    def _payload(self, c: Change, base: int | None) -> dict:
         return {"seq": c.seq, "path": c.path, "kind": c.kind, "size": c.size, "mtime_ns": c.mtime_ns,
                 "sha256": c.sha256, "target": c.target, "deleted": c.deleted,
-                "base": idx.version if idx else None, "moved_from": c.moved_from,
+                "base": base, "moved_from": c.moved_from,
                 "conflict_of": c.conflict_of}
 
     # -- conflicts ------------------------------------------------------------------

@@ -259,7 +259,8 @@ class Downloader:
                 whole.update(data)
                 start += 1
             resume_at = ranges[start][0] if start < len(ranges) else info.size
-            os.ftruncate(fd, resume_at)
+            if have != resume_at:  # truncating a new file would make ext4 flush it on close
+                os.ftruncate(fd, resume_at)
             i = start
             while i < len(ranges):
                 group = []

@@ -238,6 +238,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     v_space text := shoal.enter(p_device);
+    v_min bigint;
+    v_max bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('shoal.folder:' || v_space || '/' || p_folder, 0));
     CREATE TEMP TABLE push_in ON COMMIT DROP AS
@@ -248,6 +250,9 @@ BEGIN
                x->>'conflict_of' AS conflict_of, md5(x::text) AS payload_md5
           FROM jsonb_array_elements(p_rows) AS x;
     ANALYZE push_in;  -- a temp table has no statistics: without them the joins below go nested-loop
+    -- Every lookup below is bounded by this batch (its seq range, its paths), never by the
+    -- device's or the folder's history: a hash of all earlier rows per call made pushes O(history).
+    SELECT min(i.seq), max(i.seq) INTO v_min, v_max FROM push_in i;
     IF EXISTS (SELECT 1 FROM push_in i
                 WHERE i.seq IS NULL OR i.path IS NULL OR i.deleted IS NULL OR i.sha256 IS NULL
                    OR i.kind IS NULL OR i.kind NOT IN ('file', 'symlink') OR i.size IS NULL OR i.size < 0
@@ -260,6 +265,7 @@ BEGIN
     -- Idempotency: a replay of the same (device, incarnation, seq) is a no-op; another payload is refused.
     IF EXISTS (SELECT 1 FROM push_in i JOIN shoal.changes c
                  ON c.device_id = p_device AND c.incarnation = p_incarnation AND c.seq = i.seq
+                AND c.seq BETWEEN v_min AND v_max
                 WHERE c.payload_md5 <> i.payload_md5 OR c.folder_id <> p_folder OR c.space <> v_space) THEN
         RAISE EXCEPTION 'a seq of device % was already pushed with another payload', p_device
             USING ERRCODE = '23505';
@@ -274,12 +280,14 @@ BEGIN
     WITH replay AS (
         SELECT i.seq, c.id FROM push_in i JOIN shoal.changes c
             ON c.device_id = p_device AND c.incarnation = p_incarnation AND c.seq = i.seq
+                AND c.seq BETWEEN v_min AND v_max
     ), fresh AS (
         SELECT i.*, h.version AS h_version, h.device_id AS h_device, h.incarnation AS h_incarnation,
                h.kind AS h_kind, h.size AS h_size, h.mtime_ns AS h_mtime_ns, h.sha256 AS h_sha256,
                h.target AS h_target, h.deleted AS h_deleted
-          FROM push_in i LEFT JOIN shoal.heads h
-            ON h.space = v_space AND h.folder_id = p_folder AND h.path = i.path
+          FROM push_in i LEFT JOIN LATERAL (
+                SELECT hh.* FROM shoal.heads hh  -- one index probe per pushed path (OFFSET 0: not flattened)
+                 WHERE hh.space = v_space AND hh.folder_id = p_folder AND hh.path = i.path OFFSET 0) h ON true
          WHERE NOT EXISTS (SELECT 1 FROM replay r WHERE r.seq = i.seq)
     ), classified AS (
         SELECT f.*, CASE
@@ -393,8 +401,10 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
 DECLARE
     v_space text := shoal.enter(p_device);
 BEGIN
+    -- Probe the index with this batch's keys (= ANY): bounded by the batch, not by the hub's size.
     RETURN QUERY SELECT s FROM unnest(p_shas) AS s
-                  WHERE NOT EXISTS (SELECT 1 FROM shoal.content_spaces c WHERE c.space = v_space AND c.sha256 = s);
+                  EXCEPT
+                  SELECT c.sha256 FROM shoal.content_spaces c WHERE c.space = v_space AND c.sha256 = ANY(p_shas);
 END $$;
 
 CREATE FUNCTION shoal.missing_blocks(p_device uuid, p_shas text[]) RETURNS SETOF text
@@ -403,7 +413,8 @@ DECLARE
     v_space text := shoal.enter(p_device);
 BEGIN
     RETURN QUERY SELECT s FROM unnest(p_shas) AS s
-                  WHERE NOT EXISTS (SELECT 1 FROM shoal.block_spaces b WHERE b.space = v_space AND b.sha256 = s);
+                  EXCEPT
+                  SELECT b.sha256 FROM shoal.block_spaces b WHERE b.space = v_space AND b.sha256 = ANY(p_shas);
 END $$;
 
 -- Store blocks; a block whose bytes do not hash to its key is refused. Uploading the bytes is
@@ -481,7 +492,7 @@ DECLARE
 BEGIN
     RETURN QUERY SELECT c.sha256, c.size, c.block_size, c.blocks
                    FROM shoal.contents c JOIN shoal.content_spaces cs ON cs.space = v_space AND cs.sha256 = c.sha256
-                  WHERE c.sha256 = ANY(p_shas);
+                  WHERE c.sha256 = ANY(p_shas) AND cs.sha256 = ANY(p_shas);
 END $$;
 
 CREATE FUNCTION shoal.get_blocks(p_device uuid, p_shas text[]) RETURNS TABLE (sha256 text, data bytea)
@@ -491,7 +502,7 @@ DECLARE
 BEGIN
     RETURN QUERY SELECT b.sha256, b.data
                    FROM shoal.blocks b JOIN shoal.block_spaces bs ON bs.space = v_space AND bs.sha256 = b.sha256
-                  WHERE b.sha256 = ANY(p_shas);
+                  WHERE b.sha256 = ANY(p_shas) AND bs.sha256 = ANY(p_shas);
 END $$;
 
 CREATE FUNCTION shoal.log_sync(p_device uuid, p_folder text, p_result text, p_pushed integer,

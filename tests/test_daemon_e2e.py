@@ -3,6 +3,7 @@ the daemon's promises: prompt delivery, offline edits, live config reload, clean
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -138,3 +139,27 @@ def test_sigterm_during_large_transfer_leaves_no_partial_file_and_resumes(pair):
     b.start()
     wait_for(lambda: _content(b.root / "big.bin") == big, timeout=60, what="big.bin complete on beta")
     assert not list(part_dir.glob("*.part"))
+
+
+def test_status_while_the_daemon_is_busy_syncing(pair):
+    """`shoal status` asked during a long cycle always answers and the daemon lives on. (The race
+    this guards against — status sharing the cycle's connection, ThreadingViolationError — shows
+    only sometimes; the status now reads through a connection of its own.)"""
+    a, _ = pair
+    a.root.mkdir(parents=True)
+    for i in range(4000):
+        (a.root / f"f{i:04}.txt").write_text(f"file {i}")
+    a.start()
+    answers = []
+    while len(answers) < 15 or answers[-1]["folders"][0]["waiting"]:
+        proc = shoal(a.config, "status", "--json")
+        assert proc.returncode == 0, proc.stderr  # every answer, also mid-cycle
+        answers.append(json.loads(proc.stdout))
+        assert answers[-1]["daemon"]["running"] and a.proc.poll() is None
+        if len(answers) > 400:
+            break
+    assert any(s["folders"][0]["waiting"] or s["folders"][0]["files"] < 4000 for s in answers), \
+        "no status was asked while the cycle ran"
+    wait_for(lambda: a.status()["folders"][0]["files"] == 4000 and a.status()["folders"][0]["waiting"] == 0,
+             timeout=60, what="the first sync to finish")
+    assert a.proc.poll() is None

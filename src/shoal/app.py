@@ -84,9 +84,10 @@ def _iso(epoch: int | None) -> str | None:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def status_report(device: Device, *, check_hub: bool = True) -> dict:
-    """Everything `shoal status` shows, as plain data (also served by the daemon)."""
-    store = device.store
+def status_report(device: Device, *, check_hub: bool = True, store: Store | None = None) -> dict:
+    """Everything `shoal status` shows, as plain data (also served by the daemon, which passes
+    a read-only `store` of its own: the device's connection belongs to the running cycle)."""
+    store = store or device.store
     folders = []
     errors = store.errors()
     conflicts = store.conflicts()

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from shoal.app import Device, load_or_create_config, setup_logging, status_report
+from shoal.localstore import Store
 from shoal.config import Config, load_config
 from shoal.core.backoff import backoff_delay
 from shoal.core.debounce import Debouncer
@@ -198,8 +199,11 @@ class Daemon:
         except FolderPaused as e:
             log.warning("%s", e)
             return False, str(e), lines
-        except ShoalError as e:
-            log.error("sync failed: %s", e)
+        except Exception as e:  # noqa: BLE001 - a daemon reports and retries; it never dies of one cycle
+            if isinstance(e, ShoalError):
+                log.error("sync failed: %s", e)
+            else:
+                log.exception("sync failed unexpectedly")
             self.failures += 1
             self.next_cycle = time.time() + backoff_delay(self.failures - 1, cap=BACKOFF_CAP, rand=random.random())
             return False, str(e), lines
@@ -283,7 +287,10 @@ class Daemon:
     def _handle(self, request: dict, send) -> dict:
         op = request.get("op")
         if op == "status":
-            return {"ok": True, "status": self.status()}
+            try:
+                return {"ok": True, "status": self.status()}
+            except Exception as e:  # noqa: BLE001 - answer, never kill the control thread
+                return {"ok": False, "error": f"status failed: {type(e).__name__}: {e}"}
         if op == "pause":
             self.paused = True
             return {"ok": True}
@@ -324,7 +331,11 @@ class Daemon:
                 done.set()
 
     def status(self) -> dict:
-        report = status_report(self.device, check_hub=False)
+        reader = Store.reader(self.device.store.path)  # the cycle owns the device's connection
+        try:
+            report = status_report(self.device, check_hub=False, store=reader)
+        finally:
+            reader.close()
         report["hub"].update(
             reachable=self.hub_ok, error=self.hub_error,
             unreachable_since=(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.unreachable_since))

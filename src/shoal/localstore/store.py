@@ -145,6 +145,16 @@ class Store:
             if self.get_meta("incarnation_id") is None:
                 self.set_meta("incarnation_id", str(uuid.uuid4()))
 
+    @classmethod
+    def reader(cls, path: Path) -> Store:
+        """A read-only Store over its own connection to an existing store (no checks, no
+        migrations): for another thread, while the owner's connection is busy."""
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        self.conn = apsw.Connection(str(self.path), flags=apsw.SQLITE_OPEN_READONLY)
+        self.conn.setbusytimeout(10_000)
+        return self
+
     def close(self) -> None:
         self.conn.close()
 

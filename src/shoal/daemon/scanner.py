@@ -50,7 +50,6 @@ class ScanResult:
     files: int = 0
     bytes: int = 0
     paused: str | None = None
-    changed_paths: list[str] = field(default_factory=list)
     error_paths: set[str] = field(default_factory=set)
 
     @property
@@ -222,7 +221,8 @@ class _Recorder:
     """Hashes candidates in batches on a thread pool and records the results."""
 
     def __init__(self, store: Store, folder_id: str, result: ScanResult, now: float,
-                 min_age: float, progress: Progress | None, pool: ThreadPoolExecutor):
+                 min_age: float, progress: Progress | None, pool: ThreadPoolExecutor, *,
+                 track_moves: bool = True):
         self.store = store
         self.folder_id = folder_id
         self.result = result
@@ -233,6 +233,7 @@ class _Recorder:
         self.batch: list[tuple[DiskEntry, FileState | None]] = []
         self.batch_bytes = 0
         self.added_by_sha: dict[str, str] = {}
+        self.track_moves = track_moves
         self.done_files = 0
         self.done_bytes = 0
 
@@ -290,9 +291,9 @@ class _Recorder:
             self.result.modified += 1
         else:
             self.result.added += 1
-            self.added_by_sha.setdefault(digest, entry.path)
+            if self.track_moves:
+                self.added_by_sha.setdefault(digest, entry.path)
         self.store.record_change(fs, now=int(self.now))
-        self.result.changed_paths.append(entry.path)
 
 
 def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...] = (), *,
@@ -342,7 +343,8 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
     else:
         parts = _outermost(only)
     with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="shoal-hash") as pool:
-        rec = _Recorder(store, folder_id, result, now, min_age, progress, pool)
+        # A first scan sends no deletions, so it needs no table of added contents for moves.
+        rec = _Recorder(store, folder_id, result, now, min_age, progress, pool, track_moves=not first_scan)
         for start, recursive in parts:
             live_indexed += _merge(store, folder_id, root, rules, on_error, under_unreadable, rec,
                                    result, deletions, start, recursive)
@@ -457,6 +459,5 @@ def _record_deletions(store: Store, folder_id: str, deletions: list[FileState], 
                 result.moved += 1
                 store.set_moved_from(folder_id, moved_to, old.path)
             result.deleted += 1
-            result.changed_paths.append(old.path)
     if allow_mass_delete:
         store.update_folder(folder_id, paused=None)

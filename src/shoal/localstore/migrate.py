@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from importlib import resources
-
 import apsw
 
-_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+from shoal.sql_files import numbered_sql_files
 
 
 def available_migrations() -> list[tuple[int, str, str]]:
-    """(number, file name, SQL text) of every migration shipped with the package, in order."""
-    found = []
-    for entry in resources.files("shoal.localstore").joinpath("migrations").iterdir():
-        m = _NAME.match(entry.name)
-        if m:
-            found.append((int(m.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    found.sort()
-    return found
+    """(number, file name, SQL text) of every store migration shipped with the package, in order."""
+    return numbered_sql_files("shoal.localstore", "migrations")
 
 
 def current_version(conn: apsw.Connection) -> int:

@@ -16,19 +16,18 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import resources
 
 import psycopg
 from psycopg import sql
 
 from shoal.errors import HubError, HubMismatch, HubUnreachable
 from shoal.model import Change
+from shoal.sql_files import numbered_sql_files
 
 HUB_SCHEMA = "shoal"
 MIGRATION_LOCK = 0x73686F616C  # advisory lock key for `hub init`
 NOTIFY_CHANNEL = "shoal_changes"
 DEVICE_GROUP_ROLE = "shoal_device"
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
 def _scrub(text: str) -> str:
@@ -59,12 +58,8 @@ def connect(url: str, password: str | None = None, *, timeout: float = 10.0,
 
 
 def hub_migrations() -> list[tuple[int, str, str]]:
-    found = []
-    for entry in resources.files("shoal.sync").joinpath("hub_migrations").iterdir():
-        m = _MIGRATION_NAME.match(entry.name)
-        if m:
-            found.append((int(m.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    """(number, file name, SQL text) of every hub migration shipped with the package, in order."""
+    return numbered_sql_files("shoal.sync", "hub_migrations")
 
 
 def hub_init(conn: psycopg.Connection) -> tuple[str, list[int]]:

@@ -133,3 +133,28 @@ def test_symlinks_sync_as_links_never_followed(trio, tmp_path):
     assert index["link-outside"].kind == "symlink" and index["link-outside"].target == str(outside)
     assert outside.read_text() == "not to be synced"
     assert_converged([a, b])
+
+
+def test_push_reads_every_page_of_the_outbox(tmp_path, hub_url, monkeypatch):
+    """Regression: a push read one page of pending rows (100,000) and reported success with the
+    rest still waiting. A page of 3 makes 7 changes (one of them a conflict) span several pages."""
+    import shoal.sync.engine as engine
+
+    monkeypatch.setattr(engine, "PUSH_PAGE", 3)
+    a, b = Device(tmp_path, "alpha", hub_url), Device(tmp_path, "beta", hub_url)
+    try:
+        b.write("f0.txt", "beta's version", mtime=2_000_000_100)
+        b.sync()
+        for i in range(7):
+            a.write(f"f{i}.txt", f"alpha {i}", mtime=2_000_000_000)
+        report = a.sync()
+        assert a.store.pending_count("docs") == 0
+        assert report.folders[0].waiting == 0
+        assert report.folders[0].pushed == 7
+        b.sync()
+        assert {f"f{i}.txt" for i in range(7)} <= set(b.files())
+        sync_all([a, b])
+        assert_converged([a, b])
+    finally:
+        a.close()
+        b.close()

@@ -33,6 +33,7 @@ log = logging.getLogger("shoal.engine")
 PUSH_BATCH = 5000
 PULL_PAGE = 1000
 MAX_PUSH_ROUNDS = 20
+PUSH_PAGE = 100_000  # pending outbox rows read at a time (bounds memory, not the push)
 OUTBOX_KEEP_SECONDS = 86400  # pushed rows are kept a day (for `shoal status` and debugging)
 
 
@@ -220,10 +221,24 @@ class SyncEngine:
         return sorted(latest.values(), key=lambda c: c.seq)
 
     def _push(self, hub: Hub, f: FolderConfig, fr: FolderReport) -> None:
+        """Push every pending row of the folder, a page at a time, however many there are.
+
+        A pass walks the outbox by seq; rows whose conflict was resolved in favour of this
+        device stay pending (now based on the head) and go in the next pass. Rows whose content
+        could not be uploaded (changed under us) stay pending for the next scan."""
         for _ in range(MAX_PUSH_ROUNDS):
-            rows = self._coalesce(self.store.pending_changes(f.id, limit=100_000))
-            if not rows:
+            if not self._push_pass(hub, f, fr):
                 return
+
+    def _push_pass(self, hub: Hub, f: FolderConfig, fr: FolderReport) -> bool:
+        """One pass over the pending outbox; returns whether a conflict asks for another."""
+        after = 0
+        again = False
+        while True:
+            rows = self._coalesce(self.store.pending_changes(f.id, limit=PUSH_PAGE, after_seq=after))
+            if not rows:
+                return again
+            after = rows[-1].seq  # the page's last seq is the latest row of its path: kept by _coalesce
             stats = UploadStats()
             total = sum(c.size for c in rows if not c.deleted and c.kind == KIND_FILE)
             self.progress.phase(f.id, "push", len(rows), total)
@@ -234,8 +249,6 @@ class SyncEngine:
                 progress=lambda n: self.progress.advance(0, n))
             fr.bytes_up += stats.bytes_sent
             sendable = [c for c in rows if c.deleted or c.kind != KIND_FILE or c.sha256 in uploaded]
-            if not sendable:
-                return  # contents changed under us; the next scan records them
             conflicts: list[tuple[Change, dict]] = []
             for i in range(0, len(sendable), PUSH_BATCH):
                 batch = sendable[i:i + PUSH_BATCH]
@@ -255,8 +268,7 @@ class SyncEngine:
                 self.progress.advance(len(batch))
             for ch, head in conflicts:
                 self._resolve(hub, f, ch, head, fr)
-            if not conflicts and len(sendable) == len(rows):
-                return
+            again = again or bool(conflicts)
 
     def _new_incarnation(self, hub: Hub) -> None:
         """The hub holds other changes under our (device, incarnation, seq) keys: this store was

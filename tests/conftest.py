@@ -43,7 +43,8 @@ def hub_dsn(pg_dsn) -> str:
 @pytest.fixture
 def hub_url(hub_dsn) -> str:
     """The test database as a hub: schema created."""
-    from shoal.sync.hub import connect, hub_init
+    from shoal.hub.client import connect
+    from shoal.hub.schema import hub_init
 
     conn = connect(hub_dsn)
     hub_init(conn)

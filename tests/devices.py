@@ -9,7 +9,7 @@ from pathlib import Path
 from shoal.config import Config, DeviceConfig, FolderConfig, HubConfig, SyncConfig
 from shoal.localstore import open_store
 from shoal.sync.engine import SyncEngine
-from shoal.sync.hub import open_hub
+from shoal.hub.client import open_hub
 
 
 class Device:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from shoal.config import default_config_text, load_config
-from shoal.daemon import doctor
-from shoal.daemon.doctor import FAIL, OK, WARN, Finding
+from shoal.ops import doctor
+from shoal.ops.doctor import FAIL, OK, WARN, Finding
 
 CLOSED_PORT_URL = "postgresql://nobody@127.0.0.1:1/x"
 
@@ -30,7 +30,7 @@ def _setup(tmp_path: Path, hub_url: str, *, extra: str = "", make_store: bool = 
                            + f"state_dir: {state}\n" + extra, encoding="utf-8")
     if make_store:
         from shoal.app import Device
-        from shoal.daemon.scanner import check_marker
+        from shoal.scan.scanner import check_marker
 
         device = Device(load_config(config_path))
         try:

@@ -20,7 +20,7 @@ from shoal.errors import PathRefused
 from shoal.model import Change
 from shoal.sync.apply import Applier
 from shoal.sync.folder_io import FolderWriter
-from shoal.sync.hub import open_hub
+from shoal.hub.client import open_hub
 from shoal.sync.transfer import Downloader
 
 CONTENT = b"payload from a rogue device"

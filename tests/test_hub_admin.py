@@ -16,8 +16,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from shoal.errors import HubError, UsageError
-from shoal.sync import hub_admin
-from shoal.sync.hub import Hub, connect
+from shoal.hub import admin as hub_admin
+from shoal.hub.client import Hub, connect
 
 
 @pytest.fixture
@@ -228,7 +228,7 @@ def test_revoke_refuses_roles_that_are_not_device_logins(hub_url, uniq):
 
 def test_a_hub_owner_without_superuser_can_add_and_revoke(hub_dsn, uniq):
     """The usual production setup: the hub owner has CREATEROLE and ADMIN on shoal_device only."""
-    from shoal.sync.hub import hub_init
+    from shoal.hub.schema import hub_init
 
     owner = "owner_" + uuid.uuid4().hex[:8]
     name = uniq("np")
@@ -381,7 +381,7 @@ def test_a_new_login_cannot_take_over_a_device_registered_by_another_role(hub_ur
 
 
 def test_a_device_login_of_one_hub_is_refused_by_another_hub_on_the_same_server(hub_url, pg_dsn, uniq):
-    from shoal.sync.hub import hub_init
+    from shoal.hub.schema import hub_init
 
     role, _, password = _add(hub_url, uniq("roamer"))
     other_db = "hub_other_" + uuid.uuid4().hex[:12]

@@ -13,7 +13,8 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from shoal.errors import HubError, HubMismatch
-from shoal.sync.hub import Hub, connect, hub_init, hub_migrations, open_hub
+from shoal.hub.client import Hub, connect, open_hub
+from shoal.hub.schema import hub_init, table_migrations as hub_migrations
 
 FOLDER = "docs"
 BLOCK = 128 * 1024
@@ -371,7 +372,7 @@ def test_two_concurrent_hub_inits_on_a_fresh_database_both_succeed(pg_dsn, attem
         assert sorted(applied1 + applied2) == everything  # each migration applied exactly once
         with psycopg.connect(dsn, autocommit=True) as conn:
             assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'shoal'").fetchone()[0] == 1
-            assert conn.execute("SELECT count(*) FROM shoal.hub_meta").fetchone()[0] == 1
+            assert conn.execute("SELECT count(*) FROM shoal.hub_meta WHERE key = 'hub_id'").fetchone()[0] == 1
             assert [r[0] for r in conn.execute("SELECT version FROM shoal.schema_migrations ORDER BY 1")] == everything
             # and the result is a working hub
         hub = open_hub(dsn, None, str(uuid.uuid4()), str(uuid.uuid4()), init_if_missing=False)

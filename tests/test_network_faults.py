@@ -14,7 +14,8 @@ import pytest
 from devices import Device, assert_converged
 from pgserver import TcpPostgres
 from shoal.errors import HubUnreachable
-from shoal.sync.hub import connect, hub_init
+from shoal.hub.client import connect
+from shoal.hub.schema import hub_init
 from tcpproxy import Proxy, TlsTerminatingProxy
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""shoal.daemon.scanner: what a scan records, what it refuses to record, and when it pauses a folder.
+"""shoal.scan.scanner: what a scan records, what it refuses to record, and when it pauses a folder.
 
 Real folders under tmp_path and a real store; only the failure injections (unreadable file as
 root, vanishing/changing file during hashing) patch the scanner's own names.
@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shoal.daemon import scanner
-from shoal.daemon.scanner import MARKER_DIR, MARKER_FILE, scan_folder
+from shoal.scan import scanner
+from shoal.scan.scanner import MARKER_DIR, MARKER_FILE, scan_folder
 from shoal.localstore import open_store
 from shoal.model import FileState
 

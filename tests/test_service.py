@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shoal.daemon import service_install as svc
+from shoal.ops import service_unit as svc
 from shoal.errors import UsageError
 
 

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from shoal.sync import hub_admin
-from shoal.sync.hub import Hub, connect
+from shoal.hub import admin as hub_admin
+from shoal.hub.client import Hub, connect
 
 SPACE_TABLES = ["device_folders", "block_spaces", "content_spaces", "changes", "heads", "conflicts", "sync_log"]
 

@@ -23,7 +23,8 @@ from devices import Device, assert_converged, sync_all
 from shoal.core.blocks import block_ranges
 from shoal.errors import HubError, HubUnreachable
 from shoal.sync import transfer
-from shoal.sync.hub import Hub, connect, hub_init, open_hub
+from shoal.hub.client import Hub, connect, open_hub
+from shoal.hub.schema import hub_init
 
 FOLDER = "docs"
 BLOCK = 128 * 1024

@@ -46,7 +46,7 @@ class Device:
         self.store.close()
 
     def hub_url(self) -> str:
-        from shoal.sync.hub import resolve_hub_url  # psycopg loads only when a hub is needed
+        from shoal.hub.client import resolve_hub_url  # psycopg loads only when a hub is needed
 
         with self._url_lock:  # the daemon's threads may ask at once: start one embedded hub
             if self._url is None:
@@ -56,14 +56,14 @@ class Device:
     def open_hub(self):
         """Connect to the hub (starting the embedded one if configured); returns a sync.hub.Hub.
         Raises HubUnreachable."""
-        from shoal.sync.hub import open_hub
+        from shoal.hub.client import open_hub
 
         return open_hub(self.hub_url(), read_hub_password(self.config.hub),
                         self.store.device_id, self.store.incarnation_id)
 
     def hub_reachable(self, timeout: float = 3.0) -> tuple[bool, str | None]:
         """Whether the hub answers now, without starting an embedded hub that is not running."""
-        from shoal.sync.hub import connect
+        from shoal.hub.client import connect
 
         try:
             if self.config.hub.url == "embedded" and self._url is None:
@@ -122,9 +122,9 @@ def status_report(device: Device, *, check_hub: bool = True, store: Store | None
 
 
 def _redact(url: str) -> str:
-    from shoal.sync.hub import _scrub
+    from shoal.hub.pgerrors import scrub_secrets
 
-    return _scrub(url)
+    return scrub_secrets(url)
 
 
 def setup_logging(level: str, state_dir: Path | None, *, debug: bool = False, to_file: bool = False) -> None:

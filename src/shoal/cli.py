@@ -158,7 +158,7 @@ def cmd_init(args) -> int:
     print(f"wrote {path}")
     device = Device(load_config(path))
     try:
-        from shoal.daemon.scanner import check_marker
+        from shoal.scan.scanner import check_marker
 
         for f in device.config.folders:
             reason = check_marker(device.store, f.id, f.path)  # creates the folder and its marker
@@ -183,7 +183,7 @@ def cmd_init(args) -> int:
 def cmd_scan(args) -> int:
     import time
 
-    from shoal.daemon.scanner import scan_folders
+    from shoal.scan.scanner import scan_folders
     from shoal.progress import TerminalProgress
 
     device = _device(args)
@@ -367,7 +367,8 @@ def cmd_config(args) -> int:
 
 
 def cmd_hub(args) -> int:
-    from shoal.sync.hub import connect, hub_init
+    from shoal.hub.client import connect
+    from shoal.hub.schema import hub_init
 
     if args.action == "init":
         if args.url:
@@ -387,7 +388,7 @@ def cmd_hub(args) -> int:
             conn.close()
         print(f"hub {hub_id}: " + (f"applied migrations {applied}" if applied else "schema up to date"))
         return 0
-    from shoal.sync import hub_admin
+    from shoal.hub import admin as hub_admin
 
     if not args.name:
         raise UsageError(f"shoal hub {args.action} needs a device NAME")
@@ -396,7 +397,7 @@ def cmd_hub(args) -> int:
 
 def cmd_service(args) -> int:
     from shoal.config import default_state_dir
-    from shoal.daemon import service_install as svc
+    from shoal.ops import service_unit as svc
 
     platform = svc.detect_platform(os.environ, sys.platform)
     paths = svc.env_paths(os.environ)
@@ -420,13 +421,13 @@ def cmd_service(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from shoal.daemon.service import run_daemon
+    from shoal.daemon.loop import run_daemon
 
     return run_daemon(_config_path(args), debug=args.debug)
 
 
 def cmd_doctor(args) -> int:
-    from shoal.daemon.doctor import run_doctor
+    from shoal.ops.doctor import run_doctor
 
     return run_doctor(_config_path(args))
 

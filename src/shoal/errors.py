@@ -65,6 +65,11 @@ class HubMismatch(HubError):
     """The hub refused a request because it contradicts what it already holds (e.g. a replayed seq)."""
 
 
+class HubRowRefused(HubError):
+    """The hub refused the values of a request (too long, out of bounds, malformed): retrying
+    the same request cannot help, and the hub is not down."""
+
+
 class PathRefused(ShoalError):
     """A path from the hub (or the disk) cannot be written safely: it is refused, nothing is written."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import apsw
 
-from shoal.sql_files import numbered_sql_files
+from shoal.sql_files import numbered_sql_files, pending_migrations
 
 
 def available_migrations() -> list[tuple[int, str, str]]:
@@ -31,9 +31,7 @@ def apply_migrations(conn: apsw.Connection, now: int, upto: int | None = None) -
     )
     have = current_version(conn)
     applied = []
-    for number, name, sql in available_migrations():
-        if number <= have or (upto is not None and number > upto):
-            continue
+    for number, name, sql in pending_migrations(available_migrations(), have, upto):
         with conn:  # one transaction: the schema change and its bookkeeping row
             conn.execute(sql)
             conn.execute(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from shoal.core.backoff import backoff_delay
 from shoal.core.paths import validate_remote_path
-from shoal.daemon.scanner import READ_RETRY_SECONDS, sha256_file
+from shoal.scan.scanner import READ_RETRY_SECONDS, sha256_file
 from shoal.errors import FileProblem, HubError, PathRefused
 from shoal.localstore import Store
 from shoal.model import KIND_FILE, KIND_SYMLINK, Change, FileState

@@ -19,14 +19,14 @@ from pathlib import Path
 from shoal.config import Config, FolderConfig
 from shoal.core.conflicts import unique_path
 from shoal.core.reconcile import PUSH_OVER_HEAD, SAME, Resolution, Version, resolve_concurrent
-from shoal.daemon.scanner import ScanResult, check_marker, scan_folders
+from shoal.scan.scanner import ScanResult, check_marker, scan_folders
 from shoal.errors import FolderPaused, HubMismatch, ShoalError
 from shoal.localstore import Store
 from shoal.model import KIND_FILE, Change, FileState
 from shoal.progress import ProgressSink
 from shoal.sync.apply import Applier
 from shoal.sync.folder_io import FolderWriter, purge_trash
-from shoal.sync.hub import Hub
+from shoal.hub.client import Hub
 from shoal.sync.transfer import Downloader, UploadStats, upload_contents
 
 log = logging.getLogger("shoal.engine")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from shoal.core.blocks import MIN_BLOCK, block_ranges, block_size_for
 from shoal.errors import FileProblem
 from shoal.sync.folder_io import FolderWriter
-from shoal.sync.hub import ContentInfo, Hub
+from shoal.hub.client import ContentInfo, Hub
 
 GROUP_BYTES = 8 << 20  # blocks sent or fetched per round trip
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()

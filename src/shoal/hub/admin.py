@@ -26,7 +26,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from shoal.errors import HubError, HubUnreachable, UsageError
-from shoal.sync.hub import DEVICE_GROUP_ROLE, connect, describe_error
+from shoal.hub.client import connect
+from shoal.hub.pgerrors import describe_error
+from shoal.hub.schema import DEVICE_GROUP_ROLE
 
 ROLE_PREFIX = "shoal_dev_"
 CONNECTION_LIMIT = 5

@@ -1,4 +1,4 @@
-"""The hub client: connecting to PostgreSQL, migrating the hub schema, and the hub's API.
+"""The hub client: connecting to PostgreSQL and the hub's API as one device calls it.
 
 Devices talk to PostgreSQL directly and only through the `shoal.*` functions of the hub
 schema, so a least-privilege login can do exactly what syncing needs. Every psycopg
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import threading
 import time
@@ -18,27 +17,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import sql
 
-from shoal.errors import HubError, HubMismatch, HubUnreachable
+from shoal.errors import HubUnreachable
+from shoal.hub.pgerrors import describe_error, is_outage, translate
+from shoal.hub.schema import ensure_schema
 from shoal.model import Change
-from shoal.sql_files import numbered_sql_files
 
-HUB_SCHEMA = "shoal"
-MIGRATION_LOCK = 0x73686F616C  # advisory lock key for `hub init`
 NOTIFY_CHANNEL = "shoal_changes"
-DEVICE_GROUP_ROLE = "shoal_device"
-
-
-def _scrub(text: str) -> str:
-    """Remove anything that looks like a password from an error text."""
-    text = re.sub(r"(password\s*=\s*)\S+", r"\1***", text, flags=re.I)
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
-
-
-def describe_error(e: BaseException) -> str:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return _scrub(first)
 
 
 def connect(url: str, password: str | None = None, *, timeout: float = 10.0,
@@ -53,69 +38,6 @@ def connect(url: str, password: str | None = None, *, timeout: float = 10.0,
         kwargs["password"] = password
     try:
         return psycopg.connect(url, **kwargs)
-    except psycopg.Error as e:
-        raise HubUnreachable(f"hub unreachable: {describe_error(e)}") from e
-
-
-def hub_migrations() -> list[tuple[int, str, str]]:
-    """(number, file name, SQL text) of every hub migration shipped with the package, in order."""
-    return numbered_sql_files("shoal.sync", "hub_migrations")
-
-
-def hub_init(conn: psycopg.Connection) -> tuple[str, list[int]]:
-    """Create or migrate the hub schema; returns (hub id, migrations applied).
-
-    Idempotent, and safe from two machines at once: it holds an advisory lock throughout.
-    Raises HubError if the schema cannot be created (e.g. the role lacks privileges).
-    """
-    try:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(HUB_SCHEMA)))
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS shoal.schema_migrations ("
-                " version integer PRIMARY KEY, name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            have = conn.execute("SELECT coalesce(max(version), 0) FROM shoal.schema_migrations").fetchone()[0]
-            applied = []
-            for number, name, text in hub_migrations():
-                if number <= have:
-                    continue
-                conn.execute(text)
-                conn.execute("INSERT INTO shoal.schema_migrations(version, name) VALUES (%s, %s)",
-                             (number, name))
-                applied.append(number)
-            _grant_device_role(conn)
-            hub_id = conn.execute("SELECT value FROM shoal.hub_meta WHERE key='hub_id'").fetchone()[0]
-    except psycopg.OperationalError as e:
-        raise HubUnreachable(f"hub unreachable: {describe_error(e)}") from e
-    except psycopg.Error as e:
-        raise HubError(f"hub init failed: {describe_error(e)}") from e
-    return hub_id, applied
-
-
-def _grant_device_role(conn: psycopg.Connection) -> None:
-    """The group role of device logins may execute the API functions and nothing else."""
-    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname=%s", (DEVICE_GROUP_ROLE,)).fetchone()
-    if not exists:
-        can = conn.execute(
-            "SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
-        if not can:
-            return
-        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(DEVICE_GROUP_ROLE)))
-    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA shoal TO {}").format(sql.Identifier(DEVICE_GROUP_ROLE)))
-    conn.execute(sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA shoal TO {}").format(
-        sql.Identifier(DEVICE_GROUP_ROLE)))
-
-
-def schema_version(conn: psycopg.Connection) -> int | None:
-    """The hub schema's migration number, None if the hub was never initialised."""
-    try:
-        row = conn.execute("SELECT to_regclass('shoal.schema_migrations') IS NOT NULL").fetchone()
-        if not row[0]:
-            return None
-        return conn.execute("SELECT max(version) FROM shoal.schema_migrations").fetchone()[0]
     except psycopg.Error as e:
         raise HubUnreachable(f"hub unreachable: {describe_error(e)}") from e
 
@@ -207,15 +129,11 @@ class Hub:
         _watchdog.arm(self.conn, self.call_timeout)
         try:
             yield
-        except psycopg.OperationalError as e:
-            if time.monotonic() - started >= self.call_timeout:
+        except psycopg.Error as e:
+            if is_outage(e) and time.monotonic() - started >= self.call_timeout:
                 raise HubUnreachable(
                     f"hub unreachable: no answer to {what} within {self.call_timeout:g}s") from e
-            raise HubUnreachable(f"hub unreachable during {what}: {describe_error(e)}") from e
-        except psycopg.errors.UniqueViolation as e:
-            raise HubMismatch(f"hub refused {what}: {describe_error(e)}") from e
-        except psycopg.Error as e:
-            raise HubError(f"hub refused {what}: {describe_error(e)}") from e
+            raise translate(e, what) from e
         finally:
             _watchdog.disarm(self.conn)
 
@@ -330,7 +248,7 @@ class Hub:
 def resolve_hub_url(hub_url: str, state_dir) -> str:
     """The conninfo of the configured hub; `embedded` starts the state dir's own server."""
     if hub_url == "embedded":
-        from shoal.sync.embedded import start_embedded_hub
+        from shoal.hub.embedded import start_embedded_hub
 
         return start_embedded_hub(state_dir)
     return hub_url
@@ -345,14 +263,7 @@ def open_hub(url: str, password: str | None, device_id: str, incarnation_id: str
     """
     conn = connect(url, password)
     try:
-        version = schema_version(conn)
-        latest = hub_migrations()[-1][0]
-        if version is None or version < latest:
-            if not init_if_missing:
-                raise HubError("the hub has no shoal schema (or an old one): run `shoal hub init`")
-            hub_init(conn)
-        elif version > latest:
-            raise HubError(f"the hub schema ({version}) is newer than this shoal ({latest}): upgrade shoal")
+        ensure_schema(conn, may_init=init_if_missing)
     except BaseException:
         conn.close()
         raise

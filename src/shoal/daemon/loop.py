@@ -217,7 +217,7 @@ class Daemon:
 
     def _listen_loop(self) -> None:
         """LISTEN on the hub; a notification means another device pushed: pull now."""
-        from shoal.sync.hub import NOTIFY_CHANNEL, connect
+        from shoal.hub.client import NOTIFY_CHANNEL, connect
 
         attempt = 0
         while not self.stopping.is_set():
@@ -360,7 +360,7 @@ def run_daemon(config_path: Path, *, debug: bool = False) -> int:
     except Cancelled:
         pass
     finally:
-        from shoal.sync.embedded import stop_embedded_hubs
+        from shoal.hub.embedded import stop_embedded_hubs
 
         stop_embedded_hubs()
         os.close(lock_fd)

@@ -173,7 +173,7 @@ def folder_check(folder: FolderConfig, marker_seen: bool | None, paused: str | N
     """One folder: it exists, holds its marker naming its id, is readable and writable, and is
     not paused. `marker_seen`/`paused` come from the store (False/None when there is no store
     yet; `marker_seen` None when the store cannot be read, so it is unknown). Raises nothing."""
-    from shoal.daemon.scanner import marker_path
+    from shoal.scan.scanner import marker_path
 
     check, root = f"folder {folder.id}", folder.path
     marker = marker_path(root)
@@ -261,7 +261,8 @@ def password_check(config: Config) -> Finding | None:
 def hub_checks(config: Config, password_ok: bool = True, timeout: float = 3.0) -> list[Finding]:
     """The hub answers, and its schema version fits this shoal. An embedded hub that is not
     running is not started (shoal run starts it). Raises nothing."""
-    from shoal.sync.hub import connect, hub_migrations, resolve_hub_url, schema_version
+    from shoal.hub.client import connect, resolve_hub_url
+    from shoal.hub.schema import latest_tables, schema_state
 
     if not password_ok:
         return [Finding(WARN, "hub", "not checked: the hub password cannot be read",
@@ -281,13 +282,13 @@ def hub_checks(config: Config, password_ok: bool = True, timeout: float = 3.0) -
         return [Finding(FAIL, "hub", f"{shown}: {e}", fix)]
     try:
         try:
-            version = schema_version(conn)
+            version, _api = schema_state(conn)
         except ShoalError as e:
             return [Finding(OK, "hub", f"{shown}: reachable"),
                     Finding(FAIL, "hub schema", str(e), "check that this role may use schema shoal")]
     finally:
         conn.close()
-    return [Finding(OK, "hub", f"{shown}: reachable"), hub_schema_check(version, hub_migrations()[-1][0])]
+    return [Finding(OK, "hub", f"{shown}: reachable"), hub_schema_check(version, latest_tables())]
 
 
 def _move_away(path: Path) -> str:
@@ -301,9 +302,9 @@ def _q(path) -> str:
 
 
 def _redact(url: str) -> str:
-    from shoal.sync.hub import _scrub
+    from shoal.hub.pgerrors import scrub_secrets
 
-    return _scrub(url)
+    return scrub_secrets(url)
 
 
 # -- the command --------------------------------------------------------------------------------

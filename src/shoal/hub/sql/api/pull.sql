@@ -1,0 +1,54 @@
+-- Changes of a folder after a cursor, in id order, with the pushing device's name.
+CREATE OR REPLACE FUNCTION shoal.pull(p_device uuid, p_folder text, p_after bigint, p_limit integer)
+RETURNS TABLE (id bigint, path text, device_id uuid, device_name text, kind text, size bigint,
+               mtime_ns bigint, sha256 text, target text, deleted boolean, moved_from text,
+               conflict_of text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
+BEGIN
+    RETURN QUERY
+        SELECT c.id, c.path, c.device_id, d.name, c.kind, c.size, c.mtime_ns, c.sha256, c.target,
+               c.deleted, c.moved_from, c.conflict_of
+          FROM shoal.changes c JOIN shoal.devices d ON d.device_id = c.device_id
+         WHERE c.space = v_space AND c.folder_id = p_folder AND c.id > p_after
+         ORDER BY c.id LIMIT p_limit;
+END $$;
+
+-- A device reports how far it has applied a folder (for `shoal devices`: how far behind it is).
+CREATE OR REPLACE FUNCTION shoal.ack_pull(p_device uuid, p_folder text, p_cursor bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
+BEGIN
+    INSERT INTO shoal.device_folders(space, folder_id, device_id, cursor, last_pull_at)
+    VALUES (v_space, p_folder, p_device, p_cursor, now())
+    ON CONFLICT (space, folder_id, device_id) DO UPDATE SET cursor = excluded.cursor, last_pull_at = now();
+    UPDATE shoal.devices SET last_pull_at = now() WHERE device_id = p_device;
+END $$;
+
+-- Current heads of a folder (convergence checks).
+CREATE OR REPLACE FUNCTION shoal.heads_of(p_device uuid, p_folder text)
+RETURNS TABLE (path text, version bigint, kind text, size bigint, mtime_ns bigint, sha256 text,
+               target text, deleted boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
+BEGIN
+    RETURN QUERY SELECT h.path, h.version, h.kind, h.size, h.mtime_ns, h.sha256, h.target, h.deleted
+                   FROM shoal.heads h WHERE h.space = v_space AND h.folder_id = p_folder ORDER BY h.path;
+END $$;
+
+-- Heads of given paths (retrying a failed apply without rescanning the whole folder).
+CREATE OR REPLACE FUNCTION shoal.heads_at(p_device uuid, p_folder text, p_paths text[])
+RETURNS TABLE (path text, version bigint, device_id uuid, device_name text, kind text, size bigint,
+               mtime_ns bigint, sha256 text, target text, deleted boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
+BEGIN
+    RETURN QUERY SELECT h.path, h.version, h.device_id, d.name, h.kind, h.size, h.mtime_ns, h.sha256,
+                        h.target, h.deleted
+                   FROM shoal.heads h JOIN shoal.devices d ON d.device_id = h.device_id
+                  WHERE h.space = v_space AND h.folder_id = p_folder AND h.path = ANY(p_paths);
+END $$;

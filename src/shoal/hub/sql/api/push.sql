@@ -1,0 +1,114 @@
+-- Push one batch of changelog rows of one folder, atomically and set-based.
+-- Each row: {seq, path, kind, size, mtime_ns, sha256, target, deleted, base, moved_from, conflict_of}.
+-- Returns per row: status 'accepted' (new head), 'same' (the head already has this content),
+-- or 'conflict' (the head is a version the device had not seen: the head is returned).
+-- Pushes of one folder are serialised by an advisory lock, which also makes the ids of a
+-- folder's changes become visible in order (a pull cursor never skips a row), and makes row
+-- locks on heads unnecessary: every writer of a folder's heads holds that lock.
+CREATE OR REPLACE FUNCTION shoal.push(p_device uuid, p_incarnation uuid, p_folder text, p_rows jsonb)
+RETURNS TABLE (seq bigint, status text, version bigint, head jsonb)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    v_space text := shoal.enter(p_device);
+    v_min bigint;
+    v_max bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('shoal.folder:' || v_space || '/' || p_folder, 0));
+    CREATE TEMP TABLE push_in ON COMMIT DROP AS
+        SELECT (x->>'seq')::bigint AS seq, x->>'path' AS path, x->>'kind' AS kind,
+               (x->>'size')::bigint AS size, (x->>'mtime_ns')::bigint AS mtime_ns,
+               x->>'sha256' AS sha256, x->>'target' AS target, (x->>'deleted')::boolean AS deleted,
+               (x->>'base')::bigint AS base, x->>'moved_from' AS moved_from,
+               x->>'conflict_of' AS conflict_of, md5(x::text) AS payload_md5
+          FROM jsonb_array_elements(p_rows) AS x;
+    ANALYZE push_in;  -- a temp table has no statistics: without them the joins below go nested-loop
+    -- Every lookup below is bounded by this batch (its seq range, its paths), never by the
+    -- device's or the folder's history: a hash of all earlier rows per call made pushes O(history).
+    SELECT min(i.seq), max(i.seq) INTO v_min, v_max FROM push_in i;
+    IF EXISTS (SELECT 1 FROM push_in i
+                WHERE i.seq IS NULL OR i.path IS NULL OR i.deleted IS NULL OR i.sha256 IS NULL
+                   OR i.kind IS NULL OR i.kind NOT IN ('file', 'symlink') OR i.size IS NULL OR i.size < 0
+                   OR i.mtime_ns IS NULL) THEN
+        RAISE EXCEPTION 'malformed change row in push' USING ERRCODE = '22023';
+    END IF;
+    IF (SELECT count(DISTINCT i.seq) <> count(*) OR count(DISTINCT i.path) <> count(*) FROM push_in i) THEN
+        RAISE EXCEPTION 'a push batch names a seq or a path twice' USING ERRCODE = '22023';
+    END IF;
+    -- Idempotency: a replay of the same (device, incarnation, seq) is a no-op; another payload is refused.
+    IF EXISTS (SELECT 1 FROM push_in i JOIN shoal.changes c
+                 ON c.device_id = p_device AND c.incarnation = p_incarnation AND c.seq = i.seq
+                AND c.seq BETWEEN v_min AND v_max
+                WHERE c.payload_md5 <> i.payload_md5 OR c.folder_id <> p_folder OR c.space <> v_space) THEN
+        RAISE EXCEPTION 'a seq of device % was already pushed with another payload', p_device
+            USING ERRCODE = '23505';
+    END IF;
+    IF EXISTS (SELECT 1 FROM push_in i
+                WHERE NOT i.deleted AND i.kind = 'file'
+                  AND NOT EXISTS (SELECT 1 FROM shoal.content_spaces ct
+                                   WHERE ct.space = v_space AND ct.sha256 = i.sha256)) THEN
+        RAISE EXCEPTION 'a pushed content is not on the hub' USING ERRCODE = '23503';
+    END IF;
+    RETURN QUERY
+    WITH replay AS (
+        SELECT i.seq, c.id FROM push_in i JOIN shoal.changes c
+            ON c.device_id = p_device AND c.incarnation = p_incarnation AND c.seq = i.seq
+                AND c.seq BETWEEN v_min AND v_max
+    ), fresh AS (
+        SELECT i.*, h.version AS h_version, h.device_id AS h_device, h.incarnation AS h_incarnation,
+               h.kind AS h_kind, h.size AS h_size, h.mtime_ns AS h_mtime_ns, h.sha256 AS h_sha256,
+               h.target AS h_target, h.deleted AS h_deleted
+          FROM push_in i LEFT JOIN LATERAL (
+                SELECT hh.* FROM shoal.heads hh  -- one index probe per pushed path (OFFSET 0: not flattened)
+                 WHERE hh.space = v_space AND hh.folder_id = p_folder AND hh.path = i.path OFFSET 0) h ON true
+         WHERE NOT EXISTS (SELECT 1 FROM replay r WHERE r.seq = i.seq)
+    ), classified AS (
+        SELECT f.*, CASE
+            WHEN f.h_version IS NOT NULL AND f.h_deleted = f.deleted
+                 AND (f.deleted OR (f.h_sha256 = f.sha256 AND f.h_kind = f.kind)) THEN 'same'
+            WHEN f.h_version IS NULL AND f.deleted THEN 'same'  -- deleting what never was
+            WHEN f.h_version IS NOT NULL AND f.h_version IS DISTINCT FROM f.base
+                 AND NOT (f.h_device = p_device AND f.h_incarnation = p_incarnation)
+                 AND NOT (f.h_deleted AND f.base IS NULL) THEN 'conflict'
+            ELSE 'accepted' END AS st
+          FROM fresh f
+    ), ins AS (
+        INSERT INTO shoal.changes(space, folder_id, path, device_id, incarnation, seq, kind, size, mtime_ns,
+                                  sha256, target, deleted, base_version, moved_from, conflict_of, payload_md5)
+        SELECT v_space, p_folder, c.path, p_device, p_incarnation, c.seq, c.kind, c.size, c.mtime_ns, c.sha256,
+               c.target, c.deleted, c.base, c.moved_from, c.conflict_of, c.payload_md5
+          FROM classified c WHERE c.st = 'accepted' ORDER BY c.seq
+        RETURNING shoal.changes.id, shoal.changes.seq, shoal.changes.path, shoal.changes.kind,
+                  shoal.changes.size, shoal.changes.mtime_ns, shoal.changes.sha256,
+                  shoal.changes.target, shoal.changes.deleted
+    ), up AS (
+        INSERT INTO shoal.heads(space, folder_id, path, version, device_id, incarnation, kind, size, mtime_ns,
+                                sha256, target, deleted)
+        SELECT v_space, p_folder, n.path, n.id, p_device, p_incarnation, n.kind, n.size, n.mtime_ns, n.sha256,
+               n.target, n.deleted FROM ins n
+        ON CONFLICT (space, folder_id, path) DO UPDATE SET
+            version = excluded.version, device_id = excluded.device_id, incarnation = excluded.incarnation,
+            kind = excluded.kind, size = excluded.size, mtime_ns = excluded.mtime_ns,
+            sha256 = excluded.sha256, target = excluded.target, deleted = excluded.deleted
+        RETURNING 1
+    ), conf AS (
+        INSERT INTO shoal.conflicts(space, folder_id, path, head_version, head_device, pushing_device)
+        SELECT v_space, p_folder, c.path, c.h_version, c.h_device, p_device FROM classified c WHERE c.st = 'conflict'
+        RETURNING 1
+    )
+    SELECT r.seq, 'accepted'::text, r.id, NULL::jsonb FROM replay r
+    UNION ALL
+    SELECT c.seq, 'same'::text, c.h_version, NULL::jsonb FROM classified c WHERE c.st = 'same'
+    UNION ALL
+    SELECT c.seq, 'conflict'::text, c.h_version, jsonb_build_object(
+               'version', c.h_version, 'device_id', c.h_device,
+               'device_name', (SELECT d.name FROM shoal.devices d WHERE d.device_id = c.h_device),
+               'kind', c.h_kind, 'size', c.h_size, 'mtime_ns', c.h_mtime_ns, 'sha256', c.h_sha256,
+               'target', c.h_target, 'deleted', c.h_deleted)
+      FROM classified c WHERE c.st = 'conflict'
+    UNION ALL
+    SELECT n.seq, 'accepted'::text, n.id, NULL::jsonb FROM ins n;
+    DROP TABLE push_in;
+    UPDATE shoal.devices SET last_push_at = now() WHERE device_id = p_device;
+    PERFORM pg_notify('shoal_changes', '');
+END $$;

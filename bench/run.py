@@ -387,7 +387,7 @@ QUICK = Scale(True, 4, 64 * MiB, 10_000, 512 * MiB, 15, 20_000, 10.0, 2)
 
 def bench_index_large(sc: Scale) -> list[Row]:
     """First index of large files with scan_folder vs hashlib.file_digest, sequentially."""
-    from shoal.daemon.scanner import scan_folder
+    from shoal.scan.scanner import scan_folder
     from shoal.localstore import open_store
 
     total = sc.large_files * sc.large_size

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from shoal.core.text import printable
 from shoal.config import Config, default_config_text, load_config, read_hub_password, write_new_config
 from shoal.errors import ShoalError
 from shoal.localstore import Store, open_store
@@ -127,13 +128,33 @@ def _redact(url: str) -> str:
     return scrub_secrets(url)
 
 
+class EscapingFormatter(logging.Formatter):
+    """A Formatter that escapes control characters (core.text.printable) in every record.
+
+    A record's message and arguments may carry paths, device names and error messages from
+    the hub or the disk; written raw, an escape sequence in them would act on the terminal
+    that shows the log (`tail -f`, journalctl) and a newline would forge a log line. The
+    message is escaped whole (one record stays one line); a traceback keeps its own line
+    breaks, each of its lines escaped.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+    def formatException(self, ei) -> str:
+        return "\n".join(printable(line) for line in super().formatException(ei).split("\n"))
+
+    def formatStack(self, stack_info: str) -> str:
+        return "\n".join(printable(line) for line in super().formatStack(stack_info).split("\n"))
+
+
 def setup_logging(level: str, state_dir: Path | None, *, debug: bool = False, to_file: bool = False) -> None:
     """Log to stderr (and, for the daemon, to a rotating file in the state dir)."""
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
     root.setLevel(logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO))
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     err = logging.StreamHandler(sys.stderr)
     err.setFormatter(fmt)
     root.addHandler(err)

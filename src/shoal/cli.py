@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from shoal import __version__
+from shoal.core.text import printable
 from shoal.config import default_config_text, resolve_config_path, write_new_config
 from shoal.errors import ConfigError, ShoalError, UsageError
 from shoal.progress import human_bytes
@@ -95,24 +96,24 @@ def main(argv: list[str] | None = None) -> int:
             raise
         lines = e.problems if isinstance(e, ConfigError) else [str(e)]
         for line in lines:
-            print(f"shoal: {line}" if not isinstance(e, ConfigError) else line, file=sys.stderr)
+            say(f"shoal: {line}" if not isinstance(e, ConfigError) else line, file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("shoal: interrupted", file=sys.stderr)
+        say("shoal: interrupted", file=sys.stderr)
         return 130
     except SystemExit as e:  # --help / --version
         return e.code if isinstance(e.code, int) else 0
     except ImportError as e:
         if debug or "pq" not in str(e):
             raise
-        print("shoal: the PostgreSQL client library libpq cannot be loaded: install it "
+        say("shoal: the PostgreSQL client library libpq cannot be loaded: install it "
               "(Termux: pkg install postgresql; Debian: apt install libpq5) or pip install 'psycopg[binary]'",
               file=sys.stderr)
         return 1
     except Exception as e:  # a bug: still one line unless --debug
         if debug:
             raise
-        print(f"shoal: unexpected error: {type(e).__name__}: {e} (run with --debug for details)",
+        say(f"shoal: unexpected error: {type(e).__name__}: {e} (run with --debug for details)",
               file=sys.stderr)
         return 1
 
@@ -128,6 +129,13 @@ def _device(args, *, create_config: bool = False):
 
     config = load_or_create_config(_config_path(args), create=create_config)
     return Device(config)
+
+
+def say(line: str, file=None) -> None:
+    """Print one line of human output. Names, paths and messages in it may come from the hub
+    or the disk, so every control character is escaped (core.text.printable): a terminal
+    escape from another device is shown, never obeyed."""
+    print(printable(line), file=file or sys.stdout)
 
 
 def _print_json(data) -> None:
@@ -155,7 +163,7 @@ def cmd_init(args) -> int:
 
     parse_config_text(text, path.name, path.parent)  # refuse bad input before writing anything
     write_new_config(path, text)
-    print(f"wrote {path}")
+    say(f"wrote {path}")
     device = Device(load_config(path))
     try:
         from shoal.scan.scanner import check_marker
@@ -163,17 +171,17 @@ def cmd_init(args) -> int:
         for f in device.config.folders:
             reason = check_marker(device.store, f.id, f.path)  # creates the folder and its marker
             if reason:
-                print(f"shoal: folder {f.id}: {reason}", file=sys.stderr)
-        print(f"device {device.config.device.name} ({device.store.device_id}), store in {device.config.state_dir}")
+                say(f"shoal: folder {f.id}: {reason}", file=sys.stderr)
+        say(f"device {device.config.device.name} ({device.store.device_id}), store in {device.config.state_dir}")
         try:
             hub = device.open_hub()
             try:
                 hub.register(device.config.device.name)
             finally:
                 hub.close()
-            print("registered at the hub")
+            say("registered at the hub")
         except ShoalError as e:
-            print(f"shoal: not registered at the hub yet ({e}); it registers on the first sync",
+            say(f"shoal: not registered at the hub yet ({e}); it registers on the first sync",
                   file=sys.stderr)
     finally:
         device.close()
@@ -201,10 +209,10 @@ def cmd_scan(args) -> int:
                     f"{r.modified} modified, {r.deleted} deleted")
             if r.errors:
                 line += f", {r.errors} unreadable"
-            print(line)
+            say(line)
             if r.paused:
                 paused = True
-                print(f"shoal: folder {r.folder_id} paused: {r.paused}", file=sys.stderr)
+                say(f"shoal: folder {r.folder_id} paused: {r.paused}", file=sys.stderr)
         return 1 if paused else 0
     finally:
         device.close()
@@ -235,7 +243,7 @@ def cmd_sync(args) -> int:
 
 def print_cycle(report) -> None:
     for line in report.summary_lines():
-        print(line)
+        say(line)
 
 
 def cmd_status(args) -> int:
@@ -251,7 +259,11 @@ def cmd_status(args) -> int:
             device = _device(args)
         except ConfigError as e:
             report = {"config_error": e.problems, "daemon": {"running": False}}
-            _print_json(report) if args.json else print("\n".join(e.problems), file=sys.stderr)
+            if args.json:
+                _print_json(report)
+            else:
+                for line in e.problems:
+                    say(line, file=sys.stderr)
             return 2
         try:
             report = status_report(device)
@@ -266,30 +278,30 @@ def cmd_status(args) -> int:
 
 
 def _print_status(r: dict) -> None:
-    print(f"device  {r['device']['name']} ({r['device']['id']})")
+    say(f"device  {r['device']['name']} ({r['device']['id']})")
     hub = r["hub"]
     state = "reachable" if hub.get("reachable") else f"unreachable ({hub.get('error')})"
     if hub.get("unreachable_since"):
         state += f" since {hub['unreachable_since']}"
-    print(f"hub     {hub['url']}: {state}")
+    say(f"hub     {hub['url']}: {state}")
     d = r.get("daemon", {})
-    print(f"daemon  {'running, pid ' + str(d.get('pid')) if d.get('running') else 'not running'}"
+    say(f"daemon  {'running, pid ' + str(d.get('pid')) if d.get('running') else 'not running'}"
           + (f"; watcher: {d['watcher']}" if d.get("watcher") else ""))
     if r.get("config_error"):
-        print("config  INVALID (running on the last good config):")
+        say("config  INVALID (running on the last good config):")
         for line in r["config_error"]:
-            print(f"        {line}")
+            say(f"        {line}")
     for f in r["folders"]:
         last = f["last_sync"] or "never"
-        print(f"folder  {f['id']} ({f['mode']}) {f['path']}")
-        print(f"        {f['files']} files, {human_bytes(f['bytes'])}; {f['waiting']} waiting to be pushed;"
+        say(f"folder  {f['id']} ({f['mode']}) {f['path']}")
+        say(f"        {f['files']} files, {human_bytes(f['bytes'])}; {f['waiting']} waiting to be pushed;"
               f" last sync {last}; {f['conflicts']} conflicts")
         if f["paused"]:
-            print(f"        PAUSED: {f['paused']}")
+            say(f"        PAUSED: {f['paused']}")
         for e in f["errors"][:10]:
-            print(f"        error ({e['kind']}): {e['path']}: {e['message']}")
+            say(f"        error ({e['kind']}): {e['path']}: {e['message']}")
         if len(f["errors"]) > 10:
-            print(f"        ... and {len(f['errors']) - 10} more errors")
+            say(f"        ... and {len(f['errors']) - 10} more errors")
 
 
 def cmd_conflicts(args) -> int:
@@ -302,10 +314,10 @@ def cmd_conflicts(args) -> int:
         _print_json(rows)
         return 0
     if not rows:
-        print("no conflicts")
+        say("no conflicts")
     for c in rows:
         other = c["conflict_path"] or "(older version in the trash)"
-        print(f"{c['folder']}: {c['path']}  <->  {other}   (kept: {c['winner_device'] or '?'}, "
+        say(f"{c['folder']}: {c['path']}  <->  {other}   (kept: {c['winner_device'] or '?'}, "
               f"other: {c['loser_device'] or '?'})")
     return 0
 
@@ -335,12 +347,22 @@ def cmd_devices(args) -> int:
         if args.json:
             _print_json(rows)
             return 0
-        for r in rows:
-            flag = "  SILENT > 1 day" if r["silent"] else ""
-            print(f"{r['name']:<20} push {r['last_push_at'] or 'never'}  pull {r['last_pull_at'] or 'never'}"
-                  f"  behind {r['behind']}{flag}" + (f"  last error: {r['last_error']}" if r["last_error"] else ""))
+        for line in device_lines(rows):
+            say(line)
         return 0
     return _with_hub(args, run)
+
+
+def device_lines(rows: list[dict]) -> list[str]:
+    """The lines `shoal devices` prints, one per device, every hub-supplied text escaped
+    (a device name is whatever that device registered). Raises nothing."""
+    lines = []
+    for r in rows:
+        flag = "  SILENT > 1 day" if r["silent"] else ""
+        lines.append(printable(
+            f"{r['name']:<20} push {r['last_push_at'] or 'never'}  pull {r['last_pull_at'] or 'never'}"
+            f"  behind {r['behind']}{flag}" + (f"  last error: {r['last_error']}" if r["last_error"] else "")))
+    return lines
 
 
 def cmd_dupes(args) -> int:
@@ -350,9 +372,9 @@ def cmd_dupes(args) -> int:
             _print_json(rows)
             return 0
         if not rows:
-            print("no duplicate contents")
+            say("no duplicate contents")
         for r in rows:
-            print(f"{human_bytes(r['size'])} x{len(r['places'])}: " + ", ".join(r["places"]))
+            say(f"{human_bytes(r['size'])} x{len(r['places'])}: " + ", ".join(r["places"]))
         return 0
     return _with_hub(args, run)
 
@@ -362,7 +384,7 @@ def cmd_config(args) -> int:
 
     path = _config_path(args)
     load_config(path)
-    print(f"{path}: ok")
+    say(f"{path}: ok")
     return 0
 
 
@@ -386,7 +408,7 @@ def cmd_hub(args) -> int:
             hub_id, applied = hub_init(conn)
         finally:
             conn.close()
-        print(f"hub {hub_id}: " + (f"applied migrations {applied}" if applied else "schema up to date"))
+        say(f"hub {hub_id}: " + (f"applied migrations {applied}" if applied else "schema up to date"))
         return 0
     from shoal.hub import admin as hub_admin
 
@@ -416,7 +438,7 @@ def cmd_service(args) -> int:
     else:
         lines = svc.uninstall(platform, Path.home(), **paths)
     for line in lines:
-        print(line)
+        say(line)
     return 0
 
 

@@ -52,6 +52,13 @@ class Device:
         with self._url_lock:  # the daemon's threads may ask at once: start one embedded hub
             if self._url is None:
                 self._url = resolve_hub_url(self.config.hub.url, self.config.state_dir)
+                if self.config.hub.url == "embedded":
+                    # Starting the wheel's server as root widens the directories above its
+                    # data dir (its own system user must pass): take that back.
+                    from shoal.hub.embedded import state_dir_mode
+                    from shoal.localstore.store import tighten_state_dir
+
+                    tighten_state_dir(self.config.state_dir, dir_mode=state_dir_mode())
             return self._url
 
     def open_hub(self):

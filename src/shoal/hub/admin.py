@@ -43,16 +43,35 @@ _DROPPED_PARAMS = {"user", "password", "passfile", "sslcert", "sslkey", "sslpass
                    "host", "hostaddr", "port", "dbname", "application_name"}
 
 
-def role_name(name: str) -> str:
-    """The hub login of device `name`: `shoal_dev_` + the name lowercased, `-` as `_`.
-
-    Raises UsageError if the lowercased name is not 1 to 40 of a-z, 0-9, `_` and `-`.
-    """
+def check_device_name(name: str) -> str:
+    """The device name as the hub keeps it (lowercased). Raises UsageError unless it is 1 to 40
+    of a-z, 0-9, `_` and `-`."""
     lowered = name.lower()
     if not _NAME.fullmatch(lowered):
         raise UsageError(
             f"device name {name!r} is not allowed: use 1 to 40 letters, digits, '_' or '-'")
-    return ROLE_PREFIX + lowered.replace("-", "_")
+    return lowered
+
+
+def new_role_name() -> str:
+    """An opaque login name: roles are visible server-wide (pg_roles, pg_stat_activity), so they
+    must not tell anyone which devices, or whose, a hub serves."""
+    return ROLE_PREFIX + secrets.token_hex(8)
+
+
+def _legacy_role_name(name: str) -> str:
+    """The login a device got before names were opaque: `shoal_dev_` + its name, `-` as `_`."""
+    return ROLE_PREFIX + name.replace("-", "_")
+
+
+def login_of(conn: psycopg.Connection, name: str) -> str | None:
+    """The hub login made for device `name` (the live one if there are several), None if none."""
+    lowered = check_device_name(name)
+    row = conn.execute(
+        "SELECT role_name FROM shoal.device_roles WHERE name = %s OR (name IS NULL AND role_name = %s)"
+        " ORDER BY revoked_at IS NOT NULL, created_at DESC LIMIT 1",
+        (lowered, _legacy_role_name(lowered))).fetchone()
+    return row[0] if row else None
 
 
 def device_url(admin_conninfo: str, role: str) -> str:
@@ -137,19 +156,16 @@ def add_device(conn: psycopg.Connection, name: str, *, hub_url_for_devices: str,
     HubError if the hub has no schema or group role, or the connected role may not create
     roles, HubUnreachable if the connection fails.
     """
-    role = role_name(name)
+    lowered = check_device_name(name)
+    role = new_role_name()
     url = device_url(hub_url_for_devices, role)
     password = password or new_password()
     ident = sql.Identifier(role)
     try:
         with conn.transaction():
             _require_hub(conn)
-            taken = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)"
-                " OR EXISTS (SELECT 1 FROM shoal.device_roles WHERE role_name = %s)",
-                (role, role)).fetchone()[0]
-            if taken:
-                raise UsageError(f"hub login {role} already exists (device {name!r}); "
+            if login_of(conn, lowered) is not None:
+                raise UsageError(f"a hub login for device {name!r} already exists; "
                                  "choose another name, or revoke it with `shoal hub revoke-device`")
             verifier = _encrypted_password(conn, password, role)
             conn.execute(sql.SQL(
@@ -161,7 +177,8 @@ def add_device(conn: psycopg.Connection, name: str, *, hub_url_for_devices: str,
                 ident, sql.Literal(IDLE_IN_TRANSACTION_TIMEOUT)))
             conn.execute(sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(
                 ident, sql.Literal(STATEMENT_TIMEOUT)))
-            conn.execute("INSERT INTO shoal.device_roles(role_name, space) VALUES (%s, %s)", (role, space))
+            conn.execute("INSERT INTO shoal.device_roles(role_name, space, name) VALUES (%s, %s, %s)",
+                         (role, space, lowered))
     except psycopg.errors.DuplicateObject:
         raise UsageError(f"hub login {role} already exists (device {name!r})") from None
     except psycopg.errors.InsufficientPrivilege as e:
@@ -192,16 +209,17 @@ def revoke_device(conn: psycopg.Connection, name: str) -> Revoked:
     may not alter the role), HubUnreachable if the connection fails. Sessions that cannot be
     terminated are counted in `remaining`, not raised.
     """
-    role = role_name(name)
-    ident = sql.Identifier(role)
+    check_device_name(name)
+    role = "?"
     try:
         with conn.transaction():
             _require_hub(conn)
-            listed = conn.execute("SELECT 1 FROM shoal.device_roles WHERE role_name = %s FOR UPDATE",
-                                  (role,)).fetchone()
+            role = login_of(conn, name)
+            if role is None:
+                raise UsageError(f"no hub login for device {name!r} on this hub")
+            ident = sql.Identifier(role)
+            conn.execute("SELECT 1 FROM shoal.device_roles WHERE role_name = %s FOR UPDATE", (role,))
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-            if not listed:
-                raise UsageError(f"no device login {role} on this hub (device {name!r})")
             conn.execute("UPDATE shoal.device_roles SET revoked_at = coalesce(revoked_at, now())"
                          " WHERE role_name = %s", (role,))
             if exists:
@@ -278,7 +296,7 @@ def run(args, device_factory: Callable, out=None) -> int:
     out = out or sys.stdout
     if args.action not in ("add-device", "revoke-device"):
         raise UsageError(f"unknown hub action {args.action!r}")
-    role_name(args.name)  # refuse a bad name before connecting anywhere
+    check_device_name(args.name)  # refuse a bad name before connecting anywhere
     space = getattr(args, "space", None)
     if space is not None and not SPACE_NAME.fullmatch(space):
         raise UsageError(f"a space name is 1-40 letters, digits, '-' or '_', not {space!r}")

@@ -23,9 +23,6 @@ from shoal.hub.pgerrors import describe_error, is_outage, translate
 from shoal.hub.schema import ensure_schema
 from shoal.model import Change
 
-NOTIFY_CHANNEL = "shoal_changes"
-
-
 def connect(url: str, password: str | None = None, *, timeout: float = 10.0,
             autocommit: bool = True) -> psycopg.Connection:
     """Open a connection to the hub. Raises HubUnreachable (retryable) if it cannot."""
@@ -144,6 +141,11 @@ class Hub:
     def register(self, name: str) -> str:
         """Register (or rename) this device; returns the hub id."""
         return self._rows("register", "SELECT shoal.register_device(%s, %s)", (self.device_id, name))[0][0]
+
+    def listen_channel(self) -> str:
+        """The notification channel of this device's space (named by a hub secret: another
+        space can neither listen to it nor send on it)."""
+        return self._rows("listen", "SELECT shoal.listen_channel(%s)", (self.device_id,))[0][0]
 
     def hub_id(self) -> str:
         return self._rows("hub id", "SELECT shoal.hub_id()", ())[0][0]

@@ -31,7 +31,7 @@ def describe_error(e: BaseException) -> str:
 _OUTAGE_CLASSES = ("08", "57", "53")
 # The request itself cannot be stored (a value too long for an index, a bound exceeded):
 # retrying cannot help, and it must not be mistaken for an outage.
-_ROW_REFUSED = {"54000", "22001", "23514", "22023", "53400"}
+_ROW_REFUSED = {"54000", "22001", "23514", "22023"}
 
 
 def is_outage(e: psycopg.Error) -> bool:

@@ -12,6 +12,7 @@ PUBLIC and granted to the device group role.
 from __future__ import annotations
 
 import hashlib
+import logging
 from importlib import resources
 
 import psycopg
@@ -21,6 +22,7 @@ from shoal.errors import HubError, HubUnreachable
 from shoal.hub.pgerrors import describe_error
 from shoal.sql_files import numbered_sql_files, pending_migrations
 
+log = logging.getLogger("shoal.hub")
 HUB_SCHEMA = "shoal"
 MIGRATION_LOCK = 0x73686F616C  # advisory lock key for `hub init` (taken by the owner only)
 DEVICE_GROUP_ROLE = "shoal_device"
@@ -102,6 +104,54 @@ def _apply_api(conn: psycopg.Connection, *, force: bool) -> bool:
     return True
 
 
+# API functions only other API functions call (as the hub owner): a device login calling them
+# directly could learn another space's channel (channel_of) or act outside shoal.enter.
+INTERNAL_FUNCTIONS = ("shoal.enter(uuid)", "shoal.is_foreign_device_login()", "shoal.channel_of(text)",
+                      "shoal.store_blocks(text, text[], bytea[])", "shoal.check_hashes(text[])",
+                      "shoal.reap_device_sessions(interval, interval)")
+# Built-in functions a device login must not call in the hub's database: advisory locks (hub-wide,
+# guessable keys; taking thousands exhausts the lock table) and large objects (storage outside
+# any quota). Function privileges are per database, so this touches nothing else on the server.
+_RESTRICTED_BUILTINS = ("SELECT p.oid::regprocedure::text FROM pg_proc p"
+                        " WHERE p.pronamespace = 'pg_catalog'::regnamespace"
+                        " AND (p.proname LIKE 'pg%%advisory%%' OR p.proname IN"
+                        " ('lo_creat', 'lo_create', 'lo_from_bytea', 'lo_import', 'lo_put', 'lowrite',"
+                        "  'lo_open', 'lo_truncate', 'lo_truncate64', 'lo_unlink'))")
+
+
+def _restrict_device_logins(conn: psycopg.Connection) -> list[str]:
+    """Take from PUBLIC (so from every device login) what a device must not have in the hub's
+    database: TEMPORARY, CONNECT (given back to the device group and the owner), the
+    advisory-lock and large-object functions (given back to the owner). Returns what could not
+    be restricted (a hub owner that is neither superuser nor the database's owner may not)."""
+    db = sql.Identifier(conn.info.dbname)
+    me = sql.Identifier(conn.execute("SELECT current_user").fetchone()[0])
+    group = sql.Identifier(DEVICE_GROUP_ROLE)
+    steps = [
+        ("TEMPORARY on the hub database", [sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(db),
+                                           sql.SQL("GRANT TEMPORARY ON DATABASE {} TO {}").format(db, me)]),
+        ("CONNECT on the hub database", [sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(db),
+                                         sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(db, me, group)]),
+    ]
+    for (signature,) in conn.execute(_RESTRICTED_BUILTINS).fetchall():
+        fn = sql.SQL(signature)
+        steps.append((signature, [sql.SQL("REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC").format(fn),
+                                  sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(fn, me)]))
+    refused = []
+    for what, statements in steps:
+        try:
+            with conn.transaction():  # a savepoint: one refusal does not undo the others
+                for st in statements:
+                    conn.execute(st)
+        except psycopg.errors.InsufficientPrivilege:
+            refused.append(what)
+    if refused:
+        log.warning("the hub owner may not restrict %s for device logins (it is neither superuser nor the "
+                    "database's owner): device logins keep them", ", ".join(refused[:3])
+                    + (f" and {len(refused) - 3} more" if len(refused) > 3 else ""))
+    return refused
+
+
 def _grant_device_role(conn: psycopg.Connection) -> None:
     """The group role of device logins may execute the API functions and nothing else."""
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname=%s", (DEVICE_GROUP_ROLE,)).fetchone()
@@ -114,6 +164,10 @@ def _grant_device_role(conn: psycopg.Connection) -> None:
     conn.execute(sql.SQL("GRANT USAGE ON SCHEMA shoal TO {}").format(sql.Identifier(DEVICE_GROUP_ROLE)))
     conn.execute(sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA shoal TO {}").format(
         sql.Identifier(DEVICE_GROUP_ROLE)))
+    for signature in INTERNAL_FUNCTIONS:
+        conn.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION {} FROM {}").format(
+            sql.SQL(signature), sql.Identifier(DEVICE_GROUP_ROLE)))
+    _restrict_device_logins(conn)
 
 
 def schema_state(conn: psycopg.Connection) -> tuple[int | None, str | None]:
@@ -157,7 +211,9 @@ def ensure_schema(conn: psycopg.Connection, *, may_init: bool = True) -> None:
 
 
 def _is_device_login(conn: psycopg.Connection) -> bool:
+    """Whether the session is a device login (a superuser is a member of every role: not one)."""
     return conn.execute(
-        "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)"
-        " THEN pg_has_role(session_user, %s, 'MEMBER') ELSE false END",
+        "SELECT CASE WHEN r.rolsuper THEN false WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)"
+        " THEN pg_has_role(session_user, %s, 'MEMBER') ELSE false END"
+        " FROM pg_roles r WHERE r.rolname = session_user",
         (DEVICE_GROUP_ROLE, DEVICE_GROUP_ROLE)).fetchone()[0]

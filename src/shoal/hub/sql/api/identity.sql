@@ -43,6 +43,9 @@ DECLARE
     bound uuid;
     v_space text := 'default';
 BEGIN
+    IF p_name IS NULL OR char_length(p_name) NOT BETWEEN 1 AND 64 OR p_name ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'a device name is 1 to 64 characters without control characters' USING ERRCODE = '22023';
+    END IF;
     SELECT device_id, space INTO bound, v_space FROM shoal.device_roles
      WHERE role_name = session_user AND revoked_at IS NULL FOR UPDATE;
     IF FOUND THEN
@@ -61,8 +64,13 @@ BEGIN
     ELSE
         v_space := 'default';
     END IF;
+    -- A device id is unique on the hub (the primary key is per space, for Citus): it may not
+    -- be registered again in another space.
+    IF EXISTS (SELECT 1 FROM shoal.devices WHERE device_id = p_device AND space <> v_space) THEN
+        RAISE EXCEPTION 'device % is registered in another space', p_device USING ERRCODE = '42501';
+    END IF;
     INSERT INTO shoal.devices(device_id, space, name, role_name) VALUES (p_device, v_space, p_name, session_user)
-    ON CONFLICT (device_id) DO UPDATE SET name = excluded.name;
+    ON CONFLICT (space, device_id) DO UPDATE SET name = excluded.name;
     RETURN (SELECT value FROM shoal.hub_meta WHERE key = 'hub_id');
 END $$;
 
@@ -77,3 +85,17 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
     SELECT (SELECT max(version) FROM shoal.schema_migrations),
            (SELECT value FROM shoal.hub_meta WHERE key = 'api_version')
 $$;
+
+-- The notification channel of a space: named by a secret of the hub, so a device of another
+-- space can neither listen to it nor send on it.
+CREATE OR REPLACE FUNCTION shoal.channel_of(p_space text) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+    SELECT 'shoal_' || left(encode(sha256(convert_to(
+        (SELECT value FROM shoal.hub_meta WHERE key = 'channel_secret') || '/' || p_space, 'UTF8')), 'hex'), 40)
+$$;
+
+CREATE OR REPLACE FUNCTION shoal.listen_channel(p_device uuid) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+BEGIN
+    RETURN shoal.channel_of(shoal.enter(p_device));
+END $$;

@@ -5,10 +5,10 @@ DECLARE
     v_space text := shoal.enter(p_device);
 BEGIN
     INSERT INTO shoal.sync_log(space, device_id, folder_id, result, pushed, pulled, duration_ms, error)
-    VALUES (v_space, p_device, p_folder, p_result, p_pushed, p_pulled, p_ms, p_error);
-    UPDATE shoal.devices SET last_error = p_error,
+    VALUES (v_space, p_device, left(p_folder, 255), left(p_result, 20), p_pushed, p_pulled, p_ms, left(p_error, 500));
+    UPDATE shoal.devices SET last_error = left(p_error, 500),
                              last_error_at = CASE WHEN p_error IS NULL THEN last_error_at ELSE now() END
-     WHERE device_id = p_device;
+     WHERE space = v_space AND device_id = p_device;
 END $$;
 
 -- Views for `shoal devices` and `shoal dupes`, over the calling device's space.
@@ -39,3 +39,16 @@ BEGIN
       FROM shoal.heads h WHERE h.space = v_space AND NOT h.deleted AND h.kind = 'file' AND h.size > 0
      GROUP BY h.sha256 HAVING count(*) > 1 ORDER BY max(h.size) * (count(*) - 1) DESC;
 END $$;
+
+-- Role settings (statement_timeout, idle_in_transaction_session_timeout) are only defaults a
+-- device may lift with SET: the hub's owner enforces the limits by ending device sessions that
+-- hold a transaction open or run one statement longer. Returns how many were ended.
+CREATE OR REPLACE FUNCTION shoal.reap_device_sessions(p_idle interval, p_active interval) RETURNS integer
+LANGUAGE sql SECURITY INVOKER SET search_path = shoal, pg_temp AS $$
+    SELECT (count(*) FILTER (WHERE pg_terminate_backend(a.pid)))::integer
+      FROM pg_stat_activity a JOIN pg_roles r ON r.rolname = a.usename
+     WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND NOT r.rolsuper
+       AND pg_has_role(r.oid, 'shoal_device', 'MEMBER')
+       AND ((a.state LIKE 'idle in transaction%' AND a.state_change < now() - p_idle)
+            OR (a.state = 'active' AND a.query_start < now() - p_active))
+$$;

@@ -10,7 +10,7 @@ BEGIN
     RETURN QUERY
         SELECT c.id, c.path, c.device_id, d.name, c.kind, c.size, c.mtime_ns, c.sha256, c.target,
                c.deleted, c.moved_from, c.conflict_of
-          FROM shoal.changes c JOIN shoal.devices d ON d.device_id = c.device_id
+          FROM shoal.changes c JOIN shoal.devices d ON d.space = c.space AND d.device_id = c.device_id
          WHERE c.space = v_space AND c.folder_id = p_folder AND c.id > p_after
          ORDER BY c.id LIMIT p_limit;
 END $$;
@@ -49,6 +49,7 @@ DECLARE
 BEGIN
     RETURN QUERY SELECT h.path, h.version, h.device_id, d.name, h.kind, h.size, h.mtime_ns, h.sha256,
                         h.target, h.deleted
-                   FROM shoal.heads h JOIN shoal.devices d ON d.device_id = h.device_id
-                  WHERE h.space = v_space AND h.folder_id = p_folder AND h.path = ANY(p_paths);
+                   FROM shoal.heads h JOIN shoal.devices d ON d.space = h.space AND d.device_id = h.device_id
+                  WHERE h.space = v_space AND h.folder_id = p_folder AND h.path = ANY(p_paths)
+                    AND h.path_hash = ANY (SELECT sha256(convert_to(p, 'UTF8')) FROM unnest(p_paths) AS p);
 END $$;

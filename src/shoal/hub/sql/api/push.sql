@@ -2,9 +2,12 @@
 -- Each row: {seq, path, kind, size, mtime_ns, sha256, target, deleted, base, moved_from, conflict_of}.
 -- Returns per row: status 'accepted' (new head), 'same' (the head already has this content),
 -- or 'conflict' (the head is a version the device had not seen: the head is returned).
--- Pushes of one folder are serialised by an advisory lock, which also makes the ids of a
+-- Pushes of one folder are serialised by a lock on its row in shoal.folders (only the API can
+-- take it: a device login may not lock anything itself), which also makes the ids of a
 -- folder's changes become visible in order (a pull cursor never skips a row), and makes row
 -- locks on heads unnecessary: every writer of a folder's heads holds that lock.
+-- A row is refused (SQLSTATE 22023, nothing stored) unless every hash is 64 lowercase hex
+-- digits and its texts are within bounds; a space over its quota is refused as a whole.
 CREATE OR REPLACE FUNCTION shoal.push(p_device uuid, p_incarnation uuid, p_folder text, p_rows jsonb)
 RETURNS TABLE (seq bigint, status text, version bigint, head jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
@@ -13,14 +16,22 @@ DECLARE
     v_space text := shoal.enter(p_device);
     v_min bigint;
     v_max bigint;
+    v_bad text;
+    v_used bigint;
+    v_max_changes bigint;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('shoal.folder:' || v_space || '/' || p_folder, 0));
+    IF p_folder IS NULL OR octet_length(p_folder) NOT BETWEEN 1 AND 255 THEN
+        RAISE EXCEPTION 'a folder id is 1 to 255 bytes' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO shoal.folders(space, folder_id) VALUES (v_space, p_folder) ON CONFLICT DO NOTHING;
+    PERFORM 1 FROM shoal.folders f WHERE f.space = v_space AND f.folder_id = p_folder FOR UPDATE;
     CREATE TEMP TABLE push_in ON COMMIT DROP AS
         SELECT (x->>'seq')::bigint AS seq, x->>'path' AS path, x->>'kind' AS kind,
                (x->>'size')::bigint AS size, (x->>'mtime_ns')::bigint AS mtime_ns,
                x->>'sha256' AS sha256, x->>'target' AS target, (x->>'deleted')::boolean AS deleted,
                (x->>'base')::bigint AS base, x->>'moved_from' AS moved_from,
-               x->>'conflict_of' AS conflict_of, md5(x::text) AS payload_md5
+               x->>'conflict_of' AS conflict_of, md5(x::text) AS payload_md5,
+               sha256(convert_to(x->>'path', 'UTF8')) AS path_hash
           FROM jsonb_array_elements(p_rows) AS x;
     ANALYZE push_in;  -- a temp table has no statistics: without them the joins below go nested-loop
     -- Every lookup below is bounded by this batch (its seq range, its paths), never by the
@@ -32,12 +43,21 @@ BEGIN
                    OR i.mtime_ns IS NULL) THEN
         RAISE EXCEPTION 'malformed change row in push' USING ERRCODE = '22023';
     END IF;
+    SELECT i.path INTO v_bad FROM push_in i
+     WHERE i.sha256 !~ '^[0-9a-f]{64}$' OR octet_length(i.path) > 4096
+        OR octet_length(coalesce(i.target, '')) > 4096 OR octet_length(coalesce(i.moved_from, '')) > 4096
+        OR octet_length(coalesce(i.conflict_of, '')) > 4096
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'change of % refused: a hash that is not 64 lowercase hex digits, or a text over 4096 bytes',
+            left(v_bad, 200) USING ERRCODE = '22023';
+    END IF;
     IF (SELECT count(DISTINCT i.seq) <> count(*) OR count(DISTINCT i.path) <> count(*) FROM push_in i) THEN
         RAISE EXCEPTION 'a push batch names a seq or a path twice' USING ERRCODE = '22023';
     END IF;
     -- Idempotency: a replay of the same (device, incarnation, seq) is a no-op; another payload is refused.
     IF EXISTS (SELECT 1 FROM push_in i JOIN shoal.changes c
-                 ON c.device_id = p_device AND c.incarnation = p_incarnation AND c.seq = i.seq
+                 ON c.space = v_space AND c.device_id = p_device AND c.incarnation = p_incarnation AND c.seq = i.seq
                 AND c.seq BETWEEN v_min AND v_max
                 WHERE c.payload_md5 <> i.payload_md5 OR c.folder_id <> p_folder OR c.space <> v_space) THEN
         RAISE EXCEPTION 'a seq of device % was already pushed with another payload', p_device
@@ -45,14 +65,14 @@ BEGIN
     END IF;
     IF EXISTS (SELECT 1 FROM push_in i
                 WHERE NOT i.deleted AND i.kind = 'file'
-                  AND NOT EXISTS (SELECT 1 FROM shoal.content_spaces ct
+                  AND NOT EXISTS (SELECT 1 FROM shoal.contents ct
                                    WHERE ct.space = v_space AND ct.sha256 = i.sha256)) THEN
         RAISE EXCEPTION 'a pushed content is not on the hub' USING ERRCODE = '23503';
     END IF;
     RETURN QUERY
     WITH replay AS (
         SELECT i.seq, c.id FROM push_in i JOIN shoal.changes c
-            ON c.device_id = p_device AND c.incarnation = p_incarnation AND c.seq = i.seq
+            ON c.space = v_space AND c.device_id = p_device AND c.incarnation = p_incarnation AND c.seq = i.seq
                 AND c.seq BETWEEN v_min AND v_max
     ), fresh AS (
         SELECT i.*, h.version AS h_version, h.device_id AS h_device, h.incarnation AS h_incarnation,
@@ -60,7 +80,8 @@ BEGIN
                h.target AS h_target, h.deleted AS h_deleted
           FROM push_in i LEFT JOIN LATERAL (
                 SELECT hh.* FROM shoal.heads hh  -- one index probe per pushed path (OFFSET 0: not flattened)
-                 WHERE hh.space = v_space AND hh.folder_id = p_folder AND hh.path = i.path OFFSET 0) h ON true
+                 WHERE hh.space = v_space AND hh.folder_id = p_folder AND hh.path_hash = i.path_hash
+                   AND hh.path = i.path OFFSET 0) h ON true
          WHERE NOT EXISTS (SELECT 1 FROM replay r WHERE r.seq = i.seq)
     ), classified AS (
         SELECT f.*, CASE
@@ -78,15 +99,15 @@ BEGIN
         SELECT v_space, p_folder, c.path, p_device, p_incarnation, c.seq, c.kind, c.size, c.mtime_ns, c.sha256,
                c.target, c.deleted, c.base, c.moved_from, c.conflict_of, c.payload_md5
           FROM classified c WHERE c.st = 'accepted' ORDER BY c.seq
-        RETURNING shoal.changes.id, shoal.changes.seq, shoal.changes.path, shoal.changes.kind,
+        RETURNING shoal.changes.id, shoal.changes.seq, shoal.changes.path, sha256(convert_to(shoal.changes.path, 'UTF8')) AS path_hash, shoal.changes.kind,
                   shoal.changes.size, shoal.changes.mtime_ns, shoal.changes.sha256,
                   shoal.changes.target, shoal.changes.deleted
     ), up AS (
-        INSERT INTO shoal.heads(space, folder_id, path, version, device_id, incarnation, kind, size, mtime_ns,
-                                sha256, target, deleted)
-        SELECT v_space, p_folder, n.path, n.id, p_device, p_incarnation, n.kind, n.size, n.mtime_ns, n.sha256,
+        INSERT INTO shoal.heads(space, folder_id, path, path_hash, version, device_id, incarnation, kind, size,
+                                mtime_ns, sha256, target, deleted)
+        SELECT v_space, p_folder, n.path, n.path_hash, n.id, p_device, p_incarnation, n.kind, n.size, n.mtime_ns, n.sha256,
                n.target, n.deleted FROM ins n
-        ON CONFLICT (space, folder_id, path) DO UPDATE SET
+        ON CONFLICT (space, folder_id, path_hash) DO UPDATE SET
             version = excluded.version, device_id = excluded.device_id, incarnation = excluded.incarnation,
             kind = excluded.kind, size = excluded.size, mtime_ns = excluded.mtime_ns,
             sha256 = excluded.sha256, target = excluded.target, deleted = excluded.deleted
@@ -102,13 +123,24 @@ BEGIN
     UNION ALL
     SELECT c.seq, 'conflict'::text, c.h_version, jsonb_build_object(
                'version', c.h_version, 'device_id', c.h_device,
-               'device_name', (SELECT d.name FROM shoal.devices d WHERE d.device_id = c.h_device),
+               'device_name', (SELECT d.name FROM shoal.devices d WHERE d.space = v_space AND d.device_id = c.h_device),
                'kind', c.h_kind, 'size', c.h_size, 'mtime_ns', c.h_mtime_ns, 'sha256', c.h_sha256,
                'target', c.h_target, 'deleted', c.h_deleted)
       FROM classified c WHERE c.st = 'conflict'
     UNION ALL
     SELECT n.seq, 'accepted'::text, n.id, NULL::jsonb FROM ins n;
     DROP TABLE push_in;
-    UPDATE shoal.devices SET last_push_at = now() WHERE device_id = p_device;
-    PERFORM pg_notify('shoal_changes', '');
+    -- Quota: the rows this transaction added (xmin), counted against the space's bound.
+    INSERT INTO shoal.space_usage AS u (space, changes)
+    SELECT v_space, count(*) FROM shoal.changes c
+     WHERE c.space = v_space AND c.device_id = p_device AND c.incarnation = p_incarnation
+       AND c.seq BETWEEN v_min AND v_max AND c.xmin = pg_current_xact_id()::xid
+    ON CONFLICT (space) DO UPDATE SET changes = u.changes + excluded.changes
+    RETURNING u.changes, u.max_changes INTO v_used, v_max_changes;
+    IF v_max_changes IS NOT NULL AND v_used > v_max_changes THEN
+        RAISE EXCEPTION 'space % is over its quota of % changes: ask the hub owner', v_space, v_max_changes
+            USING ERRCODE = 'SQ001';
+    END IF;
+    UPDATE shoal.devices SET last_push_at = now() WHERE space = v_space AND device_id = p_device;
+    PERFORM pg_notify(shoal.channel_of(v_space), '');
 END $$;

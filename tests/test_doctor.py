@@ -167,13 +167,54 @@ def test_embedded_hub_not_running_warns_and_is_not_started(tmp_path):
     assert not (tmp_path / "state" / "hub").exists()
 
 
-def test_group_writable_state_dir_warns(tmp_path, hub_url):
+@pytest.mark.parametrize("mode", [0o770, 0o755, 0o705])
+def test_state_dir_open_to_others_fails(tmp_path, hub_url, mode):
+    """Another local user may not read the store's directory (nor the hub's, nor the logs)."""
     config_path = _setup(tmp_path, hub_url)
-    (tmp_path / "state").chmod(0o770)
+    (tmp_path / "state").chmod(mode)
     code, lines = _run(config_path)
     line, fix = _line(lines, "state dir")
-    assert line.startswith("WARN") and "0770" in line
+    assert code == 1 and line.startswith("FAIL") and f"{mode:04o}" in line
     assert fix == f"      fix: chmod 700 {tmp_path / 'state'}"
+
+
+def test_store_readable_by_others_fails(tmp_path, hub_url):
+    config_path = _setup(tmp_path, hub_url)
+    store = tmp_path / "state" / "shoal.db"
+    store.chmod(0o644)
+    code, lines = _run(config_path)
+    line, fix = _line(lines, "store permissions")
+    assert code == 1 and line.startswith("FAIL") and "0644" in line and str(store) in line
+    assert fix is not None and fix.startswith("      fix: chmod 600 ") and str(store) in fix
+    store.chmod(0o600)
+    code, lines = _run(config_path)
+    assert code == 0 and _line(lines, "store permissions")[0].startswith("ok"), lines
+
+
+def test_hub_socket_dir_check(tmp_path):
+    sock = tmp_path / "sock"
+    sock.mkdir(mode=0o700)
+    assert doctor.socket_dir_check(sock, {os.geteuid()}).status == OK
+    sock.chmod(0o777)
+    f = doctor.socket_dir_check(sock, {os.geteuid()})
+    assert f.status == FAIL and "0777" in f.detail and str(sock) in f.detail
+    assert "restart" in f.fix or "chmod 700" in f.fix
+    sock.chmod(0o700)
+    os.chown(sock, 65534, 65534)
+    f = doctor.socket_dir_check(sock, {os.geteuid()})
+    assert f.status == FAIL and "owned by" in f.detail
+
+
+@pytest.mark.parametrize("hba, status", [
+    ("local all all trust\nhost all all 127.0.0.1/32 trust\n", FAIL),
+    ("# trust in a comment\nlocal all postgres peer map=shoal\nlocal all all scram-sha-256\n", OK),
+])
+def test_hub_auth_check(tmp_path, hba, status):
+    (tmp_path / "pg_hba.conf").write_text(hba)
+    f = doctor.hub_auth_check(tmp_path)
+    assert f.status == status
+    if status == FAIL:
+        assert "trust" in f.detail and f.fix
 
 
 def test_missing_state_dir_warns_and_is_not_created(tmp_path, hub_url):

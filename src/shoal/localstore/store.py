@@ -57,7 +57,8 @@ class PathError:
 
 
 def open_store(state_dir: Path, *, create: bool = True) -> Store:
-    """Open (and create or migrate) the store in `state_dir`.
+    """Open (and create or migrate) the store in `state_dir`; with `create`, also take group
+    and other permissions off the state dir and the store's files (tighten_state_dir).
 
     Raises StoreCorrupt if the file there is not a shoal store or fails its integrity check,
     StoreError if it cannot be opened at all (or does not exist and `create` is false).
@@ -75,7 +76,8 @@ def open_store(state_dir: Path, *, create: bool = True) -> Store:
         # the database file, so the index is never readable by another local user.
         with contextlib.suppress(FileExistsError):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600))
-    tighten_state_dir(state_dir)
+    if create:  # `create=False` is doctor's look, which repairs nothing
+        tighten_state_dir(state_dir)
     return Store(path)
 
 

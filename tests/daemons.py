@@ -1,4 +1,7 @@
-"""Real `shoal run` daemons as subprocesses, each with its own config file and state dir."""
+"""Real `shoal run` daemons as subprocesses, each with its own config file and state dir.
+
+By default a daemon connects with its own device login from `shoal hub add-device` (URL over
+TCP and a 0600 password_file in its config); `owner=True` connects as the hub's owner."""
 
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ import time
 from pathlib import Path
 
 import yaml
+
+from tests.devices import hub_config
+from tests.fixtures.hubs import TestHub
 
 
 def shoal(config: Path, *args: str, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess:
@@ -33,15 +39,17 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
 
 
 class DaemonDevice:
-    def __init__(self, base: Path, name: str, hub_url: str, folders: dict[str, str] | None = None,
-                 debounce: str = "200ms", interval: str = "5m"):
+    def __init__(self, base: Path, name: str, hub: TestHub | str, folders: dict[str, str] | None = None,
+                 debounce: str = "200ms", interval: str = "5m", *, owner: bool = False,
+                 space: str | None = None, host: str | None = None, port: int | None = None):
         self.name = name
         self.base = base / name
         self.base.mkdir(parents=True)
         self.state = self.base / "state"
         self.config = self.base / "config.yaml"
         self.folders = folders or {"docs": str(self.base / "docs")}
-        self.hub_url = hub_url
+        self.hub_config, self.login = hub_config(hub, name, owner=owner, space=space, host=host, port=port)
+        self.hub_url = self.hub_config.url
         self.debounce = debounce
         self.interval = interval
         self.proc: subprocess.Popen | None = None
@@ -53,9 +61,15 @@ class DaemonDevice:
 
     def config_dict(self) -> dict:
         return {"device": {"name": self.name}, "state_dir": str(self.state),
-                "hub": {"url": self.hub_url},
+                "hub": self.hub_dict(),
                 "folders": [{"id": fid, "path": p} for fid, p in self.folders.items()],
                 "sync": {"debounce": self.debounce, "interval": self.interval}}
+
+    def hub_dict(self) -> dict:
+        d = {"url": self.hub_url}
+        if self.hub_config.password_file is not None:
+            d["password_file"] = str(self.hub_config.password_file)
+        return d
 
     def write_config(self, text: str | None = None) -> None:
         tmp = self.config.with_suffix(".tmp")

@@ -1,4 +1,8 @@
-"""Test devices: a folder, a store and an engine each, all syncing through one real hub."""
+"""Test devices: a folder, a store and an engine each, all syncing through one real hub.
+
+By default a device connects with its own device login, made by `shoal hub add-device` and
+read from a 0600 password file as the app reads it; `owner=True` connects as the hub's owner
+instead (a single-user setup, or a test about the owner)."""
 
 from __future__ import annotations
 
@@ -6,14 +10,40 @@ import hashlib
 import os
 from pathlib import Path
 
-from shoal.config import Config, DeviceConfig, FolderConfig, HubConfig, SyncConfig
+from shoal.config import Config, DeviceConfig, FolderConfig, HubConfig, SyncConfig, read_hub_password
 from shoal.localstore import open_store
 from shoal.sync.engine import SyncEngine
 from shoal.hub.client import open_hub
 
+from tests.fixtures.hubs import DeviceLogin, HubUrl, TestHub
+
+
+def hub_config(hub: TestHub | str, name: str, *, owner: bool = False, space: str | None = None,
+               host: str | None = None, port: int | None = None,
+               url_params: dict[str, str] | None = None) -> tuple[HubConfig, DeviceLogin | None]:
+    """The `hub:` config of device `name`: its device login from `shoal hub add-device` (over
+    TCP, `host`/`port` if given, e.g. a proxy; password in a 0600 file), or with `owner=True`
+    the owner's URL and no password. A bare URL string is only taken with `owner=True` (it
+    connects as whatever it names, which is never a device login made here); the `hub_url`
+    fixture's value is not bare: it names its hub (a device login unless `owner=True`)."""
+    if isinstance(hub, HubUrl) and not owner:
+        hub = hub.hub
+    if isinstance(hub, str):
+        if not owner:
+            raise TypeError("a bare hub URL connects as whatever role it names: pass the `hub` "
+                            "fixture (a TestHub) for a device login, or owner=True on purpose")
+        return HubConfig(url=str(hub)), None
+    if owner:
+        return HubConfig(url=hub.owner_url), None
+    login = hub.add_device(name, space=space)
+    url = hub.device_url(login, host=host, port=port, **(url_params or {}))
+    return HubConfig(url=url, password_file=login.password_file), login
+
 
 class Device:
-    def __init__(self, base: Path, name: str, hub_url: str, *, folder_id: str = "docs",
+    def __init__(self, base: Path, name: str, hub: TestHub | str, *, owner: bool = False,
+                 space: str | None = None, host: str | None = None, port: int | None = None,
+                 url_params: dict[str, str] | None = None, folder_id: str = "docs",
                  mode: str = "send-receive", conflict: str = "keep-both", ignore: tuple[str, ...] = (),
                  call_timeout: float | None = None):
         self.name = name
@@ -21,19 +51,29 @@ class Device:
         self.root = base / name / "folder"
         self.root.mkdir(parents=True)
         self.state = base / name / "state"
-        self.hub_url = hub_url
         self.folder_id = folder_id
+        self.hub_config, self.login = hub_config(hub, name, owner=owner, space=space, host=host,
+                                                 port=port, url_params=url_params)
         self.config = Config(
             path=base / name / "config.yaml", device=DeviceConfig(name), state_dir=self.state,
-            hub=HubConfig(url=hub_url),
+            hub=self.hub_config,
             folders=(FolderConfig(folder_id, self.root, mode, ignore),),
             sync=SyncConfig(conflict=conflict))
         self.store = open_store(self.state)
         self.engine = SyncEngine(self.config, self.store, self.hub)
 
+    @property
+    def hub_url(self) -> str:
+        return self.hub_config.url
+
+    def use_hub(self, hub: TestHub | str, *, owner: bool = False) -> None:
+        """From now on sync through another hub (same store and folder), with a new login there."""
+        self.hub_config, self.login = hub_config(hub, self.name, owner=owner)
+
     def hub(self):
-        return open_hub(self.hub_url, None, self.store.device_id, self.store.incarnation_id,
-                        call_timeout=self.call_timeout)
+        """Connect as the app does: the config's URL and the password it names."""
+        return open_hub(self.hub_config.url, read_hub_password(self.hub_config), self.store.device_id,
+                        self.store.incarnation_id, call_timeout=self.call_timeout)
 
     def sync(self, **kw):
         return self.engine.cycle(**kw)

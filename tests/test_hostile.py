@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from devices import Device, assert_converged
+from tests.devices import Device, assert_converged
 from shoal.core.paths import validate_remote_path
 from shoal.errors import PathRefused
 from shoal.model import Change
@@ -117,8 +117,8 @@ def test_symlink_swapped_into_parent_between_check_and_write(tmp_path, rogue, mo
     store.close()
 
 
-def test_rogue_content_with_wrong_hash_never_reaches_the_folder(tmp_path, hub_url, rogue):
-    b = Device(tmp_path, "beta", hub_url)
+def test_rogue_content_with_wrong_hash_never_reaches_the_folder(tmp_path, hub, rogue):
+    b = Device(tmp_path, "beta", hub)
     # The rogue declares content S made of the blocks of other bytes: the hub cannot tell.
     lie = hashlib.sha256(b"what the file should be").hexdigest()
     rogue.put_content(lie, len(CONTENT), 128 * 1024, [SHA])
@@ -160,9 +160,9 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_disk_full_while_downloading(tmp_path, hub_url, small_disk):
-    a = Device(tmp_path, "alpha", hub_url)
-    b = Device(tmp_path / "b", "beta", hub_url)
+def test_disk_full_while_downloading(tmp_path, hub, small_disk):
+    a = Device(tmp_path, "alpha", hub)
+    b = Device(tmp_path / "b", "beta", hub)
     b.root.rmdir()
     b.root = small_disk / "folder"
     b.root.mkdir()
@@ -186,11 +186,11 @@ def test_disk_full_while_downloading(tmp_path, hub_url, small_disk):
     assert_converged([a, b])
 
 
-def test_clocks_hours_apart_still_converge(tmp_path, hub_url):
+def test_clocks_hours_apart_still_converge(tmp_path, hub):
     import time as _time
 
-    a = Device(tmp_path, "alpha", hub_url)
-    b = Device(tmp_path, "beta", hub_url)
+    a = Device(tmp_path, "alpha", hub)
+    b = Device(tmp_path, "beta", hub)
     a.engine.clock = lambda: _time.time() + 5 * 3600  # alpha's clock runs five hours fast
     b.engine.clock = lambda: _time.time() - 3 * 3600
     a.write("f.txt", "v1")

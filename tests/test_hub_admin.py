@@ -18,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from shoal.errors import HubError, UsageError
 from shoal.hub import admin as hub_admin
 from shoal.hub.client import Hub, connect
+from tests.fixtures.server import role_dsn
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def _add(hub_url: str, name: str) -> tuple[str, str, str]:
 
 
 def _as_device(hub_url: str, role: str, password: str) -> psycopg.Connection:
-    return psycopg.connect(make_conninfo(hub_url, user=role, password=password), autocommit=True)
+    return psycopg.connect(role_dsn(hub_url, role, password), autocommit=True)  # over TCP, SCRAM
 
 
 def _scram_matches(verifier: str, password: str) -> bool:
@@ -235,12 +236,12 @@ def test_a_hub_owner_without_superuser_can_add_and_revoke(hub_dsn, uniq):
     role = hub_admin.role_name(name)
     with connect(hub_dsn) as su:
         dbname = su.execute("SELECT current_database()").fetchone()[0]
-        su.execute(f'CREATE ROLE "{owner}" LOGIN CREATEROLE')
+        su.execute(f'CREATE ROLE "{owner}" LOGIN CREATEROLE PASSWORD \'owner-pw\'')
         su.execute(f'GRANT CREATE ON DATABASE "{dbname}" TO "{owner}"')
         if not su.execute("SELECT 1 FROM pg_roles WHERE rolname = 'shoal_device'").fetchone():
             su.execute("CREATE ROLE shoal_device NOLOGIN")
         su.execute(f'GRANT shoal_device TO "{owner}" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE')
-    owner_url = make_conninfo(hub_dsn, user=owner)
+    owner_url = role_dsn(hub_dsn, owner, "owner-pw")  # not the superuser: over TCP, SCRAM
     try:
         with connect(owner_url) as conn:
             hub_init(conn)
@@ -288,8 +289,9 @@ def test_run_add_device_prints_url_and_password_once_with_storage_instructions(h
     with _admin(hub_url) as conn:
         verifier, = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
     assert _scram_matches(verifier, password)
-    # The printed URL itself reaches the hub as the device.
-    with psycopg.connect(url, password=password) as dev:
+    # The printed URL itself reaches the hub as the device (over TCP: the test server lets only
+    # its superuser use the socket).
+    with psycopg.connect(role_dsn(url, password=password)) as dev:
         assert dev.execute("SELECT session_user, current_database()").fetchone() == (
             role, conninfo_to_dict(hub_url)["dbname"])
 

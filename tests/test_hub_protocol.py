@@ -15,6 +15,7 @@ from psycopg.conninfo import make_conninfo
 from shoal.errors import HubError, HubMismatch
 from shoal.hub.client import Hub, connect, open_hub
 from shoal.hub.schema import hub_init, table_migrations as hub_migrations
+from tests.fixtures.server import role_dsn
 
 FOLDER = "docs"
 BLOCK = 128 * 1024
@@ -276,7 +277,7 @@ def test_corrupt_block_is_refused_and_nothing_is_stored(hub_url, hubs):
 def bound_role(hub_url, pg_dsn):
     role = "shoal_test_" + uuid.uuid4().hex[:10]
     with _owner(hub_url) as conn:
-        conn.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE shoal_device')
+        conn.execute(f'CREATE ROLE "{role}" LOGIN PASSWORD \'pw\' IN ROLE shoal_device')
     yield role
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(f'DROP ROLE IF EXISTS "{role}"')
@@ -291,7 +292,7 @@ def test_a_bound_login_cannot_act_as_another_device(hub_url, hubs, bound_role):
     data = b"bound content"
     owner_hub.put_small_contents([(_sha(data), data)], BLOCK)
 
-    conn = psycopg.connect(make_conninfo(hub_url, user=bound_role), autocommit=True)
+    conn = psycopg.connect(role_dsn(hub_url, bound_role, "pw"), autocommit=True)
     try:
         assert conn.execute("SELECT session_user").fetchone()[0] == bound_role
         as_me = Hub(conn, mine, str(uuid.uuid4()))

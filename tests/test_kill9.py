@@ -14,7 +14,7 @@ import time
 import psycopg
 import pytest
 
-from daemons import DaemonDevice, shoal, wait_for
+from tests.daemons import DaemonDevice, shoal, wait_for
 
 pytestmark = pytest.mark.slow
 ITERATIONS = int(os.environ.get("SHOAL_KILL9_ITERATIONS", "40"))
@@ -76,10 +76,10 @@ def _converge(devices):
     return disks[0]
 
 
-def test_kill9_during_sync_now(tmp_path, hub_url):
+def test_kill9_during_sync_now(tmp_path, hub, hub_url):
     rng = random.Random(int(os.environ.get("SHOAL_KILL9_SEED", "1234")))
-    a = DaemonDevice(tmp_path, "alpha", hub_url)
-    b = DaemonDevice(tmp_path, "beta", hub_url)
+    a = DaemonDevice(tmp_path, "alpha", hub)
+    b = DaemonDevice(tmp_path, "beta", hub)
     for d in (a, b):
         d.root.mkdir(parents=True)
     written: set[str] = {hashlib.sha256(b"").hexdigest()}
@@ -103,10 +103,10 @@ def test_kill9_during_sync_now(tmp_path, hub_url):
     assert final, "nothing synced at all"
 
 
-def test_kill9_of_running_daemon(tmp_path, hub_url):
+def test_kill9_of_running_daemon(tmp_path, hub, hub_url):
     rng = random.Random(99)
-    a = DaemonDevice(tmp_path, "alpha", hub_url, interval="1s")
-    b = DaemonDevice(tmp_path, "beta", hub_url, interval="1s")
+    a = DaemonDevice(tmp_path, "alpha", hub, interval="1s")
+    b = DaemonDevice(tmp_path, "beta", hub, interval="1s")
     for d in (a, b):
         d.root.mkdir(parents=True)
     written: set[str] = {hashlib.sha256(b"").hexdigest()}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from test_core_purity import imported_modules
+from tests.test_core_purity import imported_modules
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "shoal"
 

@@ -13,7 +13,7 @@ import time
 import psycopg
 import pytest
 
-from daemons import DaemonDevice
+from tests.daemons import DaemonDevice
 
 pytestmark = pytest.mark.slow
 PUSHERS = 5
@@ -26,9 +26,9 @@ def _sync(d: DaemonDevice) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_five_pushers_two_pullers(tmp_path, hub_url):
-    pushers = [DaemonDevice(tmp_path, f"push{i}", hub_url) for i in range(PUSHERS)]
-    pullers = [DaemonDevice(tmp_path, f"pull{i}", hub_url) for i in range(PULLERS)]
+def test_five_pushers_two_pullers(tmp_path, hub, hub_url):
+    pushers = [DaemonDevice(tmp_path, f"push{i}", hub) for i in range(PUSHERS)]
+    pullers = [DaemonDevice(tmp_path, f"pull{i}", hub) for i in range(PULLERS)]
     for i, d in enumerate(pushers):
         for j in range(PER_DEVICE):
             sub = d.root / f"dev{i}" / f"d{j // 1000:02}"

@@ -11,37 +11,37 @@ import time
 import psycopg
 import pytest
 
-from devices import Device, assert_converged
-from pgserver import TcpPostgres
+from tests.devices import Device, assert_converged
+from tests.fixtures.hubs import TestHub
+from tests.pgserver import TcpPostgres
 from shoal.errors import HubUnreachable
 from shoal.hub.client import connect
-from shoal.hub.schema import hub_init
-from tcpproxy import Proxy, TlsTerminatingProxy
+from tests.tcpproxy import Proxy, TlsTerminatingProxy
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def tcp_hub(tmp_path):
+    """A dedicated server (TcpPostgres) whose database `hub` is made a hub by `shoal hub init`;
+    `tcp_hub.hub` makes the devices' logins, `tcp_hub.admin_dsn("hub")` is its owner."""
     pg = TcpPostgres(tmp_path / "srv")
-    pg.create_db("hub")
-    conn = connect(pg.tcp_dsn("hub"))
-    hub_init(conn)
-    conn.close()
+    pg.hub = TestHub(pg.test_server(), "hub", tmp_path / "logins").create()
+    pg.hub.init()
     yield pg
     pg.cleanup()
 
 
 def _count_changes(pg, path):
-    with psycopg.connect(pg.tcp_dsn("hub")) as conn:
+    with psycopg.connect(pg.admin_dsn("hub")) as conn:
         return conn.execute("SELECT count(*) FROM shoal.changes WHERE path=%s", (path,)).fetchone()[0]
 
 
 def test_connection_cut_mid_download_resumes_and_converges(tmp_path, tcp_hub):
     proxy = Proxy(("127.0.0.1", tcp_hub.port))
     try:
-        a = Device(tmp_path, "alpha", tcp_hub.tcp_dsn("hub"))
-        b = Device(tmp_path, "beta", f"host=127.0.0.1 port={proxy.port} user=postgres dbname=hub")
+        a = Device(tmp_path, "alpha", tcp_hub.hub)
+        b = Device(tmp_path, "beta", tcp_hub.hub, port=proxy.port)
         big = os.urandom(40 * 1024 * 1024)
         a.write("big.bin", big)
         a.write("small.txt", "small")
@@ -66,8 +66,8 @@ def test_connection_cut_mid_download_resumes_and_converges(tmp_path, tcp_hub):
 def test_reply_lost_after_the_hub_committed_a_push_is_replayed_once(tmp_path, tcp_hub):
     proxy = Proxy(("127.0.0.1", tcp_hub.port))
     try:
-        a = Device(tmp_path, "alpha", f"host=127.0.0.1 port={proxy.port} user=postgres dbname=hub")
-        b = Device(tmp_path, "beta", tcp_hub.tcp_dsn("hub"))
+        a = Device(tmp_path, "alpha", tcp_hub.hub, port=proxy.port)
+        b = Device(tmp_path, "beta", tcp_hub.hub)
         for i in range(300):
             a.write(f"many/f{i:03}.txt", f"file {i}")
         # The hub commits the push, then the network drops its reply: the device cannot know.
@@ -76,7 +76,7 @@ def test_reply_lost_after_the_hub_committed_a_push_is_replayed_once(tmp_path, tc
             a.sync()
         assert proxy.cuts == 1
         assert a.store.pending_count("docs") == 300  # not marked pushed without the hub's answer
-        with psycopg.connect(tcp_hub.tcp_dsn("hub")) as conn:
+        with psycopg.connect(tcp_hub.admin_dsn("hub")) as conn:
             assert conn.execute("SELECT count(*) FROM shoal.changes").fetchone()[0] == 300
         b.sync()  # meanwhile beta gets the files and edits one: the head moves past alpha's push
         b.write("many/f007.txt", "edited on beta")
@@ -87,7 +87,7 @@ def test_reply_lost_after_the_hub_committed_a_push_is_replayed_once(tmp_path, tc
         heads = assert_converged([a, b])
         assert a.read("many/f007.txt") == b"edited on beta"
         assert not [p for p in heads if ".sync-conflict-" in p] and not a.store.conflicts()
-        with psycopg.connect(tcp_hub.tcp_dsn("hub")) as conn:
+        with psycopg.connect(tcp_hub.admin_dsn("hub")) as conn:
             assert conn.execute("SELECT count(*) FROM shoal.changes").fetchone()[0] == 301
         assert all(_count_changes(tcp_hub, f"many/f{i:03}.txt") == 1 for i in range(0, 300, 37) if i != 7)
     finally:
@@ -97,8 +97,7 @@ def test_reply_lost_after_the_hub_committed_a_push_is_replayed_once(tmp_path, tc
 def test_stalled_hub_times_out_and_sync_recovers(tmp_path, tcp_hub):
     proxy = Proxy(("127.0.0.1", tcp_hub.port))
     try:
-        a = Device(tmp_path, "alpha", f"host=127.0.0.1 port={proxy.port} user=postgres dbname=hub",
-                   call_timeout=2.0)
+        a = Device(tmp_path, "alpha", tcp_hub.hub, port=proxy.port, call_timeout=2.0)
         a.write("x.txt", "x")
         a.sync()
         a.write("y.txt", "y")
@@ -164,10 +163,10 @@ def test_tls_verify_full(tmp_path, tcp_hub):
     proxy = TlsTerminatingProxy(("127.0.0.1", tcp_hub.port), str(tmp_path / "server.crt"),
                                 str(tmp_path / "server.key"))
     try:
-        url = (f"postgresql://postgres@localhost:{proxy.port}/hub"
-               f"?sslmode=verify-full&sslrootcert={ca_path}")
-        a = Device(tmp_path, "alpha", url)
-        b = Device(tmp_path, "beta", url)
+        tls = {"sslmode": "verify-full", "sslrootcert": str(ca_path)}
+        a = Device(tmp_path, "alpha", tcp_hub.hub, host="localhost", port=proxy.port, url_params=tls)
+        b = Device(tmp_path, "beta", tcp_hub.hub, host="localhost", port=proxy.port, url_params=tls)
+        assert a.hub_url.startswith(f"postgresql://{a.login.role}@localhost:{proxy.port}/hub?")
         a.write("secret.txt", "over TLS")
         a.sync()
         b.sync()

@@ -13,6 +13,7 @@ from psycopg.conninfo import make_conninfo
 
 from shoal.hub import admin as hub_admin
 from shoal.hub.client import Hub, connect
+from tests.fixtures.server import role_dsn
 
 SPACE_TABLES = ["device_folders", "block_spaces", "content_spaces", "changes", "heads", "conflicts", "sync_log"]
 
@@ -26,7 +27,7 @@ def family(hub_url, pg_dsn):
     for who in ("alice", "bob"):
         role, _ = hub_admin.add_device(admin, f"{who}-{tag}", hub_url_for_devices=hub_url, space=who,
                                        password="pw")
-        conn = psycopg.connect(make_conninfo(hub_url, user=role, password="pw"), autocommit=True)
+        conn = psycopg.connect(role_dsn(hub_url, role, "pw"), autocommit=True)
         hub = Hub(conn, str(uuid.uuid4()), str(uuid.uuid4()))
         hub.register(f"{who}-phone")
         hubs[who] = hub
@@ -91,11 +92,11 @@ def test_row_level_security_is_enabled_forced_and_filters_by_space(family, hub_u
         assert all(flags[t] for t in SPACE_TABLES), flags
         # A role that may read the table, but is no superuser, sees a space's rows only inside it.
         reader = f"rls_reader_{uuid.uuid4().hex[:8]}"
-        conn.execute(f"CREATE ROLE {reader} LOGIN")
+        conn.execute(f"CREATE ROLE {reader} LOGIN PASSWORD 'pw'")
         conn.execute(f"GRANT USAGE ON SCHEMA shoal TO {reader}")
         conn.execute(f"GRANT SELECT ON shoal.changes TO {reader}")
     try:
-        with psycopg.connect(make_conninfo(hub_url, user=reader)) as conn:
+        with psycopg.connect(role_dsn(hub_url, reader, "pw")) as conn:
             assert conn.execute("SELECT count(*) FROM shoal.changes").fetchone()[0] == 0
             conn.execute("SELECT set_config('shoal.space', 'bob', true)")
             assert conn.execute("SELECT count(*) FROM shoal.changes").fetchone()[0] == 0

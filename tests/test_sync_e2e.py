@@ -6,12 +6,12 @@ import os
 
 import pytest
 
-from devices import Device, assert_converged, sync_all
+from tests.devices import Device, assert_converged, sync_all
 
 
 @pytest.fixture
-def trio(tmp_path, hub_url):
-    ds = [Device(tmp_path, n, hub_url) for n in ("alpha", "beta", "gamma")]
+def trio(tmp_path, hub):
+    ds = [Device(tmp_path, n, hub) for n in ("alpha", "beta", "gamma")]
     yield ds
     for d in ds:
         d.close()
@@ -135,13 +135,13 @@ def test_symlinks_sync_as_links_never_followed(trio, tmp_path):
     assert_converged([a, b])
 
 
-def test_push_reads_every_page_of_the_outbox(tmp_path, hub_url, monkeypatch):
+def test_push_reads_every_page_of_the_outbox(tmp_path, hub, monkeypatch):
     """Regression: a push read one page of pending rows (100,000) and reported success with the
     rest still waiting. A page of 3 makes 7 changes (one of them a conflict) span several pages."""
     import shoal.sync.engine as engine
 
     monkeypatch.setattr(engine, "PUSH_PAGE", 3)
-    a, b = Device(tmp_path, "alpha", hub_url), Device(tmp_path, "beta", hub_url)
+    a, b = Device(tmp_path, "alpha", hub), Device(tmp_path, "beta", hub)
     try:
         b.write("f0.txt", "beta's version", mtime=2_000_000_100)
         b.sync()

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg.conninfo import make_conninfo
 
-from devices import Device, assert_converged, sync_all
+from tests.devices import Device, assert_converged, sync_all
 from shoal.core.blocks import block_ranges
 from shoal.errors import HubError, HubUnreachable
 from shoal.sync import transfer
@@ -53,11 +53,11 @@ def _trash_contents(d: Device) -> list[bytes]:
 
 
 @pytest.fixture
-def devices(tmp_path, hub_url):
+def devices(tmp_path, hub):
     made: list[Device] = []
 
     def make(name: str, **kw) -> Device:
-        d = Device(tmp_path, name, hub_url, **kw)
+        d = Device(tmp_path, name, hub, **kw)
         made.append(d)
         return d
 
@@ -303,13 +303,16 @@ def test_every_replaced_version_is_kept_in_the_trash(devices):
 
 
 def test_hub_restarted_between_cycles(tmp_path):
-    from pgserver import TcpPostgres
+    from tests.fixtures.hubs import TestHub
+    from tests.pgserver import TcpPostgres
 
     server = TcpPostgres(tmp_path / "server")
     try:
-        server.create_db("hub")
-        url = server.tcp_dsn("hub", connect_timeout="3")
-        a, b = Device(tmp_path, "alpha", url), Device(tmp_path, "beta", url)
+        hub = TestHub(server.test_server(), "hub", tmp_path / "logins").create()
+        hub.init()
+        url = hub.owner_url  # the owner, for looking at the hub's tables
+        quick = {"connect_timeout": "3"}
+        a, b = Device(tmp_path, "alpha", hub, url_params=quick), Device(tmp_path, "beta", hub, url_params=quick)
         try:
             a.write("doc.txt", "before the restart")
             a.write("keep.txt", "unchanged")
@@ -397,7 +400,7 @@ def test_send_only_and_receive_only(devices):
 # -- hub identity ---------------------------------------------------------------------------------------
 
 
-def test_new_hub_identity_deletes_nothing_and_the_new_hub_gets_everything(pg_dsn, devices):
+def test_new_hub_identity_deletes_nothing_and_the_new_hub_gets_everything(make_hub, devices):
     a, b = devices("alpha"), devices("beta")
     a.write("a1.txt", "from alpha")
     a.write("dir/a2.txt", "more from alpha")
@@ -408,17 +411,11 @@ def test_new_hub_identity_deletes_nothing_and_the_new_hub_gets_everything(pg_dsn
     sync_all([a, b])
     before_a, before_b = a.files(), b.files()
 
-    name = "hub2_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    new_url = make_conninfo(pg_dsn, dbname=name)
+    new_hub = make_hub()  # another database, made a hub by `shoal hub init`; dropped after the test
     try:
-        c = connect(new_url)
-        hub_init(c)
-        c.close()
         b.write("b-offline.txt", "written while switching hubs")
         for d in (a, b):
-            d.hub_url = new_url  # the engine connects through d.hub(): same state, another hub
+            d.use_hub(new_hub)  # the engine connects through d.hub(): same state, another hub (and login)
         reports = [a.sync(), b.sync()]
         assert all(r.hub_reset for r in reports)
         assert before_a.items() <= a.files().items(), "a local file was deleted after the hub changed"
@@ -429,8 +426,6 @@ def test_new_hub_identity_deletes_nothing_and_the_new_hub_gets_everything(pg_dsn
     finally:
         for d in (a, b):
             d.close()
-        with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # -- safety rails through the engine ------------------------------------------------------------------
@@ -527,7 +522,9 @@ def test_random_schedules_converge_without_losing_a_version(pg_dsn, schedule, co
         c = connect(url)
         hub_init(c)
         c.close()
-        ds = [Device(base, n, url, conflict=conflict) for n in NAMES]
+        # The owner's login on purpose: this is about convergence, and a login per device per
+        # example (`shoal hub add-device` x 3 x 15) would cost half a minute.
+        ds = [Device(base, n, url, owner=True, conflict=conflict) for n in NAMES]
         protected: set[str] = set()
         for op in schedule:
             kind, d = op[0], ds[op[1]]

@@ -75,8 +75,9 @@ def _small_file_row(seq: int, path: str, data: bytes) -> tuple[dict, str]:
 def test_add_device_creates_a_least_privilege_login(hub_url, uniq):
     name = uniq("Pixel-7")
     role, url, password = _add(hub_url, name)
-    assert role == "shoal_dev_" + name.lower().replace("-", "_")
+    assert role.startswith("shoal_dev_") and "pixel" not in role  # opaque: pg_roles is public
     with _admin(hub_url) as conn:
+        assert hub_admin.login_of(conn, name) == role
         rolcanlogin, rolinherit, rolsuper, rolcreatedb, rolcreaterole, rolconnlimit, rolpassword, config = (
             conn.execute("SELECT a.rolcanlogin, a.rolinherit, a.rolsuper, a.rolcreatedb, a.rolcreaterole,"
                          " a.rolconnlimit, a.rolpassword, r.rolconfig FROM pg_authid a"
@@ -182,8 +183,8 @@ def test_add_device_on_a_hub_without_schema_says_hub_init(hub_dsn, uniq):
     with _admin(hub_dsn) as conn:
         with pytest.raises(HubError, match="shoal hub init"):
             hub_admin.add_device(conn, name, hub_url_for_devices=hub_dsn)
-        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s",
-                            (hub_admin.role_name(name),)).fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'shoal\\_dev\\_%%'"
+                            " AND NOT pg_has_role(oid, 'shoal_device', 'MEMBER')").fetchone() == (0,)
 
 
 # -- revoke-device -----------------------------------------------------------------------------
@@ -219,10 +220,10 @@ def test_revoke_device_shuts_the_login_out(hub_url, uniq):
 
 def test_revoke_refuses_roles_that_are_not_device_logins(hub_url, uniq):
     name = uniq("bystander")
-    role = hub_admin.role_name(name)
+    role = "shoal_dev_" + name.replace("-", "_")  # what its login would have been called before
     with _admin(hub_url) as conn:
         conn.execute(f'CREATE ROLE "{role}" LOGIN')
-        with pytest.raises(UsageError, match="no device login"):
+        with pytest.raises(UsageError, match="no hub login"):
             hub_admin.revoke_device(conn, name)
         assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (role,)).fetchone() == (True,)
 
@@ -233,7 +234,7 @@ def test_a_hub_owner_without_superuser_can_add_and_revoke(hub_dsn, uniq):
 
     owner = "owner_" + uuid.uuid4().hex[:8]
     name = uniq("np")
-    role = hub_admin.role_name(name)
+    role = None
     with connect(hub_dsn) as su:
         dbname = su.execute("SELECT current_database()").fetchone()[0]
         su.execute(f'CREATE ROLE "{owner}" LOGIN CREATEROLE PASSWORD \'owner-pw\'')
@@ -247,7 +248,7 @@ def test_a_hub_owner_without_superuser_can_add_and_revoke(hub_dsn, uniq):
             hub_init(conn)
             assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
             password = hub_admin.new_password()
-            assert hub_admin.add_device(conn, name, hub_url_for_devices=owner_url, password=password)[0] == role
+            role = hub_admin.add_device(conn, name, hub_url_for_devices=owner_url, password=password)[0]
         device_id = str(uuid.uuid4())
         session = _as_device(hub_dsn, role, password)
         Hub(session, device_id, str(uuid.uuid4())).register(name)
@@ -261,7 +262,8 @@ def test_a_hub_owner_without_superuser_can_add_and_revoke(hub_dsn, uniq):
         session.close()
     finally:
         with connect(hub_dsn) as su:
-            su.execute(f'DROP ROLE IF EXISTS "{role}"')
+            if role:
+                su.execute(f'DROP ROLE IF EXISTS "{role}"')
             su.execute(f'DROP OWNED BY "{owner}" CASCADE')
             su.execute(f'DROP ROLE "{owner}"')
 
@@ -272,7 +274,6 @@ def test_a_hub_owner_without_superuser_can_add_and_revoke(hub_dsn, uniq):
 def test_run_add_device_prints_url_and_password_once_with_storage_instructions(hub_url, uniq):
     out = io.StringIO()
     name = uniq("laptop")
-    role = hub_admin.role_name(name)
     args = Namespace(action="add-device", name=name, url=hub_url, config=None)
 
     def no_config(_args):
@@ -285,7 +286,10 @@ def test_run_add_device_prints_url_and_password_once_with_storage_instructions(h
     assert f"umask 077; printf '%s' '{password}' > ~/.config/shoal/hub-password" in text
     assert "password_file: ~/.config/shoal/hub-password" in text
     url = re.search(r"url: +(\S+)", text)[1]
-    assert conninfo_to_dict(url)["user"] == role
+    role = conninfo_to_dict(url)["user"]
+    with _admin(hub_url) as conn:
+        assert hub_admin.login_of(conn, name) == role
+    assert "laptop" not in role  # opaque: pg_roles is readable by every login of the server
     with _admin(hub_url) as conn:
         verifier, = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
     assert _scram_matches(verifier, password)
@@ -298,7 +302,6 @@ def test_run_add_device_prints_url_and_password_once_with_storage_instructions(h
 
 def test_run_uses_the_configured_hub_when_no_url_is_given(hub_url, uniq):
     name = uniq("desk")
-    role = hub_admin.role_name(name)
     class FakeDevice:
         class config:  # noqa: N801 - stands in for Config
             class hub:  # noqa: N801
@@ -316,6 +319,8 @@ def test_run_uses_the_configured_hub_when_no_url_is_given(hub_url, uniq):
     assert hub_admin.run(Namespace(action="add-device", name=name, url=None, config=None),
                          lambda _a: FakeDevice(), out=out) == 0
     assert FakeDevice.closed
+    with _admin(hub_url) as conn:
+        role = hub_admin.login_of(conn, name)
     out = io.StringIO()
     assert hub_admin.run(Namespace(action="revoke-device", name=name, url=None, config=None),
                          lambda _a: FakeDevice(), out=out) == 0
@@ -356,11 +361,13 @@ def test_device_url(admin, expected):
     assert conninfo_to_dict(url)["user"] == "shoal_dev_x"
 
 
-def test_role_name():
-    assert hub_admin.role_name("Pixel-7") == "shoal_dev_pixel_7"
-    assert hub_admin.role_name("a" * 40) == "shoal_dev_" + "a" * 40
+def test_device_names_and_opaque_role_names():
+    assert hub_admin.check_device_name("Pixel-7") == "pixel-7"
+    assert hub_admin.check_device_name("a" * 40) == "a" * 40
     with pytest.raises(UsageError):
-        hub_admin.role_name("a" * 41)
+        hub_admin.check_device_name("a" * 41)
+    a, b = hub_admin.new_role_name(), hub_admin.new_role_name()
+    assert a != b and a.startswith("shoal_dev_") and len(a) == len("shoal_dev_") + 16
 
 
 # -- a device login may not take over another role's device, nor act on another hub of the server --

@@ -15,7 +15,8 @@ from shoal.hub import admin as hub_admin
 from shoal.hub.client import Hub, connect
 from tests.fixtures.server import role_dsn
 
-SPACE_TABLES = ["device_folders", "block_spaces", "content_spaces", "changes", "heads", "conflicts", "sync_log"]
+SPACE_TABLES = ["device_folders", "block_spaces", "contents", "changes", "heads", "conflicts", "sync_log",
+                "folders", "space_usage"]
 
 
 @pytest.fixture
@@ -23,10 +24,12 @@ def family(hub_url, pg_dsn):
     """Two device logins, alice's phone and bob's phone, in spaces 'alice' and 'bob'."""
     tag = uuid.uuid4().hex[:8]
     hubs = {}
+    roles = []
     admin = connect(hub_url)
     for who in ("alice", "bob"):
         role, _ = hub_admin.add_device(admin, f"{who}-{tag}", hub_url_for_devices=hub_url, space=who,
                                        password="pw")
+        roles.append(role)
         conn = psycopg.connect(role_dsn(hub_url, role, "pw"), autocommit=True)
         hub = Hub(conn, str(uuid.uuid4()), str(uuid.uuid4()))
         hub.register(f"{who}-phone")
@@ -36,8 +39,7 @@ def family(hub_url, pg_dsn):
     for hub in hubs.values():
         hub.close()
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s",
-                                    (f"shoal\\_dev\\_%\\_{tag}",)).fetchall():
+        for role in roles:
             conn.execute(f'DROP ROLE "{role}"')
 
 
@@ -95,6 +97,7 @@ def test_row_level_security_is_enabled_forced_and_filters_by_space(family, hub_u
         conn.execute(f"CREATE ROLE {reader} LOGIN PASSWORD 'pw'")
         conn.execute(f"GRANT USAGE ON SCHEMA shoal TO {reader}")
         conn.execute(f"GRANT SELECT ON shoal.changes TO {reader}")
+        conn.execute(f'GRANT CONNECT ON DATABASE "{conn.info.dbname}" TO {reader}')  # revoked from PUBLIC
     try:
         with psycopg.connect(role_dsn(hub_url, reader, "pw")) as conn:
             assert conn.execute("SELECT count(*) FROM shoal.changes").fetchone()[0] == 0
@@ -106,4 +109,37 @@ def test_row_level_security_is_enabled_forced_and_filters_by_space(family, hub_u
         with psycopg.connect(hub_url, autocommit=True) as conn:
             conn.execute(f"REVOKE ALL ON shoal.changes FROM {reader}")
             conn.execute(f"REVOKE USAGE ON SCHEMA shoal FROM {reader}")
+            conn.execute(f'REVOKE CONNECT ON DATABASE "{conn.info.dbname}" FROM {reader}')
             conn.execute(f"DROP ROLE {reader}")
+
+
+def test_the_hub_owner_sets_a_quota_per_space_and_devices_see_their_use(family, hub_url):
+    """`shoal hub quota SPACE` bounds what a space stores; a push past it is refused whole, other
+    spaces are untouched, and a device reads its own space's use (as `shoal devices` shows it)."""
+    import subprocess
+    import sys
+
+    from shoal.errors import HubError, HubUnreachable
+
+    alice, bob = family["alice"], family["bob"]
+    set_quota = subprocess.run([sys.executable, "-m", "shoal", "hub", "quota", "alice", "--changes", "2",
+                                "--bytes", "1000", "--url", hub_url], capture_output=True, text=True, timeout=60)
+    assert set_quota.returncode == 0, set_quota.stderr
+    assert "quota 2" in set_quota.stdout
+    rows = []
+    for i in range(3):
+        row, sha = _row(i + 1, f"f{i}.txt", f"file {i}".encode())
+        alice.put_small_contents([(sha, f"file {i}".encode())], 128 * 1024)
+        rows.append(row)
+    assert [r.status for r in alice.push("docs", rows[:2])] == ["accepted", "accepted"]
+    with pytest.raises(HubError, match="quota") as refused:
+        alice.push("docs", rows[2:])
+    assert not isinstance(refused.value, HubUnreachable)  # not an outage: retrying cannot help
+    assert alice.usage() == {"space": "alice", "changes": 2, "bytes": 18, "max_changes": 2, "max_bytes": 1000}
+    with pytest.raises(HubError, match="quota"):
+        alice.put_blocks([(hashlib.sha256(b"x" * 2000).hexdigest(), b"x" * 2000)])
+    # bob's space has no quota and is not affected
+    b_row, b_sha = _row(1, "a.txt", b"bob")
+    bob.put_small_contents([(b_sha, b"bob")], 128 * 1024)
+    assert [r.status for r in bob.push("docs", [b_row])] == ["accepted"]
+    assert bob.usage()["max_changes"] is None and bob.usage()["changes"] == 1

@@ -69,10 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = cmd("config", "configuration file tools")
     c.add_argument("action", choices=["check"])
     c = cmd("hub", "hub administration")
-    c.add_argument("action", choices=["init", "add-device", "revoke-device"])
+    c.add_argument("action", choices=["init", "add-device", "revoke-device", "quota"])
     c.add_argument("name", nargs="?")
     c.add_argument("--url", metavar="URL")
     c.add_argument("--space", metavar="S", help="add-device: the space the device belongs to (default: default)")
+    c.add_argument("--changes", metavar="N", type=int,
+                   help="quota SPACE: the most changes the space may store (0: no quota)")
+    c.add_argument("--bytes", metavar="N", type=int,
+                   help="quota SPACE: the most bytes of blocks the space may store (0: no quota)")
     c = cmd("service", "install the background service for this platform")
     c.add_argument("action", choices=["install", "uninstall"])
     cmd("doctor", "check store, hub, watch limits and permissions")
@@ -340,17 +344,28 @@ def cmd_devices(args) -> int:
     def run(device, hub):
         hub.register(device.config.device.name)
         rows = hub.devices()
+        usage = hub.usage()
         now = dt.datetime.now(dt.timezone.utc)
         for r in rows:
             seen = max([t for t in (r["last_push_at"], r["last_pull_at"]) if t], default=None)
             r["silent"] = seen is None or (now - seen).total_seconds() > 86400
+            r["space_usage"] = usage
         if args.json:
             _print_json(rows)
             return 0
+        say(usage_line(usage))
         for line in device_lines(rows):
             say(line)
         return 0
     return _with_hub(args, run)
+
+
+def usage_line(u: dict) -> str:
+    """`space S: N changes (quota M), B stored (quota Q)`, as `shoal devices` prints it."""
+    def bound(value, fmt) -> str:
+        return "no quota" if value is None else f"quota {fmt(value)}"
+    return printable(f"space {u['space']}: {u['changes']} changes ({bound(u['max_changes'], str)}), "
+                     f"{human_bytes(u['bytes'])} stored ({bound(u['max_bytes'], human_bytes)})")
 
 
 def device_lines(rows: list[dict]) -> list[str]:
@@ -380,10 +395,21 @@ def cmd_dupes(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from shoal.config import load_config
+    """Validate the file; then its hub URL's safety (config.hub_security_notices): a password
+    in a file others can read is refused (exit 2: the secret is already exposed, and running
+    on would keep it so); a remote hub without verified TLS is a warning (exit 0: the hub may
+    sit on a trusted network, and refusing would stop a working setup; doctor FAILs it)."""
+    from shoal.config import hub_security_notices, load_config
 
     path = _config_path(args)
-    load_config(path)
+    config = load_config(path)
+    notices = hub_security_notices(config)
+    refused = [n.message for n in notices if n.level == "refuse"]
+    for n in notices:
+        if n.level != "refuse":
+            say(f"warning: {n.message}", file=sys.stderr)
+    if refused:
+        raise ConfigError("\n".join(refused), problems=refused, path=str(path))
     say(f"{path}: ok")
     return 0
 
@@ -413,7 +439,8 @@ def cmd_hub(args) -> int:
     from shoal.hub import admin as hub_admin
 
     if not args.name:
-        raise UsageError(f"shoal hub {args.action} needs a device NAME")
+        what = "SPACE" if args.action == "quota" else "device NAME"
+        raise UsageError(f"shoal hub {args.action} needs a {what}")
     return hub_admin.run(args, _device)
 
 

@@ -191,6 +191,31 @@ def add_device(conn: psycopg.Connection, name: str, *, hub_url_for_devices: str,
     return role, url
 
 
+def set_quota(conn: psycopg.Connection, space: str, *, max_changes: int | None,
+              max_bytes: int | None) -> dict:
+    """Set the quota of a space (None leaves a bound as it is, 0 removes it); returns the space's
+    usage and bounds. Raises UsageError for a bad space name, HubError if the hub refuses."""
+    if not SPACE_NAME.fullmatch(space):
+        raise UsageError(f"a space name is 1-40 letters, digits, '-' or '_', not {space!r}")
+    try:
+        with conn.transaction():
+            _require_hub(conn)
+            conn.execute("SELECT set_config('shoal.space', %s, true)", (space,))  # row level security
+            row = conn.execute(
+                "INSERT INTO shoal.space_usage AS u (space, max_changes, max_bytes)"
+                " VALUES (%(s)s, nullif(%(c)s, 0), nullif(%(b)s, 0))"
+                " ON CONFLICT (space) DO UPDATE SET"
+                "  max_changes = CASE WHEN %(c)s IS NULL THEN u.max_changes ELSE nullif(%(c)s, 0) END,"
+                "  max_bytes = CASE WHEN %(b)s IS NULL THEN u.max_bytes ELSE nullif(%(b)s, 0) END"
+                " RETURNING space, changes, bytes, max_changes, max_bytes",
+                {"s": space, "c": max_changes, "b": max_bytes}).fetchone()
+    except psycopg.OperationalError as e:
+        raise HubUnreachable(f"hub unreachable: {describe_error(e)}") from e
+    except psycopg.Error as e:
+        raise HubError(f"cannot set the quota of space {space}: {describe_error(e)}") from e
+    return dict(zip(("space", "changes", "bytes", "max_changes", "max_bytes"), row))
+
+
 class Revoked(NamedTuple):
     role: str
     terminated: int  # sessions of the login ended
@@ -294,8 +319,18 @@ def run(args, device_factory: Callable, out=None) -> int:
     (config or password file), HubUnreachable or HubError; the CLI turns them into one line.
     """
     out = out or sys.stdout
-    if args.action not in ("add-device", "revoke-device"):
+    if args.action not in ("add-device", "revoke-device", "quota"):
         raise UsageError(f"unknown hub action {args.action!r}")
+    if args.action == "quota":
+        conn, _url = _admin_connection(args, device_factory)
+        try:
+            u = set_quota(conn, args.name, max_changes=getattr(args, "changes", None),
+                          max_bytes=getattr(args, "bytes", None))
+        finally:
+            conn.close()
+        print(f"space {u['space']}: {u['changes']} changes (quota {u['max_changes'] or 'none'}), "
+              f"{u['bytes']} bytes (quota {u['max_bytes'] or 'none'})", file=out)
+        return 0
     check_device_name(args.name)  # refuse a bad name before connecting anywhere
     space = getattr(args, "space", None)
     if space is not None and not SPACE_NAME.fullmatch(space):

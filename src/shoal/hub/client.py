@@ -241,6 +241,12 @@ class Hub:
         keys = ("device_id", "name", "last_push_at", "last_pull_at", "behind", "last_error")
         return [dict(zip(keys, r)) for r in got]
 
+    def usage(self) -> dict:
+        """This device's space: changes and bytes stored, and its quota (None: unlimited)."""
+        got = self._rows("usage", "SELECT space, changes, bytes, max_changes, max_bytes"
+                         " FROM shoal.space_usage_of(%s)", (self.device_id,))[0]
+        return dict(zip(("space", "changes", "bytes", "max_changes", "max_bytes"), got))
+
     def dupes(self) -> list[dict]:
         got = self._rows("dupes", "SELECT sha256, size, places FROM shoal.duplicate_contents(%s)",
                          (self.device_id,))

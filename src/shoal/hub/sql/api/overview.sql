@@ -52,3 +52,14 @@ LANGUAGE sql SECURITY INVOKER SET search_path = shoal, pg_temp AS $$
        AND ((a.state LIKE 'idle in transaction%' AND a.state_change < now() - p_idle)
             OR (a.state = 'active' AND a.query_start < now() - p_active))
 $$;
+
+-- What the calling device's space uses of its quota (NULL bounds: unlimited).
+CREATE OR REPLACE FUNCTION shoal.space_usage_of(p_device uuid)
+RETURNS TABLE (space text, changes bigint, bytes bigint, max_changes bigint, max_bytes bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
+BEGIN
+    RETURN QUERY SELECT v_space, coalesce(u.changes, 0), coalesce(u.bytes, 0), u.max_changes, u.max_bytes
+                   FROM (SELECT 1) AS one LEFT JOIN shoal.space_usage u ON u.space = v_space;
+END $$;

@@ -135,3 +135,32 @@ def test_python_dash_m_and_debug_traceback(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "shoal", "--debug", "scan"], capture_output=True, text=True, env=env)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+# -- config check on configs that strip TLS or leak a password (issue 9, item 15) ------------
+
+def _cli(config, *args):
+    return subprocess.run([sys.executable, "-m", "shoal", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_config_check_refuses_password_in_a_world_readable_config(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("device:\n  name: x\nhub:\n  url: postgresql://u:s3cret-pw@127.0.0.1/shoal\n")
+    path.chmod(0o644)
+    proc = _cli(path, "config", "check")
+    assert proc.returncode == 2, proc
+    assert "config.yaml:4: hub.url:" in proc.stderr and "chmod 600" in proc.stderr
+    assert "password_file" in proc.stderr and "s3cret-pw" not in proc.stderr + proc.stdout
+
+
+def test_config_check_warns_on_remote_hub_without_verify_full(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("device:\n  name: x\nhub:\n  url: postgresql://u@hub.example.org/shoal\n")
+    path.chmod(0o600)
+    proc = _cli(path, "config", "check")
+    assert proc.returncode == 0, proc
+    assert "warning: config.yaml:4: hub.url:" in proc.stderr and "sslmode=verify-full" in proc.stderr
+    path.write_text("device:\n  name: x\nhub:\n  url: postgresql://u@hub.example.org/shoal?sslmode=verify-full\n")
+    proc = _cli(path, "config", "check")
+    assert proc.returncode == 0 and proc.stderr == "", proc

@@ -696,3 +696,80 @@ def test_fuzz_arbitrary_text(text):
 @given(st.one_of(_TOP, _STRUCTURES))
 def test_fuzz_yaml_structures(structure):
     _parse_or_config_error(yaml.safe_dump(structure, allow_unicode=True))
+
+
+# -- Config that strips TLS or leaks a password (issue 9, item 15) ----------------------------
+
+from shoal.config import hub_security_notices, hub_url_target  # noqa: E402
+
+
+@pytest.mark.parametrize("url, remote, sslmode, password", [
+    ("embedded", False, None, False),
+    ("postgresql://u@hub.example.org/shoal", True, None, False),
+    ("postgresql://u@hub.example.org:5433/shoal?sslmode=verify-full", True, "verify-full", False),
+    ("postgres://u:pw@10.0.0.5/shoal?sslmode=prefer", True, "prefer", True),
+    ("postgresql://u@localhost/shoal", False, None, False),
+    ("postgresql://u@127.0.0.1:5432/shoal", False, None, False),
+    ("postgresql://u@[::1]:5432/shoal", False, None, False),
+    ("postgresql://u@/shoal?host=/var/run/postgresql", False, None, False),
+    ("postgresql://u@%2Fvar%2Frun%2Fpostgresql/shoal", False, None, False),
+    ("postgresql:///shoal", False, None, False),
+    ("postgresql://u@localhost,hub.example.org/shoal", True, None, False),
+    ("postgresql://u@localhost/shoal?host=hub.example.org", True, None, False),
+    ("postgresql://u@hub/shoal?password=x&sslmode=disable", True, "disable", True),
+    ("host=hub.example.org dbname=shoal user=u", True, None, False),
+    ("host=/tmp dbname=shoal", False, None, False),
+    ("dbname=shoal", False, None, False),
+    ("host=h dbname=shoal password='p w' sslmode = verify-ca", True, "verify-ca", True),
+    ("host=127.0.0.1 port=5432 dbname=x", False, None, False),
+])
+def test_hub_url_target(url, remote, sslmode, password):
+    target = hub_url_target(url)
+    assert (target.remote, target.sslmode, target.has_password) == (remote, sslmode, password)
+
+
+def _notices(tmp_path, url: str, mode: int = 0o600):
+    path = tmp_path / "config.yaml"
+    path.write_text(f"device:\n  name: x\nstate_dir: {tmp_path / 'state'}\nhub:\n  url: {url}\n")
+    path.chmod(mode)
+    return hub_security_notices(load_config(path))
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://u@hub.example.org/shoal",
+    "postgresql://u@hub.example.org/shoal?sslmode=prefer",
+    "postgresql://u@hub.example.org/shoal?sslmode=allow",
+    "postgresql://u@hub.example.org/shoal?sslmode=disable",
+])
+def test_remote_hub_without_verified_tls_is_warned_with_the_fix(tmp_path, url):
+    notices = _notices(tmp_path, url)
+    assert [n.level for n in notices] == ["warn"]
+    assert notices[0].message.startswith("config.yaml:5: hub.url: ")
+    assert "sslmode=verify-full" in notices[0].message and "sslrootcert=" in notices[0].message
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://u@hub.example.org/shoal?sslmode=verify-full",
+    "postgresql://u@hub.example.org/shoal?sslmode=verify-ca&sslrootcert=/etc/ca.pem",
+    "postgresql://u@127.0.0.1:5432/shoal",
+    "postgresql://u@/shoal?host=/run/postgresql",
+    "embedded",
+])
+def test_local_or_verified_hub_is_fine(tmp_path, url):
+    assert _notices(tmp_path, url) == []
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_password_in_url_of_a_file_others_can_read_is_refused(tmp_path, mode):
+    notices = _notices(tmp_path, f"postgresql://u:{SECRET}@127.0.0.1/shoal", mode)
+    assert [n.level for n in notices] == ["refuse"]
+    text = notices[0].message
+    assert text.startswith("config.yaml:5: hub.url: ") and f"{mode:04o}" in text
+    assert "password_file" in text and "password_env" in text and "chmod 600" in text
+    assert SECRET not in text
+
+
+def test_password_in_url_of_a_private_file_is_a_warning(tmp_path):
+    notices = _notices(tmp_path, f"postgresql://u:{SECRET}@127.0.0.1/shoal", 0o600)
+    assert [n.level for n in notices] == ["warn"] and "password_file" in notices[0].message
+    assert SECRET not in notices[0].message

@@ -310,3 +310,21 @@ def test_format_finding_and_exit_status(tmp_path, monkeypatch):
     assert doctor.run_doctor(tmp_path, out=io.StringIO()) == 0
     monkeypatch.setattr(doctor, "diagnose", lambda _p: [Finding(FAIL, "a", "x", "y")])
     assert doctor.run_doctor(tmp_path, out=io.StringIO()) == 1
+
+
+def test_remote_hub_without_sslmode_fails_in_doctor(tmp_path):
+    config_path = _setup(tmp_path, "postgresql://u@hub.invalid:1/shoal?connect_timeout=1", make_store=False)
+    code, lines = _run(config_path)
+    line, fix = _line(lines, "hub tls")
+    assert code == 1 and line.startswith("FAIL") and "sslmode" in line
+    assert fix is not None and "sslmode=verify-full" in fix
+
+
+def test_password_in_a_readable_config_fails_in_doctor(tmp_path):
+    config_path = _setup(tmp_path, "postgresql://u:s3cret-pw@127.0.0.1:1/shoal", make_store=False)
+    config_path.chmod(0o644)
+    code, lines = _run(config_path)
+    line, fix = _line(lines, "hub password")
+    assert code == 1 and line.startswith("FAIL") and "0644" in line
+    assert fix is not None and "chmod 600" in fix and "password_file" in fix
+    assert "s3cret-pw" not in "\n".join(lines)

@@ -50,6 +50,7 @@ class HubConfig:
     url: str = "embedded"  # "embedded" or a libpq URL
     password_env: str | None = None
     password_file: Path | None = None
+    url_line: int | None = field(default=None, compare=False)  # where the file set hub.url
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,8 @@ class _Reader:
         password_file = hub.path("password_file")
         if password_env is not None and password_file is not None:
             self.problem(hub.line, "hub", "set password_env or password_file, not both")
-        return HubConfig(url=url, password_env=password_env, password_file=password_file)
+        url_line = hub.entries["url"][0] if "url" in hub.entries else None
+        return HubConfig(url=url, password_env=password_env, password_file=password_file, url_line=url_line)
 
     def folders(self, top: _Section, state_dir: Path) -> tuple[FolderConfig, ...]:
         if not top.has("folders"):
@@ -489,6 +491,129 @@ def _bad_pattern(pattern: str) -> bool:
 def _default_device_name() -> str:
     name = _DEVICE_NAME_BAD.sub("-", socket.gethostname()).strip(" .")[:64].strip(" .")
     return name or "device"
+
+
+# ---------------------------------------------------------------------------------------------
+# Hub URLs that strip TLS or leak a password
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+WEAK_SSLMODES = (None, "disable", "allow", "prefer")  # libpq's default `prefer` falls back to plaintext
+TLS_FIX = ("add sslmode=verify-full to hub.url (or sslmode=verify-ca&sslrootcert=PATH of the hub's CA, "
+           "as `shoal join` writes): without it the connection can be downgraded to plaintext or "
+           "intercepted, password and files included")
+
+
+@dataclass(frozen=True)
+class HubTarget:
+    """What a hub URL says about where it connects and how (see hub_url_target)."""
+    hosts: tuple[str, ...]
+    remote: bool  # some host is reached over a network (not loopback, not a Unix socket)
+    sslmode: str | None
+    has_password: bool
+
+
+def _keyword_pairs(conninfo: str) -> dict[str, str]:
+    """The `key=value` pairs of a libpq keyword/value connection string (values may be
+    single-quoted with backslash escapes). Raises nothing."""
+    pairs: dict[str, str] = {}
+    for m in re.finditer(r"(\w+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S*))", conninfo):
+        value = m.group(2) if m.group(2) is not None else m.group(3)
+        pairs[m.group(1)] = re.sub(r"\\(.)", r"\1", value)
+    return pairs
+
+
+def _is_local_host(host: str) -> bool:
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host == "" or host.startswith(("/", "@")) or host.lower() in LOCAL_HOSTS
+
+
+def hub_url_target(url: str) -> HubTarget:
+    """Parse a hub URL (`postgresql://` URL or keyword/value conninfo) for its hosts, sslmode
+    and whether it carries a password. `embedded` is local. Raises nothing (what cannot be
+    parsed counts as no host: libpq refuses it anyway)."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    if url == "embedded":
+        return HubTarget((), False, None, False)
+    params: dict[str, str]
+    hosts: list[str] = []
+    has_password = False
+    if url.startswith(("postgresql://", "postgres://")):
+        rest = url.split("://", 1)[1]
+        netloc = rest.split("/", 1)[0].split("?", 1)[0]
+        userinfo, at, hostlist = netloc.rpartition("@")
+        has_password = bool(at) and ":" in userinfo
+        for item in hostlist.split(","):
+            if item.startswith("["):
+                hosts.append(unquote(item[1:item.find("]")] if "]" in item else item))
+            else:
+                hosts.append(unquote(item.rsplit(":", 1)[0] if item.count(":") == 1 else item))
+        try:
+            params = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+        except ValueError:
+            params = {}
+    else:
+        params = _keyword_pairs(url)
+    if "host" in params:
+        hosts = params["host"].split(",")
+    if "hostaddr" in params:  # the address actually connected to
+        hosts = params["hostaddr"].split(",")
+    hosts = hosts or [""]
+    has_password = has_password or bool(params.get("password"))
+    sslmode = params.get("sslmode") or None
+    return HubTarget(tuple(hosts), not all(_is_local_host(h) for h in hosts), sslmode, has_password)
+
+
+@dataclass(frozen=True)
+class ConfigNotice:
+    level: str  # "refuse" (config check exits 2) or "warn"
+    message: str  # `<file>:<line>: hub.url: <what>; <fix>`, never the password
+
+
+def file_mode(path: Path) -> int | None:
+    """Permission bits of `path`, None if it cannot be stat-ed or not on POSIX. Raises nothing."""
+    if os.name != "posix":
+        return None
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+
+
+def hub_security_notices(config: Config) -> list[ConfigNotice]:
+    """What `shoal config check` and `shoal doctor` say about the hub URL's safety:
+
+    - a password in hub.url of a config file that group or others may read: refuse (the
+      password is exposed already: move it out and chmod the file);
+    - a password in hub.url of a private file: warn (SPEC: never the password itself);
+    - a remote host (TCP, not loopback) without sslmode verify-full/verify-ca, or with `require`
+      (encrypted but the server is not checked): warn.
+
+    Raises nothing.
+    """
+    hub = config.hub
+    target = hub_url_target(hub.url)
+    where = f"{Path(config.path).name}:{hub.url_line or 1}: hub.url"
+    notices = []
+    if target.has_password:
+        move = ("move the password to a file (hub.password_file, mode 0600) or an environment "
+                "variable (hub.password_env) and take it out of the URL")
+        mode = file_mode(config.path)
+        if mode is not None and mode & 0o077:
+            notices.append(ConfigNotice("refuse", (
+                f"{where}: holds a password and the file is readable by others (mode {mode:04o}); "
+                f"{move}, then chmod 600 {config.path} (and change the password: it was exposed)")))
+        else:
+            notices.append(ConfigNotice("warn", f"{where}: holds a password; {move}"))
+    if target.remote and target.sslmode in WEAK_SSLMODES:
+        shown = f"sslmode={target.sslmode}" if target.sslmode else "no sslmode (libpq's default is prefer)"
+        notices.append(ConfigNotice("warn", f"{where}: a remote hub with {shown}; {TLS_FIX}"))
+    elif target.remote and target.sslmode == "require":
+        notices.append(ConfigNotice("warn", f"{where}: sslmode=require encrypts but does not check the "
+                                            f"hub's certificate; {TLS_FIX}"))
+    return notices
 
 
 # ---------------------------------------------------------------------------------------------

@@ -301,6 +301,30 @@ def read_max_watches(path: Path = INOTIFY_WATCHES) -> int | None:
         return None
 
 
+def hub_url_checks(config: Config) -> list[Finding]:
+    """The hub URL's safety (config.hub_security_notices): a password in a config file others
+    can read FAILs ("hub password"); a password in a private one WARNs; a remote hub without
+    sslmode verify-full/verify-ca FAILs ("hub tls": the link, the password and every file can
+    be downgraded to plaintext), with `require` it WARNs (encrypted, server unchecked).
+    Raises nothing."""
+    from shoal.config import hub_security_notices, hub_url_target
+
+    findings = []
+    target = hub_url_target(config.hub.url)
+    for n in hub_security_notices(config):
+        detail, _, fix = n.message.partition("; ")
+        detail = detail.split(": ", 1)[1] if ": " in detail else detail  # drop the file:line
+        if "password" in detail:
+            findings.append(Finding(FAIL if n.level == "refuse" else WARN, "hub password",
+                                    f"{config.path}: {detail}", fix))
+        else:
+            status = WARN if target.sslmode == "require" else FAIL
+            findings.append(Finding(status, "hub tls", detail, fix))
+    if target.remote and not any(f.check == "hub tls" for f in findings):
+        findings.append(Finding(OK, "hub tls", f"sslmode={target.sslmode}"))
+    return findings
+
+
 def password_check(config: Config) -> Finding | None:
     """The hub password named by the config can be read (file mode 0600); None if none is
     configured. Raises nothing."""
@@ -415,6 +439,7 @@ def diagnose(config_path: Path) -> list[Finding]:
         limit = read_max_watches()
         if limit is not None:
             findings.append(inotify_check(limit, count_dirs(f.path for f in config.folders)))
+    findings += hub_url_checks(config)
     password = password_check(config)
     if password:
         findings.append(password)

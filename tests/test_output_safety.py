@@ -37,12 +37,13 @@ def _no_raw_control(text: str) -> None:
 
 
 @pytest.fixture
-def rogue(hub_url):
-    """Another device of the space, pushing whatever it likes through the hub API."""
-    hub = open_hub(hub_url, None, str(uuid.uuid4()), str(uuid.uuid4()))
-    hub.register("rogue")
-    yield hub
-    hub.close()
+def rogue(hub):
+    """Another device of the space, with its own device login from `shoal hub add-device`,
+    pushing whatever it likes through the hub API."""
+    client = open_hub(hub.login_dsn(hub.add_device("rogue")), None, str(uuid.uuid4()), str(uuid.uuid4()))
+    client.register("rogue")
+    yield client
+    client.close()
 
 
 def _row(seq: int, path: str) -> dict:
@@ -59,13 +60,17 @@ def _link(seq: int, path: str) -> dict:
 
 
 @pytest.fixture
-def victim(tmp_path, hub_url) -> Path:
+def victim(tmp_path, hub) -> Path:
+    """The config of a device that runs `shoal` as a user does, with its own device login."""
+    login = hub.add_device("victim")
     path = tmp_path / "victim" / "config.yaml"
     path.parent.mkdir()
     path.write_text(yaml.safe_dump({
         "device": {"name": "victim"}, "state_dir": str(tmp_path / "victim" / "state"),
-        "hub": {"url": hub_url}, "folders": [{"id": "docs", "path": str(tmp_path / "victim" / "docs")}],
+        "hub": {"url": hub.device_url(login), "password_file": str(login.password_file)},
+        "folders": [{"id": "docs", "path": str(tmp_path / "victim" / "docs")}],
         "log": {"level": "info"}}))
+    path.chmod(0o600)
     return path
 
 
@@ -125,20 +130,21 @@ def test_device_names_are_escaped_in_devices_output():
     assert "phone\\x1b]0;pwned\\x1b\\" in text and "refused \\x1b]52;" in text
 
 
-def test_devices_command_never_prints_a_hostile_name_raw(victim, hub_url):
+def test_devices_command_never_prints_a_hostile_name_raw(victim, hub):
     """Whether the hub refuses such a name (it should) or still stores it, `shoal devices`
-    prints no raw escape."""
+    prints no raw escape. (Registered through the owner's connection, which may act for any
+    device.)"""
     from shoal.errors import ShoalError
 
-    hub = open_hub(hub_url, None, str(uuid.uuid4()), str(uuid.uuid4()))
+    owner = open_hub(hub.owner_url, None, str(uuid.uuid4()), str(uuid.uuid4()))
     try:
         try:
-            hub.register(f"evil{OSC0}")
+            owner.register(f"evil{OSC0}")
             stored = True
         except ShoalError:
             stored = False
     finally:
-        hub.close()
+        owner.close()
     out = shoal(victim, "devices")
     assert out.returncode == 0, out.stderr
     _no_raw_control(out.stdout)

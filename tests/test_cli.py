@@ -61,7 +61,7 @@ def test_init_scan_status_json_and_refuses_to_overwrite(capsys, tmp_path, hub_ur
     path = tmp_path / "c" / "config.yaml"
     notes = tmp_path / "Notes"
     code, out, err = run(capsys, "--config", str(path), "init", "--device-name", "pixel",
-                         "--hub", hub_url, "--folder", f"notes={notes}")
+                         "--hub", str(hub_url), "--folder", f"notes={notes}")
     assert code == 0, err
     assert "registered at the hub" in out
     assert (notes / ".shoal" / "folder-id").read_text().strip() == "notes"

@@ -1,0 +1,28 @@
+"""How much data the benchmarks make: FULL is the scale of DESIGN.md's targets (100,000 files,
+1 GiB of large files, a 4 GiB file...), QUICK (`--quick`) a scaled-down run of a few minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Scale:
+    quick: bool
+    large_files: int  # index_large: how many large files
+    large_size: int  # ... of this size
+    small_files: int  # rescan / rss / push / sync
+    rss_big_file: int
+    latency_samples: int
+    idle_files: int
+    idle_seconds: float
+    repeats: int
+
+
+FULL = Scale(False, 8, 128 * MiB, 100_000, 4 * GiB, 30, 100_000, 30.0, 3)
+QUICK = Scale(True, 4, 64 * MiB, 10_000, 512 * MiB, 15, 20_000, 10.0, 2)

@@ -22,6 +22,7 @@ from shoal.core.blocks import MIN_BLOCK, block_ranges, block_size_for
 from shoal.errors import HubError, HubRowRefused, HubUnreachable
 from shoal.hub import admin as hub_admin
 from shoal.hub.client import Hub
+from tests.fixtures.server import role_dsn
 
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 MiB = 1024 * 1024
@@ -58,10 +59,9 @@ class Lab:
 
     def connect(self, role: str, password: str, *, autocommit: bool = True,
                 dbname: str | None = None) -> psycopg.Connection:
-        kw = {"user": role, "password": password}
-        if dbname:
-            kw["dbname"] = dbname
-        conn = psycopg.connect(make_conninfo(self.hub_url, **kw), autocommit=autocommit)
+        # Over TCP with SCRAM, as a device reaches the hub (the owner alone uses the socket).
+        base = make_conninfo(self.hub_url, dbname=dbname) if dbname else self.hub_url
+        conn = psycopg.connect(role_dsn(base, role, password), autocommit=autocommit)
         self.conns.append(conn)
         return conn
 
@@ -202,6 +202,15 @@ def longest_text(owner: psycopg.Connection) -> dict[str, int]:
     return out
 
 
+def _end(conn: psycopg.Connection) -> None:
+    """Roll back and close: the locks are gone when this returns (a bare close does not wait)."""
+    try:
+        conn.rollback()
+    except psycopg.Error:
+        pass
+    conn.close()
+
+
 # -- items 2 and 3: advisory locks -------------------------------------------------------------
 
 ADVISORY_LOCK_CALLS = [
@@ -262,7 +271,7 @@ def test_an_open_transaction_of_another_space_does_not_block_a_push(lab, spaces)
                                   "space alice's login (advisory lock on a guessable key)")
         assert done.get("result") == ["accepted"], done
     finally:
-        alice_tx.close()  # releases whatever she held, so a blocked push ends
+        _end(alice_tx)  # releases whatever she held, so a blocked push ends
         if t is not None:
             t.join(30)
 
@@ -653,7 +662,7 @@ def test_api_calls_in_one_open_transaction_cannot_exhaust_the_lock_table(lab, sp
         assert not t.is_alive(), "bob's push hangs while alice's transaction is open"
         assert done.get("result") == ["accepted"], done
     finally:
-        tx.close()
+        _end(tx)
         if t is not None:
             t.join(30)
 

@@ -67,16 +67,17 @@ def os_user_name() -> str:
 
 
 def hba_text() -> str:
-    """The pg_hba.conf of an embedded hub: peer for the owner, SCRAM for any other role, all
-    on the Unix socket only. Raises nothing."""
+    """The pg_hba.conf of an embedded hub: peer for the owner, SCRAM for any other role and
+    only to the hub's database (a device login has no business in `postgres` or a template,
+    where the built-in functions are not restricted), all on the Unix socket only. Raises nothing."""
     return (
         "# Written by shoal; rewritten when the embedded hub starts.\n"
         "# Unix socket only (the server listens on no TCP address), in a directory only the\n"
         "# hub's OS user can enter. No trust: the superuser is reached by peer authentication,\n"
         f"# mapped from that OS user (pg_ident.conf, map {IDENT_MAP}); any other role needs its\n"
-        "# password.\n"
+        "# password, and may reach only the hub's database.\n"
         f"local all postgres peer map={IDENT_MAP}\n"
-        "local all all scram-sha-256\n"
+        f"local {HUB_DB} all scram-sha-256\n"
     )
 
 

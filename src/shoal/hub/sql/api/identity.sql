@@ -9,6 +9,20 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
                     WHERE g.rolname = 'shoal_device' AND r.rolname = session_user)
 $$;
 
+-- A device login that calls the API inside a transaction block it holds open could pile up
+-- the locks of thousands of calls until the server's lock table is full, for every space and
+-- every database: a call is refused once its session holds more locks than any single call
+-- needs. (Counted, not guessed from timestamps: the extended protocol moves those.)
+CREATE OR REPLACE FUNCTION shoal.refuse_open_transaction() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+BEGIN
+    IF (SELECT count(*) FROM pg_catalog.pg_locks WHERE pid = pg_backend_pid()) > 200
+       AND EXISTS (SELECT 1 FROM shoal.device_roles WHERE role_name = session_user) THEN
+        RAISE EXCEPTION 'this session holds too many locks: call the hub API outside of a long transaction block'
+            USING ERRCODE = '53200';
+    END IF;
+END $$;
+
 -- Who is calling: a bound device login may act only as its own device; other roles (the hub
 -- owner's, as in a single-user setup) may act for any registered device. Returns the device's
 -- space and makes it the transaction's space (row level security reads it).
@@ -19,6 +33,7 @@ DECLARE
     revoked timestamptz;
     v_space text;
 BEGIN
+    PERFORM shoal.refuse_open_transaction();
     SELECT device_id, revoked_at INTO bound, revoked FROM shoal.device_roles WHERE role_name = session_user;
     IF FOUND AND (revoked IS NOT NULL OR bound IS DISTINCT FROM p_device) THEN
         RAISE EXCEPTION 'role % may not act as device %', session_user, p_device USING ERRCODE = '42501';
@@ -43,6 +58,7 @@ DECLARE
     bound uuid;
     v_space text := 'default';
 BEGIN
+    PERFORM shoal.refuse_open_transaction();
     IF p_name IS NULL OR char_length(p_name) NOT BETWEEN 1 AND 64 OR p_name ~ '[[:cntrl:]]' THEN
         RAISE EXCEPTION 'a device name is 1 to 64 characters without control characters' USING ERRCODE = '22023';
     END IF;

@@ -222,3 +222,47 @@ def test_normalize_relpath_is_idempotent_and_nfc(path):
     assert "\\" not in once
     assert normalize_relpath(once, os_sep="\\") == once
     assert unicodedata.is_normalized("NFC", once)
+
+
+# -- hashes from the hub -------------------------------------------------------------------
+
+from shoal.core.paths import validate_sha256  # noqa: E402
+
+_GOOD_SHA = "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize("value,why", [
+    ("../../x", "64 lowercase hex"),
+    ("../" * 21 + "x", "64 lowercase hex"),   # 64 characters, not hex
+    (_GOOD_SHA.upper(), "64 lowercase hex"),
+    (_GOOD_SHA[:-1], "64 lowercase hex"),
+    (_GOOD_SHA + "0", "64 lowercase hex"),
+    (_GOOD_SHA[:-1] + "g", "64 lowercase hex"),
+    (_GOOD_SHA[:-1] + "/", "64 lowercase hex"),
+    (_GOOD_SHA + "\n", "64 lowercase hex"),   # `$` in a regex would let a trailing newline through
+    ("", "64 lowercase hex"),
+    (None, "not a string"),
+    (b"0" * 64, "not a string"),
+    ("０" * 64, "64 lowercase hex"),        # fullwidth digits are not ASCII hex
+])
+def test_validate_sha256_refuses(value, why):
+    with pytest.raises(PathRefused) as info:
+        validate_sha256(value)
+    assert why in str(info.value)
+
+
+def test_validate_sha256_names_what_it_checked():
+    with pytest.raises(PathRefused) as info:
+        validate_sha256("../x", what="block id")
+    assert "block id" in str(info.value) and "../x" in str(info.value)
+
+
+@pytest.mark.parametrize("value", [_GOOD_SHA, "0" * 64, "f" * 64,
+                                   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"])
+def test_validate_sha256_accepts(value):
+    assert validate_sha256(value) == value
+
+
+@given(st.text(alphabet="0123456789abcdef", min_size=64, max_size=64))
+def test_validate_sha256_accepts_any_lowercase_hex(value):
+    assert validate_sha256(value) == value

@@ -204,3 +204,124 @@ def test_clocks_hours_apart_still_converge(tmp_path, hub):
     heads = assert_converged([a, b])
     assert a.read("f.txt") == b"beta"  # decided by the files' mtimes, not by the devices' clocks
     assert len(heads) == 2
+
+
+# -- a hash that is a path (issue 9, item 5) ----------------------------------------------------
+
+
+def _superuser(url: str):
+    import psycopg
+
+    conn = psycopg.connect(url, autocommit=True)
+    # Hub triggers (and foreign keys) do not fire: the test plays a hub that lacks its checks.
+    conn.execute("SET session_replication_role = replica")
+    return conn
+
+
+def _drop_hash_checks(conn) -> None:
+    """Drop every CHECK of the hub's tables and domains, in this test database only, so that a
+    hostile row can be injected as if the hub had never refused it (the hub refuses such hashes
+    since issue 9; the device must not depend on it)."""
+    for table, name in conn.execute(
+            "SELECT conrelid::regclass::text, conname FROM pg_constraint c"
+            " JOIN pg_namespace n ON n.oid = c.connamespace"
+            " WHERE n.nspname = 'shoal' AND c.contype = 'c' AND c.conrelid <> 0").fetchall():
+        conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+    for domain, name in conn.execute(
+            "SELECT c.contypid::regtype::text, conname FROM pg_constraint c"
+            " JOIN pg_namespace n ON n.oid = c.connamespace"
+            " WHERE n.nspname = 'shoal' AND c.contype = 'c' AND c.contypid <> 0").fetchall():
+        conn.execute(f'ALTER DOMAIN {domain} DROP CONSTRAINT "{name}"')
+
+
+def _sha_tables(conn) -> list[str]:
+    """Hub tables keyed by a content's sha256 (contents, and whatever records who may read one)."""
+    return [t for (t,) in conn.execute(
+        "SELECT table_name FROM information_schema.columns WHERE table_schema = 'shoal'"
+        " AND column_name = 'sha256' AND table_name LIKE 'content%'").fetchall()]
+
+
+def _declare_content_as(conn, sha: str, hostile: str, blocks: list[str] | None = None) -> None:
+    """Copy the hub's rows of content `sha` under the name `hostile` (optionally with another
+    block list): whatever the columns of those tables are today."""
+    for table in _sha_tables(conn):
+        conn.execute(f"CREATE TEMP TABLE copy_rows AS SELECT * FROM shoal.{table} WHERE sha256 = %s", (sha,))
+        conn.execute("UPDATE copy_rows SET sha256 = %s", (hostile,))
+        if blocks is not None and table == "contents":
+            conn.execute("UPDATE copy_rows SET blocks = %s", (blocks,))
+        conn.execute(f"INSERT INTO shoal.{table} SELECT * FROM copy_rows ON CONFLICT DO NOTHING")
+        conn.execute("DROP TABLE copy_rows")
+
+
+def test_a_hash_that_is_a_path_never_names_a_file(tmp_path, hub_url, rogue):
+    """A rogue row whose sha256 is `../../../escaped` (and a content declared under that name),
+    and another whose content's block list names a path: both refused, logged and shown, nothing
+    written outside the folder, the other files of the page arrive."""
+    b = Device(tmp_path, "beta", hub_url)
+    b.sync()
+    good = {"a-good.txt": b"first good file", "z-good.txt": b"last good file"}
+    rogue.put_small_contents([(hashlib.sha256(v).hexdigest(), v) for v in good.values()], 128 * 1024)
+    big = os.urandom(300 * 1024)  # several blocks: the resumable download path
+    big_sha = hashlib.sha256(big).hexdigest()
+    names = []
+    for off in range(0, len(big), 128 * 1024):
+        chunk = big[off:off + 128 * 1024]
+        rogue.put_blocks([(hashlib.sha256(chunk).hexdigest(), chunk)])
+        names.append(hashlib.sha256(chunk).hexdigest())
+    rogue.put_content(big_sha, len(big), 128 * 1024, names)
+    rows = [{"seq": i, "path": p, "kind": "file", "size": len(v), "mtime_ns": 1_700_000_000 * 10**9,
+             "sha256": hashlib.sha256(v).hexdigest(), "target": None, "deleted": False, "base": None}
+            for i, (p, v) in enumerate([("a-good.txt", good["a-good.txt"]), ("victim.txt", CONTENT),
+                                        ("big-victim.bin", big), ("blocks-victim.bin", big),
+                                        ("z-good.txt", good["z-good.txt"])], start=1)]
+    assert {r.status for r in rogue.push("docs", rows)} == {"accepted"}
+
+    evil = "../../../escaped"  # from .shoal/tmp: three levels up is the folder's parent
+    evil_big = "../../../escaped-big"
+    evil_blocks = "f" * 63 + "0"  # a well-formed hash whose block list names a path
+    with _superuser(hub_url) as su:
+        _drop_hash_checks(su)
+        _declare_content_as(su, SHA, evil)
+        _declare_content_as(su, big_sha, evil_big)
+        _declare_content_as(su, big_sha, evil_blocks, blocks=["../../../escaped-block"] * len(names))
+        for path, sha in (("victim.txt", evil), ("big-victim.bin", evil_big), ("blocks-victim.bin", evil_blocks)):
+            for table in ("changes", "heads"):
+                su.execute(f"UPDATE shoal.{table} SET sha256 = %s WHERE path = %s", (sha, path))
+
+    outside_before = set(os.listdir(tmp_path / "beta"))
+    report = b.sync()
+    assert set(os.listdir(tmp_path / "beta")) == outside_before, "a file was made outside the folder"
+    assert not list(tmp_path.rglob("escaped*")), "a hash from the hub named a file"
+    assert b.read("a-good.txt") == good["a-good.txt"] and b.read("z-good.txt") == good["z-good.txt"]
+    for p in ("victim.txt", "big-victim.bin", "blocks-victim.bin"):
+        assert not (b.root / p).exists()
+    errors = {e.path: e for e in b.store.errors("docs")}
+    assert errors["victim.txt"].kind == "refused" and "sha256" in errors["victim.txt"].message
+    assert errors["big-victim.bin"].kind == "refused"
+    assert errors["blocks-victim.bin"].kind in ("refused", "block")
+    assert "block" in errors["blocks-victim.bin"].message
+    assert report.folders[0].refused >= 2
+    # Nothing in .shoal/tmp is named after hub data either.
+    assert not [n for n in os.listdir(b.root / ".shoal" / "tmp") if "escaped" in n or ".." in n]
+    b.close()
+
+
+def test_hostile_hashes_in_a_retried_head_are_refused(tmp_path, hub_url, rogue):
+    """The retry path (heads_at, after a failed write) validates hashes like the pull does."""
+    b = Device(tmp_path, "beta", hub_url)
+    row = {"seq": 1, "path": "later.txt", "kind": "file", "size": len(CONTENT), "mtime_ns": 1,
+           "sha256": SHA, "target": None, "deleted": False, "base": None}
+    assert rogue.push("docs", [row])[0].status == "accepted"
+    b.sync()
+    assert b.read("later.txt") == CONTENT
+    with _superuser(hub_url) as su:
+        _drop_hash_checks(su)
+        _declare_content_as(su, SHA, "../../../escaped-head")
+        su.execute("UPDATE shoal.heads SET sha256 = '../../../escaped-head', version = version + 1000"
+                   " WHERE path = 'later.txt'")
+    b.store.record_error("docs", "later.txt", "write", "disk full (test)", 0, 0)
+    b.engine.cycle(retry_now=True)
+    assert not list(tmp_path.rglob("escaped*"))
+    assert b.read("later.txt") == CONTENT
+    assert any(e.path == "later.txt" and e.kind == "refused" for e in b.store.errors("docs"))
+    b.close()

@@ -218,7 +218,7 @@ def test_interrupted_download_resumes(hub_url, devices, monkeypatch):
     with pytest.raises(HubUnreachable):
         b.sync()
     assert not (b.root / "big.bin").exists()
-    part = b.root / ".shoal" / "tmp" / f"{_sha(big)}.part"
+    part = b.root / ".shoal" / "tmp" / transfer.part_name(_sha(big))
     assert 0 < part.stat().st_size < len(big)
 
     fetched = {"bytes": 0}
@@ -448,7 +448,10 @@ def test_mass_delete_pauses_the_folder_until_confirmed(devices):
     b.sync()
     assert len(b.files()) == 20
     assert a.sync(allow_mass_delete=True).ok
-    b.sync()
+    # The receiving device guards the pulled deletions too (issue 9, item 10): its user confirms.
+    assert b.sync().folders[0].paused.startswith("mass-delete")
+    assert len(b.files()) == 20
+    assert b.sync(allow_mass_delete=True).ok
     assert sorted(b.files()) == [f"f{i:02}.txt" for i in range(15, 20)]
     assert_converged([a, b])
 
@@ -558,3 +561,138 @@ def test_random_schedules_converge_without_losing_a_version(pg_dsn, schedule, co
         shutil.rmtree(base, ignore_errors=True)
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- a row the hub refuses (issue 9, item 9) -----------------------------------------------------------
+
+
+def _long_path() -> str:
+    """A valid path of about 3.4 KB: deep directories with long names, each under 255 bytes."""
+    # Names that do not compress (PostgreSQL compresses a long index entry before it gives up).
+    parts = [f"{i:02}-" + "".join(_sha(f"{i}.{j}".encode()) for j in range(4))[:236] for i in range(14)]
+    path = "/".join(parts) + "/long-file.txt"
+    assert 3300 < len(path.encode()) < 3500
+    return path
+
+
+def test_a_long_path_never_blocks_the_folder(tmp_path, hub_url):
+    """`shoal sync --now` pushes the normal files and reports the long one (or syncs it, on a hub
+    whose index holds it); another device gets every normal file either way."""
+    import json
+
+    import yaml
+
+    from daemons import shoal
+
+    docs = tmp_path / "alpha-docs"
+    cfg = tmp_path / "alpha.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "device": {"name": "alpha"}, "state_dir": str(tmp_path / "alpha-state"), "hub": {"url": str(hub_url)},
+        "folders": [{"id": "docs", "path": str(docs)}]}))
+    long = _long_path()
+    (docs / long).parent.mkdir(parents=True)
+    (docs / long).write_text("a file deep down")
+    normal = {f"n{i}.txt": f"normal {i}" for i in range(5)}
+    for p, text in normal.items():
+        (docs / p).write_text(text)
+    proc = shoal(cfg, "sync", "--now")
+    assert "unreachable" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(shoal(cfg, "status", "--json", check=True).stdout)
+    [folder] = status["folders"]
+    refused = [e for e in folder["errors"] if e["path"] == long]
+    b = Device(tmp_path, "beta", hub_url)
+    b.sync()
+    got = b.files()
+    for p, text in normal.items():
+        assert b.read(p) == text.encode()
+    if refused:  # this hub cannot hold the path: reported once, not retried, not waiting
+        assert refused[0]["kind"] == "refused" and "hub refused" in refused[0]["message"]
+        assert long not in got and folder["waiting"] == 0
+        proc = shoal(cfg, "sync", "--now")
+        assert proc.returncode == 0 and "0 pushed" in proc.stdout, proc.stdout + proc.stderr
+        status = json.loads(shoal(cfg, "status", "--json", check=True).stdout)
+        [again] = [e for e in status["folders"][0]["errors"] if e["path"] == long]
+        assert again["retries"] == refused[0]["retries"], "a refused row was pushed again"
+    else:  # the hub holds it: it simply syncs
+        assert b.read(long) == b"a file deep down"
+    # Changes made after the long path still go through.
+    (docs / "after.txt").write_text("later")
+    assert shoal(cfg, "sync", "--now").returncode == 0
+    b.sync()
+    assert b.read("after.txt") == b"later"
+    b.close()
+
+
+POISON_SQL = """
+CREATE FUNCTION public.poison_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.path LIKE '%poison%' THEN
+        RAISE EXCEPTION 'refused by the test: %', NEW.path USING ERRCODE = '{code}';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER poison_rows BEFORE INSERT ON shoal.changes FOR EACH ROW EXECUTE FUNCTION public.poison_rows();
+"""
+
+
+def _poison(url: str, code: str = "54000") -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(POISON_SQL.format(code=code))
+
+
+def _cure(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TRIGGER poison_rows ON shoal.changes")
+        conn.execute("DROP FUNCTION public.poison_rows()")
+
+
+def test_refused_rows_are_found_by_bisecting_and_the_rest_is_pushed(hub_url, devices, monkeypatch):
+    import shoal.sync.engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "PUSH_BATCH", 8)  # several batches, one with two bad rows
+    a, b = devices("alpha"), devices("beta")
+    names = [f"f{i:02}.txt" for i in range(20)]
+    names[5], names[6], names[17] = "d/poison-1.txt", "poison-2.txt", "x/poison-3.txt"
+    for n in names:
+        a.write(n, f"content of {n}")
+    _poison(hub_url)
+    report = a.sync()
+    assert report.ok, report.error
+    fr = report.folders[0]
+    assert (fr.pushed, fr.refused, fr.waiting) == (17, 3, 0)
+    errors = {e.path: e for e in a.store.errors(FOLDER)}
+    assert {p for p, e in errors.items() if e.kind == "refused"} == {"d/poison-1.txt", "poison-2.txt",
+                                                                     "x/poison-3.txt"}
+    assert "refused by the test" in errors["poison-2.txt"].message
+    b.sync()
+    assert sorted(b.files()) == sorted(n for n in names if "poison" not in n)
+
+    # Not retried while the file stays as it is.
+    report = a.sync()
+    assert (report.folders[0].pushed, report.folders[0].refused) == (0, 0)
+    assert a.store.errors(FOLDER) == list(errors.values())
+
+    # The hub takes it now, and the file changes: pushed again, the report cleared.
+    _cure(hub_url)
+    a.write("poison-2.txt", "edited")
+    report = a.sync()
+    assert report.folders[0].pushed == 1
+    assert {e.path for e in a.store.errors(FOLDER)} == {"d/poison-1.txt", "x/poison-3.txt"}
+    b.sync()
+    assert b.read("poison-2.txt") == b"edited"
+
+
+def test_a_refusal_of_the_whole_space_leaves_rows_pending(hub_url, devices):
+    """A quota (configuration limit) refuses every row alike: that is not one bad row, so nothing
+    is marked refused; the rows wait and go once the hub takes them."""
+    a = devices("alpha")
+    for i in range(3):
+        a.write(f"poison-{i}.txt", str(i))
+    _poison(hub_url, "53400")
+    with pytest.raises(HubError):
+        a.sync()
+    assert a.store.pending_count(FOLDER) == 3
+    assert not [e for e in a.store.errors(FOLDER) if e.kind == "refused"]
+    _cure(hub_url)
+    assert a.sync().folders[0].pushed == 3

@@ -125,6 +125,25 @@ def validate_remote_path(path: object) -> str:
     return path
 
 
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def validate_sha256(value: object, what: str = "sha256") -> str:
+    """Return `value` unchanged if it is a SHA-256 as shoal writes it: 64 lowercase hex digits.
+
+    Every hash a device receives from the hub (of a change, a head, a content, a block) goes
+    through this before it is used, so a hash can never smuggle a path, a separator or a
+    control character into anything. Raises PathRefused ("path refused: <what> ... is not 64
+    lowercase hex digits") otherwise; raises nothing else.
+    """
+    if not isinstance(value, str):
+        raise PathRefused(f"path refused: {what} is not a string ({type(value).__name__})")
+    if _SHA256_HEX.fullmatch(value) is None:
+        shown = value[:80].encode("unicode_escape").decode("ascii")
+        raise PathRefused(f"path refused: {what} {shown!r} is not 64 lowercase hex digits")
+    return value
+
+
 def casefold_key(path: str) -> str:
     """Key under which two paths collide on a case-insensitive (and normalising) filesystem.
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from shoal.core.guards import is_mass_delete, is_mass_delete_pause, mass_delete_reason
 from shoal.core.ignore import IgnoreRules
 from shoal.localstore import Store
 from shoal.model import KIND_FILE, KIND_SYMLINK, FileState
@@ -31,7 +32,6 @@ BATCH_FILES = 4096  # files per transaction (each commit is an fsync)
 BATCH_BYTES = 256 << 20
 MARKER_DIR = ".shoal"
 MARKER_FILE = "folder-id"
-MASS_DELETE_MIN = 10
 READ_RETRY_SECONDS = 60
 
 Progress = Callable[[int, int, str], None]
@@ -312,7 +312,7 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
     result = ScanResult(folder_id)
     row = store.ensure_folder(folder_id, str(root))
     reason = check_marker(store, folder_id, root)
-    if reason is None and row.paused and row.paused.startswith("mass-delete") and not allow_mass_delete:
+    if reason is None and is_mass_delete_pause(row.paused) and not allow_mass_delete:
         reason = row.paused
     if reason is not None:
         store.update_folder(folder_id, paused=reason)
@@ -442,10 +442,8 @@ def _record_deletions(store: Store, folder_id: str, deletions: list[FileState], 
                       result: ScanResult, now: int) -> None:
     if not deletions or first_scan:
         return  # a device's first scan of a folder never sends deletions
-    if (len(deletions) > MASS_DELETE_MIN and len(deletions) * 2 > live_indexed
-            and not allow_mass_delete):
-        reason = (f"mass-delete: {len(deletions)} of {live_indexed} files would be deleted; paused "
-                  "(confirm with `shoal sync --now --allow-mass-delete`)")
+    if is_mass_delete(len(deletions), live_indexed) and not allow_mass_delete:
+        reason = mass_delete_reason(len(deletions), live_indexed)
         store.update_folder(folder_id, paused=reason)
         result.paused = reason
         return

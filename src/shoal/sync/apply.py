@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoal.core.backoff import backoff_delay
-from shoal.core.paths import validate_remote_path
+from shoal.core.paths import validate_remote_path, validate_sha256
 from shoal.scan.scanner import READ_RETRY_SECONDS, sha256_file
 from shoal.errors import FileProblem, HubError, PathRefused
 from shoal.localstore import Store
@@ -145,6 +145,7 @@ class Applier:
 
     def _decide(self, ch: Change) -> tuple[Change, os.stat_result | None] | None:
         validate_remote_path(ch.path)
+        validate_sha256(ch.sha256)  # a hash from the hub is never trusted to be one
         if ch.kind not in (KIND_FILE, KIND_SYMLINK):
             raise PathRefused(f"path refused: unknown kind {ch.kind!r}")
         if ch.kind == KIND_SYMLINK and (not ch.target or "\0" in ch.target):
@@ -252,7 +253,13 @@ class Applier:
                                or self.downloader.fetch(ch.sha256, ch.size))
                         fetched[ch.sha256] = tmp
                     self.writer.set_temp_mtime(tmp, ch.mtime_ns)
+            except PathRefused as e:
+                self._refuse(ch.path, str(e))
+                continue
             except FileProblem as e:
+                if getattr(e, "kind", None) == "refused":  # the hub's data for it is malformed
+                    self._refuse(ch.path, str(e))
+                    continue
                 self.stats.failed += 1
                 self._error(ch.path, getattr(e, "kind", "block"), str(e), WRITE_RETRY_SECONDS)
                 continue

@@ -1,9 +1,12 @@
 """One sync cycle of a device: scan, push, pull, apply — and conflict resolution.
 
 The engine owns the order of work and the bookkeeping between the local store and the hub:
-outbox rows are marked pushed only after the hub committed them; the pull cursor advances
-only after a page was applied; a hub that changed identity makes the device re-announce
-its files instead of deleting anything.
+outbox rows are marked pushed only after the hub committed them; a row the hub refuses for
+its values (a path its index cannot hold) is found by bisecting its batch, reported and set
+aside until the file changes again, so it never blocks the rows behind it; the pull cursor
+advances only after a page was applied; pulled changes that would delete (or empty) most of
+a folder pause it until the user confirms, like a scan's mass delete; a hub that changed
+identity makes the device re-announce its files instead of deleting anything.
 """
 
 from __future__ import annotations
@@ -17,22 +20,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoal.config import Config, FolderConfig
-from shoal.core.conflicts import unique_path
+from shoal.core.conflicts import sanitize_device_name, unique_path
+from shoal.core.guards import is_mass_delete, mass_delete_reason
 from shoal.core.reconcile import PUSH_OVER_HEAD, SAME, Resolution, Version, resolve_concurrent
 from shoal.scan.scanner import ScanResult, check_marker, scan_folders
-from shoal.errors import FolderPaused, HubMismatch, ShoalError
+from shoal.errors import FolderPaused, HubMismatch, HubRowRefused, ShoalError
 from shoal.localstore import Store
 from shoal.model import KIND_FILE, Change, FileState
 from shoal.progress import ProgressSink
 from shoal.sync.apply import Applier
 from shoal.sync.folder_io import FolderWriter, purge_trash
 from shoal.hub.client import Hub
-from shoal.sync.transfer import Downloader, UploadStats, upload_contents
+from shoal.sync.transfer import EMPTY_SHA, Downloader, UploadStats, upload_contents
 
 log = logging.getLogger("shoal.engine")
 PUSH_BATCH = 5000
 PULL_PAGE = 1000
+GUARD_KEEP_PAGES = 8  # pages the mass-delete guard read that the pull applies without reading again
 MAX_PUSH_ROUNDS = 20
+REFUSED_RETRY_SECONDS = 10**9  # a refused row waits for the file to change, not for a timer
 PUSH_PAGE = 100_000  # pending outbox rows read at a time (bounds memory, not the push)
 OUTBOX_KEEP_SECONDS = 86400  # pushed rows are kept a day (for `shoal status` and debugging)
 
@@ -161,7 +167,10 @@ class SyncEngine:
                 for f, fr in zip(folders, report.folders):
                     if fr.paused:
                         continue
-                    self._sync_folder(hub, f, fr, run_id)
+                    self._sync_folder(hub, f, fr, run_id, allow_mass_delete=allow_mass_delete)
+                    if fr.paused:  # the pull's mass-delete guard
+                        hub.log_sync(f.id, "paused", fr.pushed, fr.pulled, started, fr.paused)
+                        continue
                     self.store.update_folder(f.id, last_sync_at=int(self.clock()))
                     hub.log_sync(f.id, "ok", fr.pushed, fr.pulled, started, None)
             finally:
@@ -193,7 +202,8 @@ class SyncEngine:
         self.store.set_meta("hub_id", hub_id)
         return known is not None
 
-    def _sync_folder(self, hub: Hub, f: FolderConfig, fr: FolderReport, run_id: int) -> None:
+    def _sync_folder(self, hub: Hub, f: FolderConfig, fr: FolderReport, run_id: int, *,
+                     allow_mass_delete: bool = False) -> None:
         if f.mode != "receive-only":
             self.store.update_run(run_id, phase=f"push {f.id}")
             self._push(hub, f, fr)
@@ -202,7 +212,7 @@ class SyncEngine:
             # (the local version goes to the trash), they never reach the hub.
             self.store.keep_local_only(f.id)
         self.store.update_run(run_id, phase=f"pull {f.id}")
-        self._pull(hub, f, fr)
+        self._pull(hub, f, fr, allow_mass_delete=allow_mass_delete)
         cutoff = self.clock() - self.config.sync.trash_days * 86400
         purge_trash(f.path, cutoff)
         self.store.prune_outbox(keep_after=int(self.clock()) - OUTBOX_KEEP_SECONDS)
@@ -252,23 +262,52 @@ class SyncEngine:
             conflicts: list[tuple[Change, dict]] = []
             for i in range(0, len(sendable), PUSH_BATCH):
                 batch = sendable[i:i + PUSH_BATCH]
-                bases = self.store.versions_of(f.id, [c.path for c in batch])
-                payload = [self._payload(c, bases.get(c.path)) for c in batch]
-                try:
-                    results = hub.push(f.id, payload)
-                except HubMismatch:
-                    self._new_incarnation(hub)
-                    results = hub.push(f.id, payload)
-                by_seq = {c.seq: c for c in batch}
-                done = [r for r in results if r.status != "conflict"]
-                conflicts += [(by_seq[r.seq], r.head) for r in results if r.status == "conflict"]
-                # Marked pushed only now, after the hub committed them.
-                self.store.mark_pushed(f.id, [(r.seq, by_seq[r.seq].path, r.version) for r in done])
-                fr.pushed += len(done)
+                conflicts += self._push_batch(hub, f, fr, batch)
                 self.progress.advance(len(batch))
             for ch, head in conflicts:
                 self._resolve(hub, f, ch, head, fr)
             again = again or bool(conflicts)
+
+    def _push_batch(self, hub: Hub, f: FolderConfig, fr: FolderReport,
+                    batch: list[Change]) -> list[tuple[Change, dict]]:
+        """Push one batch; returns its conflicts. A batch the hub refuses for the values of a
+        row is cut in halves until the refused rows are alone: those are reported and set
+        aside (see _refuse_row), every other row is pushed."""
+        bases = self.store.versions_of(f.id, [c.path for c in batch])
+        payload = [self._payload(c, bases.get(c.path)) for c in batch]
+        try:
+            try:
+                results = hub.push(f.id, payload)
+            except HubMismatch:
+                self._new_incarnation(hub)
+                results = hub.push(f.id, payload)
+        except HubRowRefused as e:
+            if not _refuses_a_row(e):
+                raise
+            if len(batch) == 1:
+                self._refuse_row(f, fr, batch[0], e)
+                return []
+            half = len(batch) // 2
+            return (self._push_batch(hub, f, fr, batch[:half])
+                    + self._push_batch(hub, f, fr, batch[half:]))
+        by_seq = {c.seq: c for c in batch}
+        done = [r for r in results if r.status != "conflict"]
+        # Marked pushed only now, after the hub committed them.
+        self.store.mark_pushed(f.id, [(r.seq, by_seq[r.seq].path, r.version) for r in done])
+        for r in done:  # a path the hub refused before is taken now: its report goes
+            self.store.clear_error(f.id, by_seq[r.seq].path, "refused")
+        fr.pushed += len(done)
+        return [(by_seq[r.seq], r.head) for r in results if r.status == "conflict"]
+
+    def _refuse_row(self, f: FolderConfig, fr: FolderReport, ch: Change, e: HubRowRefused) -> None:
+        """The hub refuses this row whatever else is in the batch: it is marked `refused` in the
+        outbox (no longer pending, so never retried as it is; a later edit of the file records a
+        new row, which is pushed) and reported as a per-path error."""
+        now = int(self.clock())
+        self.store.mark_outbox([ch.seq], "refused")
+        self.store.record_error(f.id, ch.path, "refused", f"not synced: {e}", now, now + REFUSED_RETRY_SECONDS)
+        fr.refused += 1
+        log.warning("%s: %s: not synced: %s", f.id, ch.path, e)
 
     def _new_incarnation(self, hub: Hub) -> None:
         """The hub holds other changes under our (device, incarnation, seq) keys: this store was
@@ -369,12 +408,28 @@ class SyncEngine:
 
     # -- pull -----------------------------------------------------------------------
 
-    def _pull(self, hub: Hub, f: FolderConfig, fr: FolderReport) -> None:
+    def _pull(self, hub: Hub, f: FolderConfig, fr: FolderReport, *, allow_mass_delete: bool = False) -> None:
         row = self.store.folder(f.id)
         cursor = row.pull_cursor if row else 0
         self._retry_failed(hub, f, fr)
+        read: list[list[Change]] = []
+        upto: int | None = None  # changes after this were not weighed by the guard: next cycle
+        if f.mode != "send-only" and not allow_mass_delete:
+            read, upto, reason = self._remote_mass_delete(hub, f, cursor)
+            if reason is not None:
+                # Nothing of it is applied and the cursor stays: the same changes are weighed
+                # again next time, until the user confirms with --allow-mass-delete.
+                self.store.update_folder(f.id, paused=reason)
+                fr.paused = reason
+                log.warning("%s: %s", f.id, reason)
+                return
+        ahead = iter(read)
         while True:
-            page = hub.pull(f.id, cursor, PULL_PAGE)
+            page = next(ahead, None)
+            if page is None:
+                page = hub.pull(f.id, cursor, PULL_PAGE)
+            if upto is not None:
+                page = [c for c in page if c.version <= upto]
             if not page:
                 break
             theirs: dict[str, Change] = {}
@@ -388,6 +443,63 @@ class SyncEngine:
             cursor = page[-1].version
             self.store.update_folder(f.id, pull_cursor=cursor)
         hub.ack_pull(f.id, cursor)
+
+    def _remote_mass_delete(self, hub: Hub, f: FolderConfig,
+                            cursor: int) -> tuple[list[list[Change]], int | None, str | None]:
+        """Weigh every change waiting after `cursor` (all pages: spreading deletions over pages
+        does not get around the guard) against this device's index: how many live files would
+        be deleted, or replaced by an empty file when they are not empty. A deletion whose
+        content arrives at another path in the same changes (a rename) is not counted.
+
+        Returns the first pages read (up to GUARD_KEEP_PAGES, in order, so the pull applies them
+        without reading them again), the last version weighed (None: no limit; the pull applies
+        nothing after it this cycle, so a change pushed meanwhile is weighed next time) and a
+        pause reason if the changes are a mass delete by the scan guard's rule (core.guards),
+        else None. Memory: the paths counted, not the changes."""
+        live = self.store.folder_totals(f.id)[0]
+        if not is_mass_delete(live, live):  # too few files for any batch to be a mass delete
+            return [], None, None
+        pending = self.store.pending_paths(f.id)  # local edits win over remote deletions anyway
+        kept: list[list[Change]] = []
+        destroyed: set[str] = set()
+        kept_elsewhere: set[str] = set()  # paths whose content arrives at another path
+        devices: set[str] = set()
+        after = cursor
+        while True:
+            page = hub.pull(f.id, after, PULL_PAGE)
+            if len(kept) < GUARD_KEEP_PAGES and (not kept or len(kept[-1]) == PULL_PAGE):
+                kept.append(page)
+            if not page:
+                break
+            for ch in page:
+                if ch.device_id == self.device_id or ch.path in pending:
+                    continue
+                if ch.moved_from and not ch.deleted:
+                    old = self.store.get_file(f.id, ch.moved_from)
+                    if old is not None and not old.deleted and old.sha256 == ch.sha256:
+                        kept_elsewhere.add(ch.moved_from)
+                        destroyed.discard(ch.moved_from)
+                maybe_empty = ch.kind == KIND_FILE and (ch.size == 0 or ch.sha256 == EMPTY_SHA)
+                if not (ch.deleted or maybe_empty):
+                    destroyed.discard(ch.path)  # a later version with content: not lost
+                    continue
+                idx = self.store.get_file(f.id, ch.path)
+                if idx is None or idx.deleted:
+                    continue
+                emptied = not ch.deleted and idx.kind == KIND_FILE and idx.size > 0
+                if (ch.deleted and ch.path not in kept_elsewhere) or emptied:
+                    destroyed.add(ch.path)
+                    devices.add(sanitize_device_name(ch.device_name or (ch.device_id or "?")[:8])[:40])
+                else:
+                    destroyed.discard(ch.path)
+            after = page[-1].version
+            if len(page) < PULL_PAGE:
+                break
+        if not is_mass_delete(len(destroyed), live):
+            return kept, after, None
+        names = ", ".join(sorted(devices)[:3]) + (", ..." if len(devices) > 3 else "")
+        return kept, after, mass_delete_reason(
+            len(destroyed), live, f"deleted or emptied by changes from other devices ({names})")
 
     def _apply_now(self, hub: Hub, f: FolderConfig, changes: list[Change], fr: FolderReport) -> None:
         def progress(n: int) -> None:
@@ -416,6 +528,14 @@ class SyncEngine:
             self.store.clear_error(f.id, p)  # the apply records it again if it fails again
         if heads:
             self._apply_now(hub, f, heads, fr)
+
+
+def _refuses_a_row(e: HubRowRefused) -> bool:
+    """Whether the hub refused something about the rows themselves (a value too long for an
+    index, a bound exceeded), not the whole request whatever its rows (a quota: SQLSTATE class
+    53, configuration limits), which bisecting would wrongly pin on every row."""
+    state = getattr(e.__cause__, "sqlstate", None) or ""
+    return not state.startswith("53")
 
 
 def raise_if_paused(report: CycleReport) -> None:

@@ -2,9 +2,11 @@
 
 Upload: a content already on the hub is never sent again, and of a new content only the
 blocks the hub lacks are sent, which also makes an interrupted upload resume. Small files
-(one block) travel in batches. Download: blocks are written to `.shoal/tmp/<sha>.part`; an
+(one block) travel in batches. Download: blocks are written to a `.part` file in `.shoal/tmp`
+whose name is a digest of the content's SHA-256 (never a value from the hub itself); an
 interrupted download resumes after the last block that still verifies. A block whose bytes
-do not match its SHA-256 is refused and fetched again; it never reaches the folder.
+do not match its SHA-256 is refused and fetched again; it never reaches the folder. Every hash
+the hub hands out (a content's, its block list) is checked to be 64 lowercase hex digits first.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from shoal.core.blocks import MIN_BLOCK, block_ranges, block_size_for
-from shoal.errors import FileProblem
+from shoal.core.paths import validate_sha256
+from shoal.errors import FileProblem, PathRefused
 from shoal.sync.folder_io import FolderWriter
 from shoal.hub.client import ContentInfo, Hub
 
@@ -60,7 +63,8 @@ def upload_contents(hub: Hub, files: Iterable[tuple[str, str, int]], stats: Uplo
     missing = set()
     shas = list(wanted)
     for i in range(0, len(shas), 1000):
-        missing |= hub.missing_contents(shas[i:i + 1000])
+        chunk = shas[i:i + 1000]
+        missing |= hub.missing_contents(chunk) & set(chunk)  # only what was asked about
     stats.skipped_existing += len(wanted) - len(missing)
     ok = set(wanted) - missing
     small: list[tuple[str, bytes]] = []
@@ -156,6 +160,28 @@ def _send_group(hub: Hub, group: list[tuple[str, bytes]], stats: UploadStats,
         progress(sum(len(d) for _, d in group))
 
 
+def part_name(sha: str) -> str:
+    """The temp file name of a resumable download of content `sha`: the same for every attempt
+    (so a download resumes), and by construction hex digits, whatever `sha` holds."""
+    return hashlib.sha256(b"shoal.part\0" + sha.encode("utf-8", "surrogatepass")).hexdigest()[:40] + ".part"
+
+
+def _refused(message: str) -> FileProblem:
+    err = FileProblem(message)
+    err.kind = "refused"  # malformed data from the hub: reported, not retried as a failed write
+    return err
+
+
+def check_content_info(sha: str, info: ContentInfo) -> None:
+    """Raise FileProblem (kind "refused") unless the content's hashes from the hub are well formed."""
+    try:
+        validate_sha256(sha)
+        for b in info.blocks:
+            validate_sha256(b, "block id")
+    except PathRefused as e:
+        raise _refused(f"content {sha[:12]!r} from the hub is refused: {e}") from None
+
+
 class Downloader:
     """Fetches contents from the hub into temp files of one folder, verifying every block."""
 
@@ -170,12 +196,19 @@ class Downloader:
     def prefetch(self, shas: Iterable[str]) -> None:
         """Look up the block lists of many contents, and fetch small ones in batches."""
         need = [s for s in set(shas) if s not in self.infos]
+        asked = set(need)
         for i in range(0, len(need), 1000):
-            self.infos.update(self.hub.get_contents(need[i:i + 1000]))
+            got = self.hub.get_contents(need[i:i + 1000])
+            self.infos.update((s, info) for s, info in got.items() if s in asked)  # nothing unasked
         batch: list[str] = []
         size = 0
         for sha in need:
             info = self.infos.get(sha)
+            try:
+                if info:
+                    check_content_info(sha, info)
+            except FileProblem:
+                continue  # fetch() refuses it, path by path
             if info and len(info.blocks) == 1 and info.blocks[0] not in self.cache:
                 batch.append(info.blocks[0])
                 size += info.size
@@ -233,7 +266,8 @@ class Downloader:
         """
         info = self.infos.get(sha) or self.hub.get_contents([sha]).get(sha)
         if info is None:
-            raise FileProblem(f"content {sha[:12]} is not on the hub")
+            raise FileProblem(f"content {sha[:12]!r} is not on the hub")
+        check_content_info(sha, info)
         if info.size != size:
             raise FileProblem(f"content {sha[:12]} has size {info.size} on the hub, not {size}")
         if self.has_small(sha):
@@ -241,7 +275,7 @@ class Downloader:
             if self.progress:
                 self.progress(size)
             return name
-        name, fd = self.writer.new_temp(f"{sha}.part")
+        name, fd = self.writer.new_temp(part_name(sha))
         try:
             whole = hashlib.sha256()
             ranges = block_ranges(info.size) if info.blocks else []

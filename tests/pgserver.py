@@ -17,8 +17,12 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 
+# Device logins (members of shoal_device) reach hub databases only, as README's threat model
+# tells a hub's administrator to configure: `postgres` and the templates are not restricted
+# by `shoal hub init`.
 PG_HBA = (b"local all postgres trust\n"
           b"host all postgres 127.0.0.1/32 reject\n"
+          b"host postgres,template0,template1 +shoal_device 127.0.0.1/32 reject\n"
           b"host all all 127.0.0.1/32 scram-sha-256\n")
 
 

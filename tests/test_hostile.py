@@ -119,11 +119,15 @@ def test_symlink_swapped_into_parent_between_check_and_write(tmp_path, rogue, mo
 
 def test_rogue_content_with_wrong_hash_never_reaches_the_folder(tmp_path, hub, rogue):
     b = Device(tmp_path, "beta", hub)
-    # The rogue declares content S made of the blocks of other bytes: the hub cannot tell.
+    # The rogue declares content S made of the blocks of other bytes. The hub checks one-block
+    # contents against their hash; of two blocks it cannot tell (that would mean reading them all).
+    other = b"a second block"
+    rogue.put_blocks([(hashlib.sha256(other).hexdigest(), other)])
     lie = hashlib.sha256(b"what the file should be").hexdigest()
-    rogue.put_content(lie, len(CONTENT), 128 * 1024, [SHA])
+    rogue.put_content(lie, len(CONTENT) + len(other), len(CONTENT),
+                      [SHA, hashlib.sha256(other).hexdigest()])
     rows = [
-        {"seq": 1, "path": "forged.txt", "kind": "file", "size": len(CONTENT), "mtime_ns": 1,
+        {"seq": 1, "path": "forged.txt", "kind": "file", "size": len(CONTENT) + len(other), "mtime_ns": 1,
          "sha256": lie, "target": None, "deleted": False, "base": None},
         {"seq": 2, "path": "good.txt", "kind": "file", "size": len(CONTENT), "mtime_ns": 1,
          "sha256": SHA, "target": None, "deleted": False, "base": None},

@@ -15,6 +15,8 @@ CORE = Path(__file__).resolve().parent.parent / "src" / "shoal" / "core"
 
 ALLOWED = {
     "__future__",
+    "base64",
+    "binascii",
     "bisect",
     "collections",
     "dataclasses",
@@ -25,6 +27,7 @@ ALLOWED = {
     "functools",
     "heapq",
     "itertools",
+    "json",
     "math",
     "pathspec",
     "posixpath",

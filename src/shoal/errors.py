@@ -70,6 +70,10 @@ class HubRowRefused(HubError):
     the same request cannot help, and the hub is not down."""
 
 
+class InviteError(ShoalError):
+    """An invite token is damaged, expired, already used, or its hub is not the one it names."""
+
+
 class PathRefused(ShoalError):
     """A path from the hub (or the disk) cannot be written safely: it is refused, nothing is written."""
 

@@ -196,7 +196,7 @@ def cmd_scan(args) -> int:
     import time
 
     from shoal.scan.scanner import scan_folders
-    from shoal.progress import TerminalProgress
+    from shoal.progress import TerminalProgressBar
 
     device = _device(args)
     try:
@@ -205,7 +205,7 @@ def cmd_scan(args) -> int:
             folders = tuple(f for f in folders if f.id == args.folder)
             if not folders:
                 raise UsageError(f"no folder with id {args.folder!r} in {device.config.path}")
-        with TerminalProgress("scan") as progress:
+        with TerminalProgressBar("scan") as progress:
             results = scan_folders(device.store, folders, now=time.time(), progress=progress)
         paused = False
         for r in results:
@@ -229,12 +229,12 @@ def cmd_sync(args) -> int:
     client = daemon_client(path)
     if client is not None:
         return client.sync_now(args.folder, args.allow_mass_delete)
-    from shoal.progress import TerminalProgress
+    from shoal.progress import TerminalProgressBar
     from shoal.sync.engine import SyncEngine, raise_if_paused
 
     device = _device(args)
     try:
-        with TerminalProgress("sync") as progress:
+        with TerminalProgressBar("sync") as progress:
             engine = SyncEngine(device.config, device.store, device.open_hub, progress=progress)
             report = engine.cycle([args.folder] if args.folder else None,
                                   allow_mass_delete=args.allow_mass_delete, retry_now=True)

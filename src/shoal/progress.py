@@ -17,7 +17,7 @@ class ProgressSink:
         pass
 
 
-class TerminalProgress(ProgressSink):
+class TerminalProgressBar(ProgressSink):
     """A ProgressSink drawing one live bar on stderr; a no-op when stderr is not a terminal."""
 
     def __init__(self, label: str, *, enabled: bool | None = None):
@@ -28,7 +28,7 @@ class TerminalProgress(ProgressSink):
         self.files = 0
         self.bytes = 0
 
-    def __enter__(self) -> TerminalProgress:
+    def __enter__(self) -> TerminalProgressBar:
         if self.enabled:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

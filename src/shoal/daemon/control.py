@@ -159,9 +159,9 @@ class DaemonClient:
 
     def sync_now(self, folder: str | None, allow_mass_delete: bool) -> int:
         """`shoal sync --now` through the daemon: shows its progress, returns the exit code."""
-        from shoal.progress import TerminalProgress
+        from shoal.progress import TerminalProgressBar
 
-        with TerminalProgress("sync (daemon)") as progress:
+        with TerminalProgressBar("sync (daemon)") as progress:
             def on_progress(p: dict) -> None:
                 if p.get("phase"):
                     progress.phase(p.get("folder", ""), p["phase"], p.get("total_files", 0))

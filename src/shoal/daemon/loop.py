@@ -38,7 +38,10 @@ class Cancelled(BaseException):
     """The daemon is stopping: the cycle in progress is abandoned (temp files stay for resume)."""
 
 
-class _Sink(ProgressSink):
+class _ProgressRelay(ProgressSink):
+    """The daemon's progress sink: relays a cycle's progress to the control-socket clients
+    waiting on it (`shoal sync --now`), and abandons the cycle (Cancelled) once the daemon stops."""
+
     def __init__(self, daemon: Daemon):
         self.daemon = daemon
         self.listeners: list = []
@@ -99,7 +102,7 @@ class Daemon:
         self.config_error: list[str] | None = None
         self._config_stamp = self._stamp()
         self.device = Device(config)
-        self.sink = _Sink(self)
+        self.sink = _ProgressRelay(self)
         self.engine = SyncEngine(config, self.device.store, self.device.open_hub, progress=self.sink)
         self.device_id = self.device.store.device_id  # for the listener thread (the store is not its)
         self.stopping = threading.Event()

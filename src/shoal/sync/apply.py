@@ -27,7 +27,7 @@ from shoal.errors import FileProblem, HubError, PathRefused
 from shoal.localstore import Store
 from shoal.model import KIND_FILE, KIND_SYMLINK, Change, FileState
 from shoal.sync.folder_io import FolderWriter
-from shoal.sync.transfer import Downloader, Progress
+from shoal.sync.transfer import Downloader, OnBytesMoved
 
 log = logging.getLogger("shoal.apply")
 WRITE_RETRY_SECONDS = 30
@@ -64,7 +64,7 @@ class Applier:
     """Applies remote changes to one folder. Use as a context manager (it holds dir fds)."""
 
     def __init__(self, store: Store, folder_id: str, root: Path, downloader_factory: Callable[[FolderWriter], Downloader],
-                 roots: dict[str, Path], *, now: Callable[[], float], progress: Progress | None = None):
+                 roots: dict[str, Path], *, now: Callable[[], float], progress: OnBytesMoved | None = None):
         self.store = store
         self.folder_id = folder_id
         self.root = Path(root)

@@ -26,7 +26,7 @@ from shoal.hub.client import ContentInfo, Hub
 GROUP_BYTES = 8 << 20  # blocks sent or fetched per round trip
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 
-Progress = Callable[[int], None]  # bytes moved
+OnBytesMoved = Callable[[int], None]  # told the bytes just uploaded or downloaded
 
 
 @dataclass
@@ -50,7 +50,7 @@ def _read_exact(fd: int, offset: int, length: int) -> bytes:
 
 
 def upload_contents(hub: Hub, files: Iterable[tuple[str, str, int]], stats: UploadStats,
-                    progress: Progress | None = None) -> set[str]:
+                    progress: OnBytesMoved | None = None) -> set[str]:
     """Make the contents of (sha256, os path, size) files available on the hub.
 
     Returns the set of sha256 that are on the hub afterwards; a file that changed since it
@@ -96,7 +96,7 @@ def upload_contents(hub: Hub, files: Iterable[tuple[str, str, int]], stats: Uplo
 
 
 def _flush_small(hub: Hub, small: list[tuple[str, bytes]], stats: UploadStats, ok: set[str],
-                 progress: Progress | None) -> None:
+                 progress: OnBytesMoved | None) -> None:
     if not small:
         return
     hub.put_small_contents(small, MIN_BLOCK)
@@ -110,7 +110,7 @@ def _flush_small(hub: Hub, small: list[tuple[str, bytes]], stats: UploadStats, o
 
 
 def _upload_large(hub: Hub, sha: str, path: str, size: int, stats: UploadStats,
-                  progress: Progress | None) -> bool:
+                  progress: OnBytesMoved | None) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -145,7 +145,7 @@ def _upload_large(hub: Hub, sha: str, path: str, size: int, stats: UploadStats,
 
 
 def _send_group(hub: Hub, group: list[tuple[str, bytes]], stats: UploadStats,
-                progress: Progress | None) -> None:
+                progress: OnBytesMoved | None) -> None:
     if not group:
         return
     missing = hub.missing_blocks([s for s, _ in group])
@@ -185,7 +185,7 @@ def check_content_info(sha: str, info: ContentInfo) -> None:
 class Downloader:
     """Fetches contents from the hub into temp files of one folder, verifying every block."""
 
-    def __init__(self, hub: Hub, writer: FolderWriter, progress: Progress | None = None):
+    def __init__(self, hub: Hub, writer: FolderWriter, progress: OnBytesMoved | None = None):
         self.hub = hub
         self.writer = writer
         self.progress = progress

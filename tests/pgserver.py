@@ -4,7 +4,8 @@ for tests that stop, restart or proxy the hub. (That build has no SSL: TLS is te
 tcpproxy.TlsTerminatingProxy.)
 
 Authentication is a real hub's: the owner `postgres` over the socket only (trust), every
-other role over TCP with scram-sha-256; `postgres` over TCP is refused."""
+other role with scram-sha-256 (the test devices connect over TCP); `postgres` over TCP is
+refused."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from psycopg.conninfo import make_conninfo
 # tells a hub's administrator to configure: `postgres` and the templates are not restricted
 # by `shoal hub init`.
 PG_HBA = (b"local all postgres trust\n"
+          b"local all all scram-sha-256\n"  # other roles over the socket: with their password
           b"host all postgres 127.0.0.1/32 reject\n"
           b"host postgres,template0,template1 +shoal_device 127.0.0.1/32 reject\n"
           b"host all all 127.0.0.1/32 scram-sha-256\n")

@@ -54,12 +54,12 @@ def _copy_baseline(uri: str, n: int, repeats: int) -> list[float]:
 
 def _isolated_push(cfg_path: Path, n: int) -> dict:
     """In-process: scan, upload the contents, then time the engine's push phase alone."""
-    from shoal.app import Device
+    from shoal.app import LocalDevice
     from shoal.config import load_config
     from shoal.sync.engine import FolderReport, SyncEngine
     from shoal.sync.transfer import UploadStats, upload_contents
 
-    device = Device(load_config(cfg_path))
+    device = LocalDevice(load_config(cfg_path))
     try:
         engine = SyncEngine(device.config, device.store, device.open_hub)
         f = device.config.folders[0]

@@ -29,10 +29,10 @@ def _setup(tmp_path: Path, hub_url: str, *, extra: str = "", make_store: bool = 
     config_path.write_text(default_config_text("laptop", hub_url, [("docs", str(folder))])
                            + f"state_dir: {state}\n" + extra, encoding="utf-8")
     if make_store:
-        from shoal.app import Device
+        from shoal.app import LocalDevice
         from shoal.scan.scanner import check_marker
 
-        device = Device(load_config(config_path))
+        device = LocalDevice(load_config(config_path))
         try:
             if seen:
                 assert check_marker(device.store, "docs", folder) is None

@@ -80,7 +80,7 @@ def test_no_import_runs_back_up_the_layers(module, path):
 
 @pytest.mark.parametrize("module,source", [
     ("shoal.sync.engine", "from shoal.daemon.loop import run_daemon"),
-    ("shoal.sync.engine", "def f():\n    from shoal.app import Device\n"),
+    ("shoal.sync.engine", "def f():\n    from shoal.app import LocalDevice\n"),
     ("shoal.hub.client", "from shoal.sync.engine import SyncEngine"),
     ("shoal.core.paths", "from shoal.config import Config"),
     ("shoal.scan.scanner", "from shoal.sync import apply"),

@@ -161,7 +161,7 @@ def test_path_server_is_initialised_without_trust(tmp_path):
 
 @pytest.mark.parametrize("long_path", [False, True], ids=["short-state-dir", "long-state-dir"])
 def test_embedded_hub_is_private(tmp_path, long_path):
-    from shoal.app import Device
+    from shoal.app import LocalDevice
     from shoal.config import load_config
 
     state = (tmp_path / ("s" * 50) / ("t" * 50) / "state") if long_path else tmp_path / "state"
@@ -169,7 +169,7 @@ def test_embedded_hub_is_private(tmp_path, long_path):
     config = _config(tmp_path, state, hub="embedded")
     proc = _shoal(config, "sync", "--now")  # starts, uses and stops the embedded hub
     assert proc.returncode == 0, proc.stderr
-    device = Device(load_config(config))
+    device = LocalDevice(load_config(config))
     try:
         device.hub_url()  # the same start, in this process, to look at the running server
         hba = (state / "hub" / "pg_hba.conf").read_text()

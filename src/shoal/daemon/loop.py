@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from shoal.app import Device, load_or_create_config, setup_logging, status_report
+from shoal.app import LocalDevice, load_or_create_config, setup_logging, status_report
 from shoal.localstore import Store
 from shoal.config import Config, load_config
 from shoal.core.backoff import backoff_delay
@@ -101,7 +101,7 @@ class Daemon:
         self.config = config
         self.config_error: list[str] | None = None
         self._config_stamp = self._stamp()
-        self.device = Device(config)
+        self.device = LocalDevice(config)
         self.sink = _ProgressRelay(self)
         self.engine = SyncEngine(config, self.device.store, self.device.open_hub, progress=self.sink)
         self.device_id = self.device.store.device_id  # for the listener thread (the store is not its)

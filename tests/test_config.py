@@ -220,7 +220,7 @@ INVALID = [
     ("devise:\n  name: x\n", ["config.yaml:1: devise: unknown key (allowed: device, state_dir, hub, folders, sync, log)"]),
     (
         "device:\n  name: x\nhub:\n  ulr: embedded\n",
-        ["config.yaml:4: hub.ulr: unknown key (allowed: url, password_env, password_file)"],
+        ["config.yaml:4: hub.ulr: unknown key (allowed: url, password_env, password_file, serve)"],
     ),
     (
         "folders:\n  - id: a\n    path: /a\n  - id: b\n    path: /b\n    pth: /c\n",
@@ -238,7 +238,7 @@ INVALID = [
     ("- a\n- b\n", ["config.yaml:1: top level: must be a mapping (keys: device, state_dir, hub, folders, sync, log)"]),
     ("just text\n", ["config.yaml:1: top level: must be a mapping (keys: device, state_dir, hub, folders, sync, log)"]),
     ("device: pixel\n", ["config.yaml:1: device: must be a mapping (keys: name)"]),
-    ("hub: postgresql://h/db\n", ["config.yaml:1: hub: must be a mapping (keys: url, password_env, password_file)"]),
+    ("hub: postgresql://h/db\n", ["config.yaml:1: hub: must be a mapping (keys: url, password_env, password_file, serve)"]),
     ("folders:\n  id: a\n  path: /a\n", ["config.yaml:1: folders: must be a list of folders (mappings with id and path)"]),
     ("folders: photos\n", ["config.yaml:1: folders: must be a list of folders (mappings with id and path)"]),
     ("folders:\n  - /a\n", ["config.yaml:2: folders[0]: must be a mapping (keys: id, path, mode, ignore)"]),
@@ -468,7 +468,7 @@ def test_config_example_loads_and_documents_every_key():
     for key in (
         "device", "name", "state_dir", "hub", "url", "password_env", "password_file", "folders",
         "id", "path", "mode", "ignore", "sync", "interval", "debounce", "conflict", "trash_days",
-        "log", "level",
+        "log", "level", "serve", "listen",
     ):  # fmt: skip
         lines = [line for line in text.splitlines() if re.match(rf"\s*#?\s*(- )?{key}:", line)]
         assert lines, f"config.example.yaml does not document {key}"
@@ -773,3 +773,53 @@ def test_password_in_url_of_a_private_file_is_a_warning(tmp_path):
     notices = _notices(tmp_path, f"postgresql://u:{SECRET}@127.0.0.1/shoal", 0o600)
     assert [n.level for n in notices] == ["warn"] and "password_file" in notices[0].message
     assert SECRET not in notices[0].message
+
+
+# --- hub.serve.listen ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("listen, expected", [
+    ("0.0.0.0:7400", "0.0.0.0:7400"),
+    ("127.0.0.1:1", "127.0.0.1:1"),
+    ("'[::]:7400'", "[::]:7400"),
+    ("laptop.lan:65535", "laptop.lan:65535"),
+])
+def test_hub_serve_listen_is_read(listen, expected):
+    config = parse_config_text(f"hub:\n  url: embedded\n  serve:\n    listen: {listen}\n", "config.yaml", Path("/x"))
+    assert config.hub.serve_listen == expected
+    assert config.hub.url == "embedded"
+
+
+def test_hub_is_not_served_by_default():
+    assert parse_config_text("hub:\n  url: embedded\n", "config.yaml", Path("/x")).hub.serve_listen is None
+
+
+@pytest.mark.parametrize("listen", ["7400", "'host:'", ":7400", "h:0", "h:65536", "a b:7400", "::1:7400",
+                                    "'[nope]:7400'", "1.2.3:7400", "h:74x"])
+def test_hub_serve_listen_must_be_host_and_port(listen):
+    with pytest.raises(ConfigError) as e:
+        parse_config_text(f"hub:\n  serve:\n    listen: {listen}\n", "config.yaml", Path("/x"))
+    assert e.value.problems == ["config.yaml:3: hub.serve.listen: must be HOST:PORT, such as 0.0.0.0:7400, "
+                                "127.0.0.1:7400 or [::]:7400 (port 1 to 65535)"]
+
+
+def test_hub_serve_listen_only_with_the_embedded_hub():
+    text = "hub:\n  url: postgresql://u@h/shoal\n  serve:\n    listen: 0.0.0.0:7400\n"
+    with pytest.raises(ConfigError) as e:
+        parse_config_text(text, "config.yaml", Path("/x"))
+    assert e.value.problems == ["config.yaml:4: hub.serve.listen: only the device whose daemon owns the "
+                                "embedded hub serves it: set it only with hub.url: embedded"]
+
+
+def test_hub_serve_unknown_key_and_shape():
+    with pytest.raises(ConfigError) as e:
+        parse_config_text("hub:\n  serve:\n    port: 1\n", "config.yaml", Path("/x"))
+    assert e.value.problems == ["config.yaml:3: hub.serve.port: unknown key (allowed: listen)"]
+    with pytest.raises(ConfigError) as e:
+        parse_config_text("hub:\n  serve: 0.0.0.0:7400\n", "config.yaml", Path("/x"))
+    assert e.value.problems == ["config.yaml:2: hub.serve: must be a mapping (keys: listen)"]
+
+
+@pytest.mark.parametrize("serve", [None, "0.0.0.0:7400"])
+def test_default_config_text_with_serve_reads_back(serve):
+    config = parse_config_text(default_config_text("dev", serve=serve), "config.yaml", Path("/x"))
+    assert config.hub.serve_listen == serve

@@ -30,9 +30,10 @@ import yaml
 
 from shoal.core.durations import DURATION_HINT, parse_duration
 from shoal.errors import ConfigError, ShoalError, UsageError
+from shoal.model import ConflictPolicy, FolderMode
 
-MODES = ("send-only", "receive-only", "send-receive")
-CONFLICT_POLICIES = ("keep-both", "newest-wins")
+MODES = tuple(mode.value for mode in FolderMode)
+CONFLICT_POLICIES = tuple(policy.value for policy in ConflictPolicy)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 APP_NAME = "shoal"
@@ -51,22 +52,29 @@ class HubConfig:
     password_env: str | None = None
     password_file: Path | None = None
     url_line: int | None = field(default=None, compare=False)  # where the file set hub.url
+    serve_listen: str | None = None  # hub.serve.listen, HOST:PORT (valid: parse_listen)
 
 
 @dataclass(frozen=True)
 class FolderConfig:
     id: str
     path: Path  # expanded (~), absolute
-    mode: str = "send-receive"
+    mode: FolderMode = FolderMode.SEND_RECEIVE
     ignore: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", FolderMode(self.mode))  # ValueError for an unknown mode
 
 
 @dataclass(frozen=True)
 class SyncConfig:
     interval: float = 300.0  # seconds
     debounce: float = 1.0  # seconds
-    conflict: str = "keep-both"
+    conflict: ConflictPolicy = ConflictPolicy.KEEP_BOTH
     trash_days: int = 30
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "conflict", ConflictPolicy(self.conflict))
 
 
 @dataclass(frozen=True)
@@ -262,7 +270,7 @@ class _Reader:
             config_path,
             self.device(top.subsection("device", ("name",))),
             state_dir,
-            self.hub(top.subsection("hub", ("url", "password_env", "password_file"))),
+            self.hub(top.subsection("hub", ("url", "password_env", "password_file", "serve"))),
             self.folders(top, state_dir),
             self.sync(top.subsection("sync", ("interval", "debounce", "conflict", "trash_days"))),
             LogConfig(level=top.subsection("log", ("level",)).choice("level", LOG_LEVELS, "info")),
@@ -301,7 +309,19 @@ class _Reader:
         if password_env is not None and password_file is not None:
             self.problem(hub.line, "hub", "set password_env or password_file, not both")
         url_line = hub.entries["url"][0] if "url" in hub.entries else None
-        return HubConfig(url=url, password_env=password_env, password_file=password_file, url_line=url_line)
+        serve = hub.subsection("serve", ("listen",))
+        listen = serve.text("listen", "HOST:PORT")
+        if listen is not None:
+            if parse_listen(listen) is None:
+                serve.check("listen", False, "must be HOST:PORT, such as 0.0.0.0:7400, 127.0.0.1:7400 or "
+                                             "[::]:7400 (port 1 to 65535)")
+                listen = None
+            elif url != "embedded":
+                serve.check("listen", False, "only the device whose daemon owns the embedded hub serves it: "
+                                             "set it only with hub.url: embedded")
+                listen = None
+        return HubConfig(url=url, password_env=password_env, password_file=password_file, url_line=url_line,
+                         serve_listen=listen)
 
     def folders(self, top: _Section, state_dir: Path) -> tuple[FolderConfig, ...]:
         if not top.has("folders"):
@@ -343,7 +363,7 @@ class _Reader:
             'must be letters, digits, "-", "_" and "." only (and not . or ..)',
         )
         path = folder.path("path")
-        mode = folder.choice("mode", MODES, "send-receive")
+        mode = folder.choice("mode", MODES, FolderMode.SEND_RECEIVE.value)
         ignore: list[str] = []
         if folder.has("ignore"):
             ignore_line, ignore_node = folder.entries["ignore"]
@@ -372,7 +392,7 @@ class _Reader:
         return SyncConfig(
             interval=sync.duration("interval", 300.0, allow_zero=False),
             debounce=sync.duration("debounce", 1.0, allow_zero=True),
-            conflict=sync.choice("conflict", CONFLICT_POLICIES, "keep-both"),
+            conflict=sync.choice("conflict", CONFLICT_POLICIES, ConflictPolicy.KEEP_BOTH.value),
             trash_days=30 if trash_days is None else int(trash_days),
         )
 
@@ -671,10 +691,39 @@ def read_hub_password(hub: HubConfig, env: Mapping[str, str] = os.environ) -> st
 # Writing a new config file
 
 
+_HOSTNAME_RE = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+
+
+def parse_listen(text: str) -> tuple[str, int] | None:
+    """`HOST:PORT` (hub.serve.listen, `init --serve`) -> (host, port); HOST is an IPv4
+    address, a bracketed IPv6 address or a host name; None when it is not valid.
+    Raises nothing."""
+    import ipaddress
+
+    host, sep, port = (text or "").strip().rpartition(":")
+    if not sep or not host or not re.fullmatch(r"\d{1,5}", port) or not 1 <= int(port) <= 65535:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            return str(ipaddress.IPv6Address(host[1:-1])), int(port)
+        except ValueError:
+            return None
+    try:
+        return str(ipaddress.IPv4Address(host)), int(port)
+    except ValueError:
+        pass
+    if ":" in host or re.fullmatch(r"[\d.]+", host) or not _HOSTNAME_RE.fullmatch(host):
+        return None
+    return host, int(port)
+
+
 def default_config_text(
     device_name: str,
     hub_url: str = "embedded",
     folders: Sequence[tuple[str, str]] = (("default", "~/Shoal"),),
+    serve: str | None = None,
+    password_file: str | None = None,
 ) -> str:
     """A commented YAML text for a new config file. Validates nothing (run it through
     parse_config_text for that); raises nothing."""
@@ -691,7 +740,15 @@ def default_config_text(
         "hub:",
         f"  url: {_yaml_string(hub_url)}    # embedded, or postgresql://user@host/db?sslmode=verify-full",
         "  # password_env: SHOAL_HUB_PASSWORD   # name of an environment variable with the password",
-        "  # password_file: ~/.config/shoal/hub-password   # or a file with it (mode 0600)",
+        (f"  password_file: {_yaml_string(password_file)}   # the hub login's password (mode 0600)"
+         if password_file else "  # password_file: ~/.config/shoal/hub-password   # or a file with it (mode 0600)"),
+    ]
+    if serve:
+        lines += ["  serve:", f"    listen: {_yaml_string(serve)}    # TLS only; devices join with `shoal join`"]
+    else:
+        lines += ["  # serve:                 # serve the embedded hub to other devices (TLS only)",
+                  "  #   listen: 0.0.0.0:7400"]
+    lines += [
         "",
     ]
     if folders:

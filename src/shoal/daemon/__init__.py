@@ -1,1 +1,2 @@
-"""The daemon: what runs in the background, and how it is installed as a service."""
+"""The daemon (`shoal run`): its loop, the file watcher and the control socket. Installing it
+as an OS service is not the daemon's job: see shoal.ops.service_unit."""

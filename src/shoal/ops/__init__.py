@@ -1,1 +1,2 @@
-"""Operations on a device that are not the daemon: the doctor and OS service units."""
+"""Operations on a device that are not the daemon: setting it up (init, OS service units) and
+the doctor."""

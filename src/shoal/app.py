@@ -61,7 +61,12 @@ class LocalDevice:
 
         with self._url_lock:  # the daemon's threads may ask at once: start one embedded hub
             if self._url is None:
-                self._url = resolve_hub_url(self.config.hub.url, self.config.state_dir)
+                if self.config.hub.url == "embedded" and self.config.hub.serve_listen:
+                    from shoal.hub.embedded import start_embedded_hub  # served: also on 127.0.0.1
+
+                    self._url = start_embedded_hub(self.config.state_dir, loopback=True)
+                else:
+                    self._url = resolve_hub_url(self.config.hub.url, self.config.state_dir)
                 if self.config.hub.url == "embedded":
                     # Starting the wheel's server as root widens the directories above its
                     # data dir (its own system user must pass): take that back.
@@ -132,6 +137,8 @@ def status_report(device: LocalDevice, *, check_hub: bool = True, store: Store |
         "folders": folders,
         "last_run": store.last_run(),
     }
+    if device.config.hub.serve_listen:
+        report["hub"]["serve"] = {"listen": device.config.hub.serve_listen, "serving": False}  # the daemon fills in
     if check_hub:
         ok, why = device.hub_reachable()
         report["hub"].update(reachable=ok, error=why)

@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device-name", metavar="N",
                    help="how this device is named to the others (default: the host name)")
     c.add_argument("--hub", metavar="URL", help="hub URL (default: embedded)")
+    c.add_argument("--serve", metavar="HOST:PORT",
+                   help="serve the embedded hub to other devices on this address, TLS only (hub.serve.listen)")
     c.add_argument("--folder", metavar="ID=PATH", action="append", default=[],
                    help="a folder to sync, its id the same on every device; repeatable "
                         "(default: default=~/Shoal)")
@@ -170,7 +172,7 @@ def cmd_init(args) -> int:
         if not sep or not fid or not fpath:
             raise UsageError(f"--folder takes ID=PATH, not {spec!r}")
         folders.append((fid, fpath))
-    write_init_config(path, args.device_name, args.hub, folders)
+    write_init_config(path, args.device_name, args.hub, folders, serve=args.serve)
     say(f"wrote {path}")
     result = init_device(path)
     for folder_id, reason in result.folder_problems:
@@ -265,6 +267,9 @@ def _print_status(r: dict) -> None:
     if hub.get("unreachable_since"):
         state += f" since {hub['unreachable_since']}"
     say(f"hub     {hub['url']}: {state}")
+    if hub.get("serve"):
+        sv = hub["serve"]
+        say(f"serving {sv['listen']} (TLS): " + ("yes" if sv.get("serving") else f"no ({sv.get('error') or 'daemon not running'})"))
     d = r.get("daemon", {})
     say(f"daemon  {'running, pid ' + str(d.get('pid')) if d.get('running') else 'not running'}"
           + (f"; watcher: {d['watcher']}" if d.get("watcher") else ""))

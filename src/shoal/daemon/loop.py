@@ -121,6 +121,9 @@ class Daemon:
         self.last_cycle = 0.0  # monotonic
         self.watcher = FolderWatcher(self._on_fs_event)
         self.listener: threading.Thread | None = None
+        self.front = None  # hub.front.HubFront while serving the embedded hub
+        self.front_check = None
+        self.front_error: str | None = None
         self.control = ControlServer(socket_path(config.state_dir), self._handle)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -141,6 +144,8 @@ class Daemon:
         self.watcher.update(self.config.folders)
         self.listener = threading.Thread(target=self._listen_loop, name="shoal-listen", daemon=True)
         self.listener.start()
+        if self.config.hub.url == "embedded" and self.config.hub.serve_listen:
+            threading.Thread(target=self._serve_hub, name="shoal-serve", daemon=True).start()
         log.info("shoal daemon running (pid %d), %d folders, watcher: %s",
                  os.getpid(), len(self.config.folders), self.watcher.state)
         try:
@@ -169,6 +174,10 @@ class Daemon:
                 self.wake.clear()
         finally:
             self.watcher.stop()
+            if self.front is not None:
+                self.front.stop()
+            if self.front_check is not None:
+                self.front_check.close()
             self.control.stop()
             self.device.close()
             log.info("shoal daemon stopped")
@@ -264,6 +273,45 @@ class Daemon:
                 except Exception:
                     pass
 
+    def _serve_hub(self) -> None:
+        """Serve the embedded hub on hub.serve.listen through the TLS front (hub/front.py),
+        once the hub is up; retried with backoff (the address may be busy for a while)."""
+        import ssl
+
+        from shoal.config import parse_listen
+        from shoal.hub import embedded, front, tls
+
+        listen = parse_listen(self.config.hub.serve_listen or "")
+        if listen is None:
+            return
+        attempt = 0
+        while not self.stopping.is_set():
+            try:
+                self.device.hub_url()  # starts the hub, also on 127.0.0.1 (app.Device.hub_url)
+                upstream = embedded.loopback_address(self.config.state_dir)
+                if upstream is None:
+                    raise HubUnreachable("the embedded hub does not listen on 127.0.0.1; restart shoal")
+                paths = tls.ensure_hub_tls(self.config.state_dir, (listen[0],))
+                check = front.DeviceCheck(self.device.hub_url)
+                served = front.HubFront(listen, upstream, str(paths.server_cert), str(paths.server_key),
+                                        tls.load_ca_pem(self.config.state_dir), check)
+                served.start()
+            except (ShoalError, OSError, ssl.SSLError) as e:
+                if self.front_error != str(e):
+                    log.error("cannot serve the hub on %s: %s", self.config.hub.serve_listen, e)
+                self.front_error = str(e)
+                attempt += 1
+                self.stopping.wait(backoff_delay(attempt, base=1.0, cap=60.0, rand=random.random()))
+                continue
+            if self.stopping.is_set():
+                served.stop()
+                check.close()
+                return
+            self.front, self.front_check, self.front_error = served, check, None
+            log.info("hub CA fingerprint (SHA-256): %s",
+                     tls.ca_fingerprint(tls.load_ca_pem(self.config.state_dir)))
+            return
+
     def _password(self):
         from shoal.config import read_hub_password
 
@@ -290,6 +338,8 @@ class Daemon:
             return
         if new.state_dir != self.config.state_dir:
             log.warning("state_dir changed in the config: restart the daemon to use it")
+        if new.hub.serve_listen != self.config.hub.serve_listen:
+            log.warning("hub.serve.listen changed in the config: restart the daemon to use it")
         log.info("config reloaded: %d folders", len(new.folders))
         with self.lock:
             self.config = new
@@ -361,6 +411,8 @@ class Daemon:
             reachable=self.hub_ok, error=self.hub_error,
             unreachable_since=(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.unreachable_since))
                                if self.unreachable_since else None))
+        if "serve" in report["hub"]:
+            report["hub"]["serve"].update(serving=self.front is not None, error=self.front_error)
         report["daemon"] = {"running": True, "pid": os.getpid(), "paused": self.paused,
                             "watcher": self.watcher.state}
         if self.config_error:

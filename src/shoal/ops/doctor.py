@@ -421,6 +421,9 @@ def diagnose(config_path: Path) -> list[Finding]:
         findings.append(perms)
     if embedded:
         findings += _embedded_hub_findings(config.state_dir / "hub")
+        served = hub_tls_check(config.state_dir, config.hub.serve_listen)
+        if served:
+            findings.append(served)
     store_unreadable = store is None and finding.status == FAIL
     try:
         for folder in config.folders:
@@ -467,6 +470,30 @@ def _embedded_hub_findings(pgdata: Path) -> list[Finding]:
     if len(lines) > 4 and lines[4].strip():
         findings.append(socket_dir_check(Path(lines[4].strip()), owners))
     return findings
+
+
+def hub_tls_check(state_dir: Path, listen: str | None) -> Finding | None:
+    """A served hub (hub.serve.listen): its CA's SHA-256 fingerprint, and its TLS dir 0700
+    and private keys 0600; None when the hub is not served and has no TLS files. Raises nothing."""
+    from shoal.hub import tls
+
+    paths = tls.tls_paths(state_dir)
+    if not listen and not paths.dir.exists():
+        return None
+    check = f"hub TLS ({listen})" if listen else "hub TLS"
+    problems = tls.key_file_problems(state_dir)
+    if problems:
+        return Finding(FAIL, check, "; ".join(problems),
+                       f"chmod 700 {_q(paths.dir)}; chmod 600 {_q(paths.ca_key)} {_q(paths.server_key)}; "
+                       "if others could read a key, move the directory away and let every device join again")
+    try:
+        fingerprint = tls.ca_fingerprint(tls.load_ca_pem(state_dir))
+    except (ShoalError, ValueError) as e:
+        if not paths.ca_cert.exists():
+            return Finding(WARN, check, "no hub CA yet", "start shoal (`shoal run`): it makes the hub CA")
+        return Finding(FAIL, check, f"cannot read the hub CA {paths.ca_cert}: {e}",
+                       "move the hub-tls directory away and restart shoal (every device must join again)")
+    return Finding(OK, check, f"CA fingerprint (SHA-256) {fingerprint}; keys 0600 in {paths.dir} (0700)")
 
 
 def format_finding(f: Finding) -> list[str]:

@@ -17,15 +17,16 @@ from shoal.scan.scanner import check_marker
 
 
 def write_init_config(path: Path, device_name: str | None, hub_url: str | None,
-                      folders: Sequence[tuple[str, str]]) -> None:
+                      folders: Sequence[tuple[str, str]], serve: str | None = None) -> None:
     """Write a new config file for `shoal init`: `device_name` (default: the host name),
     `hub_url` (default: embedded), `folders` as (id, path) pairs (default: `default` at
-    ~/Shoal). The text is validated before anything is written.
+    ~/Shoal), `serve` (hub.serve.listen, HOST:PORT; default: not served). The text is
+    validated before anything is written.
 
     Raises ConfigError (bad input), UsageError (the file exists) or ShoalError (not writable).
     """
     text = default_config_text(device_name or default_device_name(), hub_url or "embedded",
-                               folders or (("default", "~/Shoal"),))
+                               folders or (("default", "~/Shoal"),), serve=serve)
     parse_config_text(text, path.name, path.parent)  # refuse bad input before writing anything
     write_new_config(path, text)
 

@@ -305,8 +305,10 @@ def test_run_uses_the_configured_hub_when_no_url_is_given(hub_url, uniq):
     class FakeDevice:
         class config:  # noqa: N801 - stands in for Config
             class hub:  # noqa: N801
+                url = str(hub_url)
                 password_env = None
                 password_file = None
+                serve_listen = None
         closed = False
 
         def hub_url(self):

@@ -14,10 +14,16 @@ it never appears in a statement text or a server log.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 import secrets
+import socket
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote, urlencode
 
@@ -25,6 +31,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from shoal.core.invite import Invite, encode_invite
 from shoal.errors import HubError, HubUnreachable, UsageError
 from shoal.hub.client import connect
 from shoal.hub.pgerrors import describe_error
@@ -141,7 +148,8 @@ SPACE_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 def add_device(conn: psycopg.Connection, name: str, *, hub_url_for_devices: str,
-               password: str | None = None, space: str = "default") -> tuple[str, str]:
+               password: str | None = None, space: str = "default",
+               valid_until: dt.datetime | None = None) -> tuple[str, str]:
     """Create the hub login of device `name`; returns (role, its URL without a password).
 
     `password` is the login's password (make it with new_password() to show it to the user);
@@ -150,7 +158,8 @@ def add_device(conn: psycopg.Connection, name: str, *, hub_url_for_devices: str,
     The role: LOGIN with a random password, INHERIT member of `shoal_device`, CONNECTION LIMIT 5,
     no superuser/createdb/createrole/replication/bypassrls, idle_in_transaction_session_timeout
     60s and statement_timeout 5min; listed in shoal.device_roles, unbound until it registers.
-    All in one transaction: on any error nothing is left behind.
+    With `valid_until` (an invite) the password stops working then, unless the device claimed
+    the invite first (shoal.claim_invite). All in one transaction: on any error nothing is left.
 
     Raises UsageError for a bad name or if the role already exists (also a revoked one),
     HubError if the hub has no schema or group role, or the connected role may not create
@@ -170,15 +179,16 @@ def add_device(conn: psycopg.Connection, name: str, *, hub_url_for_devices: str,
             verifier = _encrypted_password(conn, password, role)
             conn.execute(sql.SQL(
                 "CREATE ROLE {} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
-                " NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {} IN ROLE {}").format(
+                " NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {} VALID UNTIL {} IN ROLE {}").format(
                     ident, sql.Literal(CONNECTION_LIMIT), sql.Literal(verifier),
+                    sql.Literal(valid_until.isoformat() if valid_until else "infinity"),
                     sql.Identifier(DEVICE_GROUP_ROLE)))
             conn.execute(sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = {}").format(
                 ident, sql.Literal(IDLE_IN_TRANSACTION_TIMEOUT)))
             conn.execute(sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(
                 ident, sql.Literal(STATEMENT_TIMEOUT)))
-            conn.execute("INSERT INTO shoal.device_roles(role_name, space, name) VALUES (%s, %s, %s)",
-                         (role, space, lowered))
+            conn.execute("INSERT INTO shoal.device_roles(role_name, space, name, invite_expires)"
+                         " VALUES (%s, %s, %s, %s)", (role, space, lowered, valid_until))
     except psycopg.errors.DuplicateObject:
         raise UsageError(f"hub login {role} already exists (device {name!r})") from None
     except psycopg.errors.InsufficientPrivilege as e:
@@ -189,6 +199,93 @@ def add_device(conn: psycopg.Connection, name: str, *, hub_url_for_devices: str,
     except psycopg.Error as e:
         raise HubError(f"cannot create hub login {role}: {describe_error(e)}") from e
     return role, url
+
+
+@dataclass(frozen=True)
+class InviteTarget:
+    """Where a new device reaches the hub, as an invite carries it."""
+
+    hosts: tuple[str, ...]
+    port: int
+    dbname: str
+    ca_fingerprint: str | None  # the hub CA the device pins; None: a public certificate
+    sslmode: str
+
+
+def invite_target_for_url(conninfo: str) -> InviteTarget:
+    """The invite target of a hub the user runs (`hub.url` or `--url`): its TCP host(s) and port,
+    its database; pinned to the CA in the URL's `sslrootcert` if there is one (verify-ca), else
+    a public certificate (verify-full). Raises UsageError for a Unix-socket hub (no other device
+    can reach it) or an unreadable sslrootcert."""
+    from shoal.hub.tls import ca_fingerprint
+
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError as e:
+        raise UsageError(f"cannot parse the hub URL: {describe_error(e)}") from None
+    hosts = tuple(h for h in str(params.get("host") or params.get("hostaddr") or "").split(",") if h)
+    if not hosts or any(h.startswith("/") or h.startswith("@") for h in hosts):
+        raise UsageError("this hub is reached through a Unix socket: no other device can reach it. "
+                         "Serve it (hub.serve.listen, `shoal init --serve HOST:PORT`) or give "
+                         "`--url` with the address devices use")
+    fingerprint, sslmode = None, "verify-full"
+    if params.get("sslrootcert") and params["sslrootcert"] != "system":
+        try:
+            fingerprint = ca_fingerprint(Path(str(params["sslrootcert"])).expanduser().read_bytes())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read the hub's CA certificate {params['sslrootcert']}: {e}") from None
+        sslmode = "verify-ca"
+    return InviteTarget(hosts, int(str(params.get("port") or 5432).split(",")[0]),
+                        str(params.get("dbname") or "postgres"), fingerprint, sslmode)
+
+
+def invite_target_for_served_hub(listen: str, state_dir: Path) -> InviteTarget:
+    """The invite target of the embedded hub served on `listen` (HOST:PORT) with the hub CA of
+    `state_dir`: that host, or for a wildcard address this machine's name and addresses."""
+    from shoal.hub.embedded import HUB_DB
+    from shoal.hub.tls import ca_fingerprint, ensure_hub_tls
+
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        names = [socket.gethostname()]
+        try:
+            names += sorted({ai[4][0] for ai in socket.getaddrinfo(socket.gethostname(), None)
+                             if not ai[4][0].startswith(("127.", "::1", "fe80"))})
+        except OSError:
+            pass
+        hosts = tuple(dict.fromkeys(names))
+    else:
+        hosts = (host,)
+    tls = ensure_hub_tls(state_dir)
+    return InviteTarget(hosts, int(port), HUB_DB, ca_fingerprint(tls.ca_cert.read_bytes()), "verify-ca")
+
+
+def hub_offer(conn: psycopg.Connection, space: str) -> tuple[str, tuple[str, ...]]:
+    """(hub id, the folder ids the hub knows in `space`), read as the hub owner."""
+    with conn.transaction():
+        conn.execute("SELECT set_config('shoal.space', %s, true)", (space,))  # row level security
+        hub_id = conn.execute("SELECT value FROM shoal.hub_meta WHERE key = 'hub_id'").fetchone()[0]
+        folders = tuple(r[0] for r in conn.execute(
+            "SELECT folder_id FROM shoal.folders WHERE space = %s ORDER BY folder_id LIMIT 256", (space,)))
+    return hub_id, folders
+
+
+def make_invite(conn: psycopg.Connection, name: str, target: InviteTarget, *, hub_url_for_devices: str,
+                space: str = "default", expires_in: float = 86400.0,
+                now: float | None = None) -> tuple[Invite, str, str]:
+    """Create the login of device `name` with a one-time password valid for `expires_in`
+    seconds and return (the invite, its token, the login's URL). Raises as add_device does."""
+    now = time.time() if now is None else now
+    expires = int(now + expires_in)
+    password = new_password()
+    role, url = add_device(conn, name, hub_url_for_devices=hub_url_for_devices, password=password, space=space,
+                           valid_until=dt.datetime.fromtimestamp(expires, dt.timezone.utc))
+    hub_id, folders = hub_offer(conn, space)
+    invite = Invite(hosts=target.hosts, port=target.port, dbname=target.dbname, role=role, password=password,
+                    hub_id=hub_id, ca_fingerprint=target.ca_fingerprint, folders=folders, expires=expires,
+                    sslmode=target.sslmode)
+    return invite, encode_invite(invite), url
 
 
 def set_quota(conn: psycopg.Connection, space: str, *, max_changes: int | None,
@@ -297,19 +394,49 @@ def _terminate_sessions(conn: psycopg.Connection, role: str) -> int:
         return 0
 
 
-def _admin_connection(args, device_factory: Callable) -> tuple[psycopg.Connection, str]:
-    """Connect as the hub owner: `--url` if given, else the config's hub. Returns (conn, url)."""
+def _admin_connection(args, device_factory: Callable) -> tuple[psycopg.Connection, str, InviteTarget | str]:
+    """Connect as the hub owner: `--url` if given, else the config's hub. Returns (conn, url,
+    where invited devices reach this hub — or why they cannot)."""
     if args.url:
-        return connect(args.url), args.url
+        try:
+            target: InviteTarget | str = invite_target_for_url(args.url)
+        except UsageError as e:
+            target = str(e)
+        return connect(args.url), args.url, target
     from shoal.config import read_hub_password
 
     device = device_factory(args)
     try:
+        hub = device.config.hub
         url = device.hub_url()
-        password = read_hub_password(device.config.hub)
+        password = read_hub_password(hub)
+        if hub.url != "embedded":
+            try:
+                target = invite_target_for_url(hub.url)
+            except UsageError as e:
+                target = str(e)
+        elif hub.serve_listen:
+            target = invite_target_for_served_hub(hub.serve_listen, device.config.state_dir)
+        else:
+            target = ("the embedded hub is not served to other devices: set hub.serve.listen "
+                      "(`shoal init --serve HOST:PORT` on a new setup) and restart shoal")
     finally:
         device.close()
-    return connect(url, password), url
+    return connect(url, password), url, target
+
+
+DEFAULT_INVITE_SECONDS = 86400.0
+
+
+def qr_text(text: str) -> str:
+    """`text` as a QR code drawn with block characters for a terminal (segno)."""
+    import io
+
+    import segno
+
+    buf = io.StringIO()
+    segno.make(text, error="l").terminal(out=buf, compact=True)
+    return buf.getvalue()
 
 
 def run(args, device_factory: Callable, out=None) -> int:
@@ -322,7 +449,7 @@ def run(args, device_factory: Callable, out=None) -> int:
     if args.action not in ("add-device", "revoke-device", "quota"):
         raise UsageError(f"unknown hub action {args.action!r}")
     if args.action == "quota":
-        conn, _url = _admin_connection(args, device_factory)
+        conn, _url, _target = _admin_connection(args, device_factory)
         try:
             u = set_quota(conn, args.name, max_changes=getattr(args, "changes", None),
                           max_bytes=getattr(args, "bytes", None))
@@ -335,13 +462,36 @@ def run(args, device_factory: Callable, out=None) -> int:
     space = getattr(args, "space", None)
     if space is not None and not SPACE_NAME.fullmatch(space):
         raise UsageError(f"a space name is 1-40 letters, digits, '-' or '_', not {space!r}")
-    conn, url = _admin_connection(args, device_factory)
+    expires_in = getattr(args, "expires", None) or DEFAULT_INVITE_SECONDS
+    conn, url, target = _admin_connection(args, device_factory)
     try:
         if args.action == "add-device":
-            password = new_password()
-            role, device_conninfo = add_device(conn, args.name, hub_url_for_devices=url,
-                                               space=getattr(args, "space", None) or "default",
-                                               password=password)
+            space = getattr(args, "space", None) or "default"
+            token = expires = None
+            if isinstance(target, InviteTarget):
+                invite, token, device_conninfo = make_invite(conn, args.name, target, hub_url_for_devices=url,
+                                                             space=space, expires_in=expires_in)
+                role, password = invite.role, invite.password
+                expires = dt.datetime.fromtimestamp(invite.expires, dt.timezone.utc).isoformat(timespec="seconds")
+            else:
+                password = new_password()
+                role, device_conninfo = add_device(conn, args.name, hub_url_for_devices=url, space=space,
+                                                   password=password)
+            if getattr(args, "json", False):
+                print(json.dumps({"invite": token, "expires": expires, "device": args.name, "login": role,
+                                  "space": space, "url": device_conninfo, "password": password,
+                                  "no_invite_because": None if token else target}), file=out)
+                return 0
+            if token:
+                print(f"invite for device {args.name!r} (space {space}), valid once, until {expires}:", file=out)
+                print(f"  shoal join {token}", file=out)
+                if getattr(args, "qr", False):
+                    print(qr_text(f"shoal join {token}"), file=out)
+                print("On the new device run that line (add --folder ID=PATH for each folder to sync).",
+                      file=out)
+                print("Or set the device up by hand:", file=out)
+            else:
+                print(f"no invite: {target}", file=out)
             print(f"created hub login {role} for device {args.name!r}", file=out)
             print(f"  url:      {device_conninfo}", file=out)
             print(f"  password: {password}", file=out)

@@ -115,3 +115,26 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
 BEGIN
     RETURN shoal.channel_of(shoal.enter(p_device));
 END $$;
+
+-- A device joining with an invite swaps the invite's one-time password for its own: it sends
+-- only the SCRAM verifier (the password never travels), and the login stops expiring. Once.
+CREATE OR REPLACE FUNCTION shoal.claim_invite(p_verifier text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_claimed timestamptz;
+    v_revoked timestamptz;
+BEGIN
+    SELECT claimed_at, revoked_at INTO v_claimed, v_revoked FROM shoal.device_roles
+     WHERE role_name = session_user FOR UPDATE;
+    IF NOT FOUND OR v_revoked IS NOT NULL THEN
+        RAISE EXCEPTION 'role % has no invite on this hub', session_user USING ERRCODE = '42501';
+    END IF;
+    IF v_claimed IS NOT NULL THEN
+        RAISE EXCEPTION 'this invite was already used' USING ERRCODE = '42501';
+    END IF;
+    IF p_verifier IS NULL OR p_verifier !~ '^SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$' THEN
+        RAISE EXCEPTION 'a SCRAM-SHA-256 verifier, please (never a password)' USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format('ALTER ROLE %I PASSWORD %L VALID UNTIL %L', session_user, p_verifier, 'infinity');
+    UPDATE shoal.device_roles SET claimed_at = now() WHERE role_name = session_user;
+END $$;

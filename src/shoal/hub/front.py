@@ -96,7 +96,8 @@ def parse_startup(packet: bytes) -> tuple[tuple[int, int], dict[str, str]]:
         raise ProtocolError("startup packet is not UTF-8") from e
     if not params.get("user"):
         raise ProtocolError("no user in the startup packet")
-    params.setdefault("database", params["user"])
+    if not params.get("database"):
+        params["database"] = params["user"]  # as the server: empty or absent means the user's name
     return (major, minor), params
 
 

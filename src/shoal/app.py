@@ -45,9 +45,9 @@ class LocalDevice:
     to reach its hub. (Not a hub's record of a device, nor the `device:` section of the config,
     config.DeviceConfig; tests.devices.Device is the tests' in-process device with an engine.)"""
 
-    def __init__(self, config: Config, *, create_store: bool = True):
+    def __init__(self, config: Config):
         self.config = config
-        self.store: Store = open_store(config.state_dir, create=create_store)
+        self.store: Store = open_store(config.state_dir)
         for f in config.folders:
             self.store.ensure_folder(f.id, str(f.path))
         self._url: str | None = None

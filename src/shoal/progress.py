@@ -20,9 +20,9 @@ class ProgressSink:
 class TerminalProgressBar(ProgressSink):
     """A ProgressSink drawing one live bar on stderr; a no-op when stderr is not a terminal."""
 
-    def __init__(self, label: str, *, enabled: bool | None = None):
+    def __init__(self, label: str):
         self.label = label
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.enabled = sys.stderr.isatty()
         self._progress = None
         self._task = None
         self.files = 0

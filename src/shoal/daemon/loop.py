@@ -287,7 +287,7 @@ class Daemon:
         attempt = 0
         while not self.stopping.is_set():
             try:
-                self.device.hub_url()  # starts the hub, also on 127.0.0.1 (app.Device.hub_url)
+                self.device.hub_url()  # starts the hub, also on 127.0.0.1 (app.LocalDevice.hub_url)
                 upstream = embedded.loopback_address(self.config.state_dir)
                 if upstream is None:
                     raise HubUnreachable("the embedded hub does not listen on 127.0.0.1; restart shoal")

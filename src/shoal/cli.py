@@ -97,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quota SPACE: the most changes the space may store (0: no quota)")
     c.add_argument("--bytes", metavar="N", type=int,
                    help="quota SPACE: the most bytes of blocks the space may store (0: no quota)")
+    c.add_argument("--expires", metavar="DURATION", type=_duration,
+                   help="add-device: how long the invite can be used, once (default: 24h)")
+    c.add_argument("--qr", action="store_true", help="add-device: also draw the invite as a QR code")
+    c.add_argument("--json", action="store_true",
+                   help='add-device: print {"invite": TOKEN, "expires": TIME, ...} as JSON')
+    c = cmd("join", "set this device up from an invite (`shoal hub add-device` on the hub prints it)")
+    c.add_argument("token", help="the invite: shoal1.…")
+    c.add_argument("--folder", metavar="ID=PATH", action="append", default=[],
+                   help="sync the hub's folder ID at PATH here (repeatable)")
+    c.add_argument("--device-name", metavar="N", help="this device's name (default: the host name)")
     c = cmd("service", "install the background service for this platform")
     c.add_argument("action", choices=["install", "uninstall"],
                    help="install (or update) and start the service, or stop and remove it")
@@ -381,6 +391,50 @@ def cmd_config(args) -> int:
     return 0
 
 
+def _duration(text: str) -> float:
+    from shoal.core.durations import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be longer than 0s")
+    return seconds
+
+
+def _folder_specs(specs: list[str]) -> list[tuple[str, str]]:
+    folders = []
+    for spec in specs:
+        fid, sep, fpath = spec.partition("=")
+        if not sep or not fid or not fpath:
+            raise UsageError(f"--folder takes ID=PATH, not {spec!r}")
+        folders.append((fid, fpath))
+    return folders
+
+
+def cmd_join(args) -> int:
+    from shoal.ops.join import join
+
+    done = join(args.token, _config_path(args), folders=_folder_specs(args.folder),
+                device_name=args.device_name, now=time.time())
+    setup = done.setup
+    say(f"joined hub {done.hub_id} as device {setup.device_name} ({setup.device_id}); config in "
+        f"{done.config_path}, store in {setup.state_dir}")
+    for folder_id, reason in setup.folder_problems:
+        say(f"shoal: folder {folder_id}: {reason}", file=sys.stderr)
+    if setup.not_registered:
+        say(f"shoal: not registered at the hub yet ({setup.not_registered}); it registers on the first sync",
+            file=sys.stderr)
+    for fid in done.not_offered:
+        say(f"note: the hub has no folder {fid} yet; it starts with this device")
+    if done.offered_unmapped:
+        say("the hub also has: " + ", ".join(done.offered_unmapped) + " (add them with --folder ID=PATH "
+            "next time, or in the config file)")
+    say("now run `shoal run`, or `shoal service install` to keep it running")
+    return 0
+
+
 def cmd_hub(args) -> int:
     from shoal.hub.client import connect  # psycopg
     from shoal.hub.schema import hub_init
@@ -433,5 +487,5 @@ def cmd_doctor(args) -> int:
 _COMMANDS = {
     "init": cmd_init, "scan": cmd_scan, "sync": cmd_sync, "status": cmd_status,
     "conflicts": cmd_conflicts, "devices": cmd_devices, "dupes": cmd_dupes, "config": cmd_config,
-    "hub": cmd_hub, "service": cmd_service, "run": cmd_run, "doctor": cmd_doctor,
+    "hub": cmd_hub, "service": cmd_service, "run": cmd_run, "doctor": cmd_doctor, "join": cmd_join,
 }

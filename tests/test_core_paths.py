@@ -15,6 +15,7 @@ from shoal.core.paths import (
     normalize_relpath,
     parent_dirs,
     trash_relpath,
+    trash_stamp_epoch,
     validate_remote_path,
 )
 from shoal.errors import PathRefused
@@ -147,6 +148,32 @@ def test_parent_dirs(path, expected):
 )
 def test_trash_relpath(path, now, expected):
     assert trash_relpath(path, now) == expected
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("b.txt~20231114-221320", 1_700_000_000.0),
+        ("top~19700101-000000", 0.0),
+        ("old~19691231-000000", -86_400.0),
+        ("a~b~20200101-000000", 1_577_836_800.0),  # the last `~` holds the stamp
+        ("no-stamp.txt", None),
+        ("short~2020010-000000", None),
+        ("month-13~20201301-000000", None),
+        ("year-0~00000101-000000", None),
+        ("suffix~20200101-000000.txt", None),
+        ("signs~+2020101-000000", None),
+        ("", None),
+    ],
+)
+def test_trash_stamp_epoch(name, expected):
+    assert trash_stamp_epoch(name) == expected
+
+
+@given(st.integers(min_value=-62_135_596_800, max_value=253_402_300_799), st.sampled_from([0.0, 0.25, 0.5]))
+def test_trash_stamp_epoch_reads_what_trash_relpath_writes(seconds, fraction):
+    name = trash_relpath("d/f.txt", seconds + fraction).rpartition("/")[2]
+    assert trash_stamp_epoch(name) == float(seconds)
 
 
 def test_trash_relpath_keeps_component_within_255_bytes():

@@ -216,9 +216,9 @@ def test_compare_and_swap_on_heads(hub_url, hubs):
     # b creates the same path without having seen a's version: concurrent.
     (c,) = b.push(FOLDER, [_row(1, "doc.txt", two)])
     assert c.status == "conflict" and c.version == r1.version
-    assert c.head["version"] == r1.version and c.head["sha256"] == _sha(one)
-    assert c.head["device_id"] == a.device_id and c.head["device_name"] == "alpha"
-    assert c.head["deleted"] is False
+    assert c.head.version == r1.version and c.head.sha256 == _sha(one)
+    assert c.head.device_id == a.device_id and c.head.device_name == "alpha"
+    assert c.head.deleted is False
 
     # Based on the head: accepted.
     (r2,) = b.push(FOLDER, [_row(2, "doc.txt", two, base=r1.version)])
@@ -226,10 +226,10 @@ def test_compare_and_swap_on_heads(hub_url, hubs):
 
     # a's edit still based on its own old version: stale, conflict with b's head.
     (c2,) = a.push(FOLDER, [_row(2, "doc.txt", three, base=r1.version)])
-    assert c2.status == "conflict" and c2.head["version"] == r2.version and c2.head["sha256"] == _sha(two)
+    assert c2.status == "conflict" and c2.head.version == r2.version and c2.head.sha256 == _sha(two)
     # a stale deletion is concurrent too
     (c3,) = a.push(FOLDER, [_row(3, "doc.txt", None, base=r1.version)])
-    assert c3.status == "conflict" and c3.head["version"] == r2.version
+    assert c3.status == "conflict" and c3.head.version == r2.version
 
     # The same content as the head, whatever the base: not a conflict.
     (s,) = a.push(FOLDER, [_row(4, "doc.txt", two, base=r1.version)])

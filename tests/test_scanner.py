@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shoal.scan import scanner
-from shoal.scan.scanner import MARKER_DIR, MARKER_FILE, scan_folder
+from shoal.core.paths import FOLDER_ID_FILE, SHOAL_DIR
+from shoal.scan.scanner import scan_folder
 from shoal.localstore import open_store
 from shoal.model import FileState
 
@@ -98,7 +99,7 @@ def test_first_scan_records_adds_and_creates_the_marker(store, root):
     write(root, "sub/deeper/c.bin", b"\x00\x01")
     result = scan(store, root)
     assert (result.added, result.modified, result.deleted, result.paused) == (3, 0, 0, None)
-    assert (root / MARKER_DIR / MARKER_FILE).read_text().strip() == FID
+    assert (root / FOLDER_ID_FILE).read_text().strip() == FID
     assert sorted(outbox(store)) == [("a.txt", False, None), ("sub/b.txt", False, None),
                                      ("sub/deeper/c.bin", False, None)]
     assert live_index(store) == {"a.txt": sha(b"alpha"), "sub/b.txt": sha(b"beta"),
@@ -113,7 +114,7 @@ def test_first_scan_creates_a_missing_folder(store, tmp_path):
     root = tmp_path / "not-yet"
     result = scan(store, root)
     assert result.paused is None
-    assert (root / MARKER_DIR / MARKER_FILE).read_text().strip() == FID
+    assert (root / FOLDER_ID_FILE).read_text().strip() == FID
 
 
 def test_rescan_with_nothing_changed_records_nothing(store, root):
@@ -511,7 +512,7 @@ def test_missing_marker_after_first_scan_pauses_and_deletes_nothing(store, root)
     populate(root, 6)
     scan(store, root)
     before = last_seq(store)
-    marker = root / MARKER_DIR / MARKER_FILE
+    marker = root / FOLDER_ID_FILE
     marker.unlink()
     (root / "d0" / "f00.txt").unlink()
 
@@ -543,7 +544,7 @@ def test_missing_folder_pauses_and_is_not_recreated(store, root, tmp_path):
 
 def test_a_marker_naming_another_folder_pauses(store, root):
     write(root, "a.txt", "a")
-    marker = write(root, f"{MARKER_DIR}/{MARKER_FILE}", "someone-else\n")
+    marker = write(root, FOLDER_ID_FILE, "someone-else\n")
     result = scan(store, root)
     assert result.paused and "someone-else" in result.paused
     assert store.folder(FID).paused == result.paused
@@ -622,7 +623,7 @@ tree_st = st.builds(_tree, st.lists(path_st, max_size=10), st.lists(st.binary(ma
 def disk_index(root: Path) -> dict[str, str]:
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d != MARKER_DIR]
+        dirnames[:] = [d for d in dirnames if d != SHOAL_DIR]
         for name in filenames:
             full = Path(dirpath) / name
             rel = unicodedata.normalize("NFC", full.relative_to(root).as_posix())

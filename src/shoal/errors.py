@@ -7,6 +7,8 @@ so the CLI and the daemon never have to guess from the message.
 
 from __future__ import annotations
 
+from shoal.model import ErrorKind
+
 
 class ShoalError(Exception):
     """Root of every error shoal reports to a user."""
@@ -79,9 +81,27 @@ class PathRefused(ShoalError):
 
 
 class FileProblem(ShoalError):
-    """One file could not be read or written; retried later, the rest goes on."""
+    """One file could not be read or written; retried later, the rest goes on.
+
+    `kind` is how the path's error is recorded: a content that could not be fetched or
+    verified (BLOCK, the default), a write that failed (WRITE), or data from the hub that is
+    malformed (REFUSED: reported, never retried)."""
 
     retryable = True
+
+    def __init__(self, message: str, *, path: str | None = None, kind: ErrorKind = ErrorKind.BLOCK):
+        super().__init__(message, path=path)
+        self.kind = ErrorKind(kind)
+
+
+class EmbeddedHubMissing(ShoalError):
+    """No PostgreSQL server can be had for the embedded hub (neither the wheel nor binaries on
+    PATH): the message says what to install or which `hub.url` to set."""
+
+
+class EmbeddedHubUnsafe(ShoalError):
+    """A directory the embedded hub's socket would use can be reached or replaced by another
+    local user."""
 
 
 class FolderPaused(ShoalError):

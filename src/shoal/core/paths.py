@@ -220,6 +220,23 @@ def trash_relpath(path: str, now_epoch: float) -> str:
     return f"{head}{sep}{name}{stamp}"
 
 
+_TRASH_STAMP = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})-([0-9]{2})([0-9]{2})([0-9]{2})")
+
+
+def trash_stamp_epoch(name: str) -> float | None:
+    """When a file in the trash was put there: the UTC stamp `trash_relpath` wrote after the
+    last `~` of its name, as seconds since the epoch. None when the name carries no valid
+    stamp (a file the user put there, a date that does not exist). Raises nothing."""
+    match = _TRASH_STAMP.fullmatch(name.rpartition("~")[2])
+    if match is None:
+        return None
+    try:
+        moment = datetime(*(int(g) for g in match.groups()), tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return (moment - _EPOCH).total_seconds()
+
+
 def metadata_plausible(size: int, mtime_ns: int, now_ns: int) -> bool:
     """False if the metadata cannot be right: negative size, mtime before 1980-01-01 UTC,
     or mtime more than one day after `now_ns`. Such metadata is not a change by itself.

@@ -14,14 +14,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shoal.core.conflicts import conflict_name
+from shoal.model import ConflictPolicy, StrEnum
 
-SAME = "same"
-ADOPT_HEAD = "adopt-head"
-PUSH_OVER_HEAD = "push-over-head"
 
-KEEP_BOTH = "keep-both"
-NEWEST_WINS = "newest-wins"
-POLICIES = (KEEP_BOTH, NEWEST_WINS)
+class Action(StrEnum):
+    """What happens to a local change concurrent with the hub's head (see Resolution)."""
+
+    SAME = "same"
+    ADOPT_HEAD = "adopt-head"
+    PUSH_OVER_HEAD = "push-over-head"
+
+
+SAME = Action.SAME
+ADOPT_HEAD = Action.ADOPT_HEAD
+PUSH_OVER_HEAD = Action.PUSH_OVER_HEAD
+
+KEEP_BOTH = ConflictPolicy.KEEP_BOTH
+NEWEST_WINS = ConflictPolicy.NEWEST_WINS
+POLICIES = tuple(ConflictPolicy)
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,7 @@ class Resolution:
     trash_local: move the local file to the trash before adopting the head.
     """
 
-    action: str
+    action: Action
     local_copy_to: str | None = None
     head_copy_to: str | None = None
     trash_local: bool = False
@@ -67,7 +77,7 @@ def newer(a: Version, b: Version) -> Version:
     return a if _order_key(a) >= _order_key(b) else b
 
 
-def resolve_concurrent(local: Version, head: Version, policy: str) -> Resolution:
+def resolve_concurrent(local: Version, head: Version, policy: ConflictPolicy | str) -> Resolution:
     """Resolve the local version of a path against the hub's concurrent head.
 
     Same content (or both deleted): SAME. Edit against delete: the edit wins, whichever side
@@ -79,6 +89,7 @@ def resolve_concurrent(local: Version, head: Version, policy: str) -> Resolution
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown conflict policy {policy!r}: expected one of {', '.join(POLICIES)}")
+    policy = ConflictPolicy(policy)
     if local.path != head.path:
         raise ValueError(f"versions of different paths: {local.path!r} and {head.path!r}")
     if local.deleted and head.deleted:
@@ -90,7 +101,7 @@ def resolve_concurrent(local: Version, head: Version, policy: str) -> Resolution
     if head.deleted:
         return Resolution(PUSH_OVER_HEAD)
     local_wins = newer(local, head) is local
-    if policy == KEEP_BOTH:
+    if policy is KEEP_BOTH:
         if local_wins:
             return Resolution(
                 PUSH_OVER_HEAD, head_copy_to=conflict_name(head.path, head.mtime_ns, head.device_name)

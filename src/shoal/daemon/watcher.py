@@ -19,6 +19,7 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirModifiedEvent,
 from watchdog.observers import Observer
 
 from shoal.config import FolderConfig
+from shoal.core.paths import SHOAL_DIR
 
 log = logging.getLogger("shoal.watcher")
 # Only what changes a folder. Reads (IN_OPEN / IN_CLOSE_NOWRITE) are not subscribed to: every
@@ -40,7 +41,7 @@ class _Handler(FileSystemEventHandler):
     def __init__(self, folder_id: str, root: str, on_dirty: Callable[[str, str, bool], None]):
         self.folder_id = folder_id
         self.root = root.rstrip("/")
-        self.shoal_dir = self.root + "/.shoal"
+        self.shoal_dir = self.root + "/" + SHOAL_DIR
         self.on_dirty = on_dirty
 
     def on_any_event(self, event: FileSystemEvent) -> None:

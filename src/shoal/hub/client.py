@@ -21,7 +21,7 @@ import psycopg
 from shoal.errors import HubUnreachable
 from shoal.hub.pgerrors import describe_error, is_outage, translate
 from shoal.hub.schema import ensure_schema
-from shoal.model import Change
+from shoal.model import Change, HeadVersion, PushStatus
 
 def connect(url: str, password: str | None = None, *, timeout: float = 10.0,
             autocommit: bool = True) -> psycopg.Connection:
@@ -42,9 +42,19 @@ def connect(url: str, password: str | None = None, *, timeout: float = 10.0,
 @dataclass(frozen=True)
 class PushResult:
     seq: int
-    status: str  # accepted | same | conflict
+    status: PushStatus
     version: int | None
-    head: dict | None
+    head: HeadVersion | None  # the hub's head, when the status is CONFLICT
+
+
+def _head_version(head: dict | None) -> HeadVersion | None:
+    """The head a conflicting push row reports, from shoal.push's JSON."""
+    if head is None:
+        return None
+    return HeadVersion(version=head["version"], device_id=head["device_id"], kind=head["kind"],
+                       size=head["size"], mtime_ns=head["mtime_ns"], sha256=head["sha256"],
+                       deleted=head["deleted"], target=head.get("target"),
+                       device_name=head.get("device_name"))
 
 
 @dataclass(frozen=True)
@@ -156,7 +166,7 @@ class Hub:
             "push", "SELECT seq, status, version, head FROM shoal.push(%s, %s, %s, %s::jsonb)",
             (self.device_id, self.incarnation_id, folder_id, json.dumps(rows, separators=(",", ":"))),
         )
-        return [PushResult(s, st, v, h) for s, st, v, h in got]
+        return [PushResult(s, PushStatus(st), v, _head_version(h)) for s, st, v, h in got]
 
     def pull(self, folder_id: str, after: int, limit: int = 1000) -> list[Change]:
         got = self._rows(

@@ -15,7 +15,7 @@ import apsw
 
 from shoal.errors import StoreCorrupt, StoreError
 from shoal.localstore.migrate import apply_migrations, available_migrations, current_version
-from shoal.model import Change, FileState
+from shoal.model import Change, ErrorKind, FileState, OutboxState
 
 STORE_FILENAME = "shoal.db"
 APPLICATION_ID = 0x53484F4C  # "SHOL": marks the file as a shoal store
@@ -24,6 +24,14 @@ _FILE_COLS = "folder_id, path, kind, size, mtime_ns, inode, sha256, deleted, tar
 _OUTBOX_COLS = (
     "folder_id, path, kind, size, mtime_ns, sha256, deleted, target, seq, version, moved_from, conflict_of"
 )
+
+
+# Outbox states in SQL are literals, not parameters: SQLite uses the partial index
+# outbox_pending only for a literal `state = 'pending'`.
+_PENDING = f"state='{OutboxState.PENDING.value}'"
+#: next_retry of an error that no timer retries (the path waits for a change): the column is
+#: NOT NULL, PathError reads it back as None.
+_NO_RETRY = 2**63 - 1
 
 
 def _file(row) -> FileState:
@@ -50,10 +58,16 @@ class FolderRow:
 class PathError:
     folder_id: str
     path: str
-    kind: str
+    kind: ErrorKind
     message: str
     retries: int
-    next_retry: int
+    next_retry: int | None  # epoch seconds; None: no timer retries it (it waits for a change)
+
+    @classmethod
+    def from_row(cls, row) -> PathError:
+        folder_id, path, kind, message, retries, next_retry = row
+        return cls(folder_id, path, ErrorKind(kind), message, retries,
+                   None if next_retry == _NO_RETRY else next_retry)
 
 
 def open_store(state_dir: Path, *, create: bool = True) -> Store:
@@ -358,7 +372,7 @@ class Store:
         return [
             _change(r)
             for r in self.conn.execute(
-                f"SELECT {_OUTBOX_COLS} FROM outbox WHERE folder_id=? AND state='pending' AND seq>?"
+                f"SELECT {_OUTBOX_COLS} FROM outbox WHERE folder_id=? AND {_PENDING} AND seq>?"
                 " ORDER BY seq LIMIT ?",
                 (folder_id, after_seq, limit),
             )
@@ -366,36 +380,37 @@ class Store:
 
     def pending_count(self, folder_id: str) -> int:
         return self.conn.execute(
-            "SELECT count(*) FROM outbox WHERE folder_id=? AND state='pending'", (folder_id,)
+            f"SELECT count(*) FROM outbox WHERE folder_id=? AND {_PENDING}", (folder_id,)
         ).fetchone()[0]
 
     def pending_paths(self, folder_id: str) -> set[str]:
         """Paths of a folder with a local change waiting to be pushed."""
         return {r[0] for r in self.conn.execute(
-            "SELECT DISTINCT path FROM outbox WHERE folder_id=? AND state='pending'", (folder_id,))}
+            f"SELECT DISTINCT path FROM outbox WHERE folder_id=? AND {_PENDING}", (folder_id,))}
 
-    def mark_outbox(self, seqs: Iterable[int], state: str, version: int | None = None) -> None:
+    def mark_outbox(self, seqs: Iterable[int], state: OutboxState, version: int | None = None) -> None:
+        state = OutboxState(state)
         self.conn.executemany(
-            "UPDATE outbox SET state=?, version=? WHERE seq=?", [(state, version, s) for s in seqs]
+            "UPDATE outbox SET state=?, version=? WHERE seq=?", [(state.value, version, s) for s in seqs]
         )
 
     def mark_pushed(self, folder_id: str, done: list[tuple[int, str, int | None]]) -> None:
         """(seq, path, hub version) the hub accepted: mark the rows and index the versions, at once."""
         with self.conn:
-            self.conn.executemany("UPDATE outbox SET state='pushed', version=? WHERE seq=?",
-                                  [(v, seq) for seq, _, v in done])
+            self.conn.executemany("UPDATE outbox SET state=?, version=? WHERE seq=?",
+                                  [(OutboxState.PUSHED.value, v, seq) for seq, _, v in done])
             self.conn.executemany("UPDATE files SET version=? WHERE folder_id=? AND path=?",
                                   [(v, folder_id, path) for _, path, v in done if v is not None])
 
     def keep_local_only(self, folder_id: str) -> None:
         """Pending rows of a receive-only folder are never pushed: mark them local."""
         self.conn.execute(
-            "UPDATE outbox SET state='local' WHERE folder_id=? AND state='pending'", (folder_id,))
+            f"UPDATE outbox SET state=? WHERE folder_id=? AND {_PENDING}", (OutboxState.LOCAL.value, folder_id))
 
     def set_moved_from(self, folder_id: str, path: str, moved_from: str) -> None:
         """Mark the pending add of `path` as the new place of content that left `moved_from`."""
         self.conn.execute(
-            "UPDATE outbox SET moved_from=? WHERE folder_id=? AND path=? AND state='pending' AND deleted=0",
+            f"UPDATE outbox SET moved_from=? WHERE folder_id=? AND path=? AND {_PENDING} AND deleted=0",
             (moved_from, folder_id, path),
         )
 
@@ -411,12 +426,12 @@ class Store:
             self.conn.execute("UPDATE files SET version=NULL WHERE folder_id=?", (folder_id,))
             self.conn.execute("UPDATE folders SET pull_cursor=0 WHERE id=?", (folder_id,))
             self.conn.execute(
-                "DELETE FROM outbox WHERE folder_id=? AND state='pending' AND deleted=1", (folder_id,))
+                f"DELETE FROM outbox WHERE folder_id=? AND {_PENDING} AND deleted=1", (folder_id,))
             self.conn.execute(
                 "INSERT INTO outbox(folder_id, path, kind, size, mtime_ns, sha256, target, deleted,"
                 " created_at) SELECT f.folder_id, f.path, f.kind, f.size, f.mtime_ns, f.sha256, f.target,"
                 " 0, ? FROM files f WHERE f.folder_id=? AND f.deleted=0 AND NOT EXISTS (SELECT 1 FROM"
-                " outbox o WHERE o.folder_id=f.folder_id AND o.path=f.path AND o.state='pending')",
+                f" outbox o WHERE o.folder_id=f.folder_id AND o.path=f.path AND o.{_PENDING})",
                 (now, folder_id),
             )
             return self.conn.changes()
@@ -424,33 +439,37 @@ class Store:
     def prune_outbox(self, keep_after: int) -> None:
         """Forget pushed rows older than `keep_after` (epoch s): the hub holds them now."""
         self.conn.execute(
-            "DELETE FROM outbox WHERE state != 'pending' AND created_at < ?", (keep_after,)
+            f"DELETE FROM outbox WHERE NOT {_PENDING} AND created_at < ?", (keep_after,)
         )
 
     # -- errors -----------------------------------------------------------------
 
-    def record_error(self, folder_id: str, path: str, kind: str, message: str,
-                     now: int, next_retry: int) -> None:
+    def record_error(self, folder_id: str, path: str, kind: ErrorKind, message: str,
+                     now: int, next_retry: int | None) -> None:
+        """Record (or count again) an error of a path; `next_retry` None: no timer retries it."""
+        kind = ErrorKind(kind)
+        next_retry = _NO_RETRY if next_retry is None else next_retry
         self.conn.execute(
             "INSERT INTO errors(folder_id, path, kind, message, retries, first_at, next_retry)"
             " VALUES (?,?,?,?,0,?,?) ON CONFLICT(folder_id, path, kind) DO UPDATE SET"
             " message=excluded.message, retries=errors.retries+1, next_retry=excluded.next_retry",
-            (folder_id, path, kind, message, now, next_retry),
+            (folder_id, path, kind.value, message, now, next_retry),
         )
 
-    def clear_error(self, folder_id: str, path: str, kind: str | None = None) -> None:
+    def clear_error(self, folder_id: str, path: str, kind: ErrorKind | None = None) -> None:
         if kind is None:
             self.conn.execute("DELETE FROM errors WHERE folder_id=? AND path=?", (folder_id, path))
         else:
             self.conn.execute(
-                "DELETE FROM errors WHERE folder_id=? AND path=? AND kind=?", (folder_id, path, kind)
+                "DELETE FROM errors WHERE folder_id=? AND path=? AND kind=?",
+                (folder_id, path, ErrorKind(kind).value),
             )
 
     def clear_read_errors_except(self, folder_id: str, keep: set[str]) -> None:
         """Forget read errors of a folder except those of `keep` (met again by this scan)."""
         for e in self.errors(folder_id):
-            if e.kind == "read" and e.path not in keep:
-                self.clear_error(folder_id, e.path, "read")
+            if e.kind is ErrorKind.READ and e.path not in keep:
+                self.clear_error(folder_id, e.path, ErrorKind.READ)
 
     def errors(self, folder_id: str | None = None) -> list[PathError]:
         sql = "SELECT folder_id, path, kind, message, retries, next_retry FROM errors"
@@ -458,11 +477,12 @@ class Store:
         if folder_id is not None:
             sql += " WHERE folder_id=?"
             args = (folder_id,)
-        return [PathError(*r) for r in self.conn.execute(sql + " ORDER BY folder_id, path", args)]
+        return [PathError.from_row(r) for r in self.conn.execute(sql + " ORDER BY folder_id, path", args)]
 
-    def error_retries(self, folder_id: str, path: str, kind: str) -> int:
+    def error_retries(self, folder_id: str, path: str, kind: ErrorKind) -> int:
         row = self.conn.execute(
-            "SELECT retries FROM errors WHERE folder_id=? AND path=? AND kind=?", (folder_id, path, kind)
+            "SELECT retries FROM errors WHERE folder_id=? AND path=? AND kind=?",
+            (folder_id, path, ErrorKind(kind).value),
         ).fetchone()
         return row[0] + 1 if row else 0
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import NamedTuple, TextIO
 
 from shoal.config import Config, FolderConfig, load_config, read_hub_password
+from shoal.core.paths import SHOAL_DIR
 from shoal.errors import ConfigError, ShoalError, StoreCorrupt, StoreError
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
@@ -289,7 +290,7 @@ def count_dirs(roots: Iterable[Path]) -> int:
             continue
         for _dirpath, dirnames, _files in os.walk(root):
             total += 1
-            dirnames[:] = [d for d in dirnames if d != ".shoal"]
+            dirnames[:] = [d for d in dirnames if d != SHOAL_DIR]
     return total
 
 

@@ -22,16 +22,15 @@ from typing import NamedTuple
 
 from shoal.core.guards import is_mass_delete, is_mass_delete_pause, mass_delete_reason
 from shoal.core.ignore import IgnoreRules
+from shoal.core.paths import FOLDER_ID_FILE, SHOAL_DIR, TMP_DIR
 from shoal.localstore import Store
-from shoal.model import KIND_FILE, KIND_SYMLINK, FileState
+from shoal.model import KIND_FILE, KIND_SYMLINK, ErrorKind, FileState
 
 HASH_BUFFER = 1 << 20
 HASH_THREADS = 2
 SMALL_FILE = 256 << 10  # hashed inline, not on the pool
 BATCH_FILES = 4096  # files per transaction (each commit is an fsync)
 BATCH_BYTES = 256 << 20
-MARKER_DIR = ".shoal"
-MARKER_FILE = "folder-id"
 READ_RETRY_SECONDS = 60
 
 Progress = Callable[[int, int, str], None]
@@ -92,7 +91,7 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def marker_path(root: Path) -> Path:
-    return root / MARKER_DIR / MARKER_FILE
+    return root / FOLDER_ID_FILE
 
 
 def check_marker(store: Store, folder_id: str, root: Path) -> str | None:
@@ -117,8 +116,8 @@ def check_marker(store: Store, folder_id: str, root: Path) -> str | None:
         if seen:
             return f"folder marker missing: {marker}; paused (recreate it with the folder id to resume)"
         try:
-            marker.parent.mkdir(exist_ok=True)
-            (marker.parent / "tmp").mkdir(exist_ok=True)
+            (root / SHOAL_DIR).mkdir(exist_ok=True)
+            (root / TMP_DIR).mkdir(exist_ok=True)
             marker.write_text(folder_id + "\n", encoding="utf-8")
         except OSError as e:
             return f"cannot write folder marker {marker}: {e.strerror}"
@@ -269,7 +268,7 @@ class _Recorder:
                     self.result.errors += 1
                     self.result.error_paths.add(entry.path)
                     what = "vanished while being read" if isinstance(err, FileNotFoundError) else err.strerror
-                    self.store.record_error(self.folder_id, entry.path, "read", f"cannot read: {what}",
+                    self.store.record_error(self.folder_id, entry.path, ErrorKind.READ, f"cannot read: {what}",
                                             now_i, now_i + READ_RETRY_SECONDS)
                     continue
                 if digest is None:
@@ -282,7 +281,7 @@ class _Recorder:
     def _record(self, entry: DiskEntry, digest: str, target: str | None, old: FileState | None) -> None:
         fs = FileState(self.folder_id, entry.path, entry.kind, entry.size, entry.mtime_ns, entry.inode,
                        digest, False, target, old.version if old else None)
-        self.store.clear_error(self.folder_id, entry.path, "read")
+        self.store.clear_error(self.folder_id, entry.path, ErrorKind.READ)
         if old is not None and not old.deleted and old.sha256 == digest and old.kind == entry.kind:
             self.store.put_file(fs)  # same content: metadata refresh only, not a change
             self.result.unchanged += 1
@@ -330,7 +329,7 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
         result.error_paths.add(rel or ".")
         if rel == "" or os.path.isdir(os.path.join(root, rel)):
             unreadable_dirs.append(rel + "/" if rel else "")
-        store.record_error(folder_id, rel or ".", "read", f"cannot read: {err.strerror}",
+        store.record_error(folder_id, rel or ".", ErrorKind.READ, f"cannot read: {err.strerror}",
                            now_i, now_i + READ_RETRY_SECONDS)
 
     def under_unreadable(path: str) -> bool:

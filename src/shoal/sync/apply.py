@@ -25,7 +25,7 @@ from shoal.core.paths import validate_remote_path, validate_sha256
 from shoal.scan.scanner import READ_RETRY_SECONDS, sha256_file
 from shoal.errors import FileProblem, HubError, PathRefused
 from shoal.localstore import Store
-from shoal.model import KIND_FILE, KIND_SYMLINK, Change, FileState
+from shoal.model import KIND_FILE, KIND_SYMLINK, Change, ErrorKind, FileState
 from shoal.sync.folder_io import FolderWriter
 from shoal.sync.transfer import Downloader, OnBytesMoved
 
@@ -88,19 +88,25 @@ class Applier:
 
     # -- bookkeeping ----------------------------------------------------------------
 
-    def _error(self, path: str, kind: str, message: str, retry_after: int) -> None:
+    def _error(self, path: str, kind: ErrorKind, message: str, retry_after: int | None) -> None:
+        """Record an error of `path`, retried after `retry_after` seconds (None: by no timer)."""
         now = int(self.now())
-        if retry_after == WRITE_RETRY_SECONDS:  # each failure of the same path waits longer
-            attempt = self.store.error_retries(self.folder_id, path, kind)
-            retry_after = int(backoff_delay(attempt, base=WRITE_RETRY_SECONDS, cap=WRITE_RETRY_CAP,
-                                            rand=random.random()))
-        self.store.record_error(self.folder_id, path, kind, message, now, now + retry_after)
+        self.store.record_error(self.folder_id, path, kind, message, now,
+                                None if retry_after is None else now + retry_after)
         log.warning("%s: %s: %s", self.folder_id, path, message)
+
+    def _failed(self, path: str, kind: ErrorKind, message: str) -> None:
+        """A write (or fetch) of `path` failed: retried from the head, each failure of the same
+        path waiting longer (from WRITE_RETRY_SECONDS up to WRITE_RETRY_CAP)."""
+        self.stats.failed += 1
+        attempt = self.store.error_retries(self.folder_id, path, kind)
+        self._error(path, kind, message, int(backoff_delay(attempt, base=WRITE_RETRY_SECONDS,
+                                                           cap=WRITE_RETRY_CAP, rand=random.random())))
 
     def _refuse(self, path: str, reason: str) -> None:
         self.stats.refused += 1
         # A refused path can never be written: it is reported, not retried.
-        self._error(path if isinstance(path, str) else repr(path), "refused", reason, 10**9)
+        self._error(path if isinstance(path, str) else repr(path), ErrorKind.REFUSED, reason, None)
 
     def _index_local(self, path: str, st: os.stat_result, old: FileState | None) -> FileState | None:
         """The local file differs from the index: index it as a local change (it is concurrent)."""
@@ -114,7 +120,7 @@ class Applier:
                 sha, _ = sha256_file(os_path)
                 target, kind = None, KIND_FILE
         except OSError as e:
-            self._error(path, "read", f"cannot read: {e.strerror}", READ_RETRY_SECONDS)
+            self._error(path, ErrorKind.READ, f"cannot read: {e.strerror}", READ_RETRY_SECONDS)
             return None
         fs = FileState(self.folder_id, path, kind, st.st_size, st.st_mtime_ns, st.st_ino, sha, False, target,
                        old.version if old else None)
@@ -134,8 +140,7 @@ class Applier:
                 self._refuse(ch.path, str(e))
                 continue
             except OSError as e:
-                self.stats.failed += 1
-                self._error(ch.path, "write", f"cannot apply: {e.strerror}", WRITE_RETRY_SECONDS)
+                self._failed(ch.path, ErrorKind.WRITE, f"cannot apply: {e.strerror}")
                 continue
             if item is not None:
                 writes.append(item)
@@ -257,15 +262,13 @@ class Applier:
                 self._refuse(ch.path, str(e))
                 continue
             except FileProblem as e:
-                if getattr(e, "kind", None) == "refused":  # the hub's data for it is malformed
+                if e.kind is ErrorKind.REFUSED:  # the hub's data for it is malformed
                     self._refuse(ch.path, str(e))
                     continue
-                self.stats.failed += 1
-                self._error(ch.path, getattr(e, "kind", "block"), str(e), WRITE_RETRY_SECONDS)
+                self._failed(ch.path, e.kind, str(e))
                 continue
             except OSError as e:
-                self.stats.failed += 1
-                self._error(ch.path, "write", f"cannot write: {e.strerror}", WRITE_RETRY_SECONDS)
+                self._failed(ch.path, ErrorKind.WRITE, f"cannot write: {e.strerror}")
                 continue
             except HubError:
                 raise
@@ -291,9 +294,8 @@ class Applier:
                 continue
             except (OSError, FileProblem) as e:
                 self.writer.discard_temp(tmp)
-                self.stats.failed += 1
                 msg = e.strerror if isinstance(e, OSError) else str(e)
-                self._error(ch.path, "write", f"cannot write: {msg}", WRITE_RETRY_SECONDS)
+                self._failed(ch.path, ErrorKind.WRITE, f"cannot write: {msg}")
                 continue
             self.downloader.drop_cached(ch.sha256)
             installed.append((ch, new_st))

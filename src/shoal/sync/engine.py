@@ -26,7 +26,7 @@ from shoal.core.reconcile import PUSH_OVER_HEAD, SAME, Resolution, Version, reso
 from shoal.scan.scanner import ScanResult, check_marker, scan_folders
 from shoal.errors import FolderPaused, HubMismatch, HubRowRefused, ShoalError
 from shoal.localstore import Store
-from shoal.model import KIND_FILE, Change, FileState
+from shoal.model import KIND_FILE, Change, ErrorKind, FileState, HeadVersion, OutboxState, PushStatus
 from shoal.progress import ProgressSink
 from shoal.sync.apply import Applier
 from shoal.sync.folder_io import FolderWriter, purge_trash
@@ -38,7 +38,6 @@ PUSH_BATCH = 5000
 PULL_PAGE = 1000
 GUARD_KEEP_PAGES = 8  # pages the mass-delete guard read that the pull applies without reading again
 MAX_PUSH_ROUNDS = 20
-REFUSED_RETRY_SECONDS = 10**9  # a refused row waits for the file to change, not for a timer
 PUSH_PAGE = 100_000  # pending outbox rows read at a time (bounds memory, not the push)
 OUTBOX_KEEP_SECONDS = 86400  # pushed rows are kept a day (for `shoal status` and debugging)
 
@@ -204,7 +203,7 @@ class SyncEngine:
 
     def _sync_folder(self, hub: Hub, f: FolderConfig, fr: FolderReport, run_id: int, *,
                      allow_mass_delete: bool = False) -> None:
-        if f.mode != "receive-only":
+        if f.mode.pushes:
             self.store.update_run(run_id, phase=f"push {f.id}")
             self._push(hub, f, fr)
         else:
@@ -226,7 +225,7 @@ class SyncEngine:
         for ch in rows:
             prev = latest.get(ch.path)
             if prev is not None:
-                self.store.mark_outbox([prev.seq], "superseded")
+                self.store.mark_outbox([prev.seq], OutboxState.SUPERSEDED)
             latest[ch.path] = ch
         return sorted(latest.values(), key=lambda c: c.seq)
 
@@ -259,7 +258,7 @@ class SyncEngine:
                 progress=lambda n: self.progress.advance(0, n))
             fr.bytes_up += stats.bytes_sent
             sendable = [c for c in rows if c.deleted or c.kind != KIND_FILE or c.sha256 in uploaded]
-            conflicts: list[tuple[Change, dict]] = []
+            conflicts: list[tuple[Change, HeadVersion]] = []
             for i in range(0, len(sendable), PUSH_BATCH):
                 batch = sendable[i:i + PUSH_BATCH]
                 conflicts += self._push_batch(hub, f, fr, batch)
@@ -269,7 +268,7 @@ class SyncEngine:
             again = again or bool(conflicts)
 
     def _push_batch(self, hub: Hub, f: FolderConfig, fr: FolderReport,
-                    batch: list[Change]) -> list[tuple[Change, dict]]:
+                    batch: list[Change]) -> list[tuple[Change, HeadVersion]]:
         """Push one batch; returns its conflicts. A batch the hub refuses for the values of a
         row is cut in halves until the refused rows are alone: those are reported and set
         aside (see _refuse_row), every other row is pushed."""
@@ -291,21 +290,22 @@ class SyncEngine:
             return (self._push_batch(hub, f, fr, batch[:half])
                     + self._push_batch(hub, f, fr, batch[half:]))
         by_seq = {c.seq: c for c in batch}
-        done = [r for r in results if r.status != "conflict"]
+        done = [r for r in results if r.status is not PushStatus.CONFLICT]
         # Marked pushed only now, after the hub committed them.
         self.store.mark_pushed(f.id, [(r.seq, by_seq[r.seq].path, r.version) for r in done])
         for r in done:  # a path the hub refused before is taken now: its report goes
-            self.store.clear_error(f.id, by_seq[r.seq].path, "refused")
+            self.store.clear_error(f.id, by_seq[r.seq].path, ErrorKind.REFUSED)
         fr.pushed += len(done)
-        return [(by_seq[r.seq], r.head) for r in results if r.status == "conflict"]
+        return [(by_seq[r.seq], r.head) for r in results if r.status is PushStatus.CONFLICT]
 
     def _refuse_row(self, f: FolderConfig, fr: FolderReport, ch: Change, e: HubRowRefused) -> None:
         """The hub refuses this row whatever else is in the batch: it is marked `refused` in the
         outbox (no longer pending, so never retried as it is; a later edit of the file records a
         new row, which is pushed) and reported as a per-path error."""
         now = int(self.clock())
-        self.store.mark_outbox([ch.seq], "refused")
-        self.store.record_error(f.id, ch.path, "refused", f"not synced: {e}", now, now + REFUSED_RETRY_SECONDS)
+        self.store.mark_outbox([ch.seq], OutboxState.REFUSED)
+        # No timer retries it: the row waits for the file to change.
+        self.store.record_error(f.id, ch.path, ErrorKind.REFUSED, f"not synced: {e}", now, None)
         fr.refused += 1
         log.warning("%s: %s: not synced: %s", f.id, ch.path, e)
 
@@ -327,32 +327,29 @@ class SyncEngine:
 
     # -- conflicts ------------------------------------------------------------------
 
-    def _resolve(self, hub: Hub, f: FolderConfig, ch: Change, head: dict, fr: FolderReport) -> None:
+    def _resolve(self, hub: Hub, f: FolderConfig, ch: Change, head: HeadVersion, fr: FolderReport) -> None:
         """The hub's head of `ch.path` is a version this device had not seen: decide."""
         local = Version(ch.path, ch.sha256, ch.deleted, ch.mtime_ns, self.device_id, self.device_name)
-        theirs = Version(ch.path, head["sha256"], head["deleted"], head["mtime_ns"], head["device_id"],
-                         head.get("device_name") or head["device_id"][:8])
-        if f.mode == "send-only":
+        theirs = Version(ch.path, head.sha256, head.deleted, head.mtime_ns, head.device_id, head.shown_name)
+        if not f.mode.applies:
             res = Resolution(PUSH_OVER_HEAD)  # a send-only folder is the source of truth
         else:
             res = resolve_concurrent(local, theirs, self.config.sync.conflict)
         now = int(self.clock())
-        head_change = Change(f.id, ch.path, head["kind"], head["size"], head["mtime_ns"], head["sha256"],
-                             head["deleted"], head.get("target"), version=head["version"],
-                             device_id=head["device_id"], device_name=theirs.device_name)
-        if res.action == SAME:
-            self.store.mark_outbox([ch.seq], "pushed", head["version"])
-            self.store.set_version(f.id, ch.path, head["version"])
+        head_change = head.as_change(f.id, ch.path)
+        if res.action is SAME:
+            self.store.mark_outbox([ch.seq], OutboxState.PUSHED, head.version)
+            self.store.set_version(f.id, ch.path, head.version)
             return
         fr.conflicts += 1
         taken = self._path_taken(f)
-        if res.action == PUSH_OVER_HEAD:
+        if res.action is PUSH_OVER_HEAD:
             copy_path = None
             if res.head_copy_to:
                 copy_path = unique_path(res.head_copy_to, taken)
                 self._materialise_copy(hub, f, head_change, copy_path, ch.path)
             winner, loser = self.device_name, theirs.device_name
-            self.store.set_version(f.id, ch.path, head["version"])  # now based on the head: re-push wins
+            self.store.set_version(f.id, ch.path, head.version)  # now based on the head: re-push wins
         else:
             copy_path = None
             if res.local_copy_to and not ch.deleted:
@@ -360,11 +357,11 @@ class SyncEngine:
                 self._move_local_aside(f, ch, copy_path, trash=False)
             elif res.trash_local and not ch.deleted:
                 self._move_local_aside(f, ch, None, trash=True)
-            self.store.mark_outbox([ch.seq], "conflict")
+            self.store.mark_outbox([ch.seq], OutboxState.CONFLICT)
             winner, loser = theirs.device_name, self.device_name
             self._apply_now(hub, f, [head_change], fr)
-        if not (ch.deleted or head["deleted"]):
-            self.store.record_conflict(f.id, ch.path, copy_path, winner, loser, now, head["version"])
+        if not (ch.deleted or head.deleted):
+            self.store.record_conflict(f.id, ch.path, copy_path, winner, loser, now, head.version)
         log.info("conflict on %s/%s: %s keeps the path%s", f.id, ch.path, winner,
                  f", {copy_path} keeps {loser}'s version" if copy_path else "")
 
@@ -414,7 +411,7 @@ class SyncEngine:
         self._retry_failed(hub, f, fr)
         read: list[list[Change]] = []
         upto: int | None = None  # changes after this were not weighed by the guard: next cycle
-        if f.mode != "send-only" and not allow_mass_delete:
+        if f.mode.applies and not allow_mass_delete:
             read, upto, reason = self._remote_mass_delete(hub, f, cursor)
             if reason is not None:
                 # Nothing of it is applied and the cursor stays: the same changes are weighed
@@ -436,7 +433,7 @@ class SyncEngine:
             for ch in page:
                 if ch.device_id != self.device_id:
                     theirs[ch.path] = ch  # the latest version of a path in the page wins
-            if theirs and f.mode != "send-only":
+            if theirs and f.mode.applies:
                 self.progress.phase(f.id, "pull", len(theirs), sum(c.size for c in theirs.values()))
                 self._apply_now(hub, f, list(theirs.values()), fr)
             fr.pulled += len(theirs)
@@ -520,7 +517,7 @@ class SyncEngine:
         """Writes that failed earlier (disk full, a block missing) are retried from the head."""
         now = int(self.clock())
         due = [e.path for e in self.store.errors(f.id)
-               if e.kind in ("write", "block") and (e.next_retry <= now or self._retry_now)]
+               if e.kind.retried_from_head and (e.next_retry <= now or self._retry_now)]
         if not due:
             return
         heads = hub.heads_at(f.id, due)

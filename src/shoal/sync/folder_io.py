@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from shoal.core.conflicts import unique_path
-from shoal.core.paths import trash_relpath
+from shoal.core.paths import TMP_DIR, TRASH_DIR, trash_relpath, trash_stamp_epoch
 from shoal.errors import FileProblem, PathRefused
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -45,8 +45,8 @@ class FolderWriter:
         self.root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         self._dirs: dict[str, int] = {"": self.root_fd}
         self._touched: set[str] = set()
-        self.tmp_fd = self.dir_fd(".shoal/tmp", create=True)
-        self.trash_root = ".shoal/trash"
+        self.tmp_fd = self.dir_fd(TMP_DIR, create=True)
+        self.trash_root = TRASH_DIR
 
     def close(self) -> None:
         for fd in self._dirs.values():
@@ -217,20 +217,14 @@ class FolderWriter:
 
 def purge_trash(root: Path, older_than_epoch: float) -> int:
     """Delete trashed files whose stamp is older than the cutoff; returns how many went."""
-    import datetime as _dt
-
-    trash = Path(root) / ".shoal" / "trash"
+    trash = Path(root) / TRASH_DIR
     removed = 0
     if not trash.is_dir():
         return 0
     for dirpath, _dirnames, filenames in os.walk(trash):
         for fn in filenames:
-            stamp = fn.rpartition("~")[2]
-            try:
-                when = _dt.datetime.strptime(stamp, "%Y%m%d-%H%M%S").replace(tzinfo=_dt.timezone.utc)
-            except ValueError:
-                continue
-            if when.timestamp() < older_than_epoch:
+            when = trash_stamp_epoch(fn)
+            if when is not None and when < older_than_epoch:
                 try:
                     os.unlink(os.path.join(dirpath, fn))
                     removed += 1

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from shoal.core.blocks import MIN_BLOCK, block_ranges, block_size_for
 from shoal.core.paths import validate_sha256
 from shoal.errors import FileProblem, PathRefused
+from shoal.model import ErrorKind
 from shoal.sync.folder_io import FolderWriter
 from shoal.hub.client import ContentInfo, Hub
 
@@ -167,13 +168,12 @@ def part_name(sha: str) -> str:
 
 
 def _refused(message: str) -> FileProblem:
-    err = FileProblem(message)
-    err.kind = "refused"  # malformed data from the hub: reported, not retried as a failed write
-    return err
+    # Malformed data from the hub: reported, not retried as a failed write.
+    return FileProblem(message, kind=ErrorKind.REFUSED)
 
 
 def check_content_info(sha: str, info: ContentInfo) -> None:
-    """Raise FileProblem (kind "refused") unless the content's hashes from the hub are well formed."""
+    """Raise FileProblem (kind REFUSED) unless the content's hashes from the hub are well formed."""
     try:
         validate_sha256(sha)
         for b in info.blocks:
@@ -232,9 +232,9 @@ class Downloader:
                 self.cache.pop(b, None)
 
     def _disk_full(self) -> FileProblem:
-        full = FileProblem(f"cannot write: no space left on the device holding {self.writer.root}")
-        full.kind = "write"  # recorded as a write error: retried later, not a bad block
-        return full
+        # Recorded as a write error: retried later, not a bad block.
+        return FileProblem(f"cannot write: no space left on the device holding {self.writer.root}",
+                           kind=ErrorKind.WRITE)
 
     def has_small(self, sha: str) -> bool:
         """Whether `sha` is a one-block content already fetched and verified."""

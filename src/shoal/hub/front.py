@@ -42,9 +42,10 @@ MAX_STARTUP = 10000  # as PostgreSQL's MAX_STARTUP_PACKET_LENGTH
 HUB_DATABASE = "shoal"
 ALPN = "postgresql"
 NEGOTIATION_TIMEOUT = 15.0
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 CACHE_SECONDS = 10.0
 MAX_CA_PEM = 64 * 1024
+MAX_CONNECTIONS = 256  # at once; more are closed at once (each takes a thread)
 
 
 class ProtocolError(Exception):
@@ -270,6 +271,7 @@ class HubFront:
         self.active: set[socket.socket] = set()
         self.active_lock = threading.Lock()
         self.thread: threading.Thread | None = None
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -322,6 +324,10 @@ class HubFront:
                 log.warning("hub front: accept failed: %s", e)
                 time.sleep(0.2)
                 continue
+            if not self.slots.acquire(blocking=False):
+                log.warning("hub front: %d connections at once already; closing one from %s", MAX_CONNECTIONS, peer)
+                conn.close()
+                continue
             threading.Thread(target=self._serve, args=(conn, peer), name="shoal-front-conn", daemon=True).start()
 
     def _track(self, *socks, add: bool = True) -> None:
@@ -361,6 +367,7 @@ class HubFront:
                         s.close()
                     except OSError:
                         pass
+            self.slots.release()
 
     def _negotiate(self, raw: socket.socket) -> ssl.SSLSocket | None:
         """The pre-TLS part: returns the TLS socket, or None after refusing."""

@@ -359,3 +359,14 @@ def test_tls_files_are_private_and_doctor_shows_the_fingerprint(served):
     out = shoal(served.device.config, "doctor").stdout
     line = next(x for x in out.splitlines() if "hub TLS" in x)
     assert line.startswith("ok") and fingerprint in line, out
+
+
+def test_init_serve_writes_the_listen_address(tmp_path):
+    """`shoal init --serve` writes hub.serve.listen; status shows it, not served without a daemon."""
+    config = tmp_path / "config.yaml"
+    listen = f"127.0.0.1:{free_port()}"
+    proc = shoal(config, "init", "--serve", listen, "--folder", f"docs={tmp_path / 'docs'}")
+    assert proc.returncode == 0, proc.stderr
+    data = yaml.safe_load(config.read_text())
+    assert data["hub"] == {"url": "embedded", "serve": {"listen": listen}}
+    assert f"serving {listen} (TLS): no (daemon not running)" in shoal(config, "status").stdout

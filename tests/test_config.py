@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import sys
 import textwrap
 from pathlib import Path
 
@@ -510,7 +511,7 @@ def test_default_paths_are_the_platform_dirs(_fixed_home):
     ],
 )
 def test_termux_detection(env, prefix, expected, monkeypatch):
-    monkeypatch.setattr(config_module.sys, "prefix", prefix)
+    monkeypatch.setattr(sys, "prefix", prefix)
     assert is_termux(env) is expected
 
 

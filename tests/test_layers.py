@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "shoal"
 # A module may import modules of its own layer or of a lower one, never of a higher one.
 LAYERS = {
     "shoal": 0,  # the package itself: only __version__
-    "shoal.errors": 0, "shoal.model": 0, "shoal.sql_files": 0, "shoal.progress": 0,
+    "shoal.errors": 0, "shoal.model": 0, "shoal.sql_files": 0, "shoal.progress": 0, "shoal.platform": 0,
     "shoal.core": 1,
     "shoal.config": 2,
     "shoal.localstore": 3, "shoal.hub": 3,

@@ -12,14 +12,11 @@ of turning into False, 2024 or 90.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import socket
 import stat
-import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +28,7 @@ import yaml
 from shoal.core.durations import DURATION_HINT, parse_duration
 from shoal.errors import ConfigError, ShoalError, UsageError
 from shoal.model import ConflictPolicy, FolderMode
+from shoal.platform import is_termux, write_file_atomic
 
 MODES = tuple(mode.value for mode in FolderMode)
 CONFLICT_POLICIES = tuple(policy.value for policy in ConflictPolicy)
@@ -38,7 +36,6 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 APP_NAME = "shoal"
 CONFIG_ENV = "SHOAL_CONFIG"
-TERMUX_PREFIX = "/data/data/com.termux"
 
 
 @dataclass(frozen=True)
@@ -101,17 +98,6 @@ class Config:
 
 # ---------------------------------------------------------------------------------------------
 # Paths
-
-
-def is_termux(env: Mapping[str, str] = os.environ) -> bool:
-    """True when running inside Termux on Android. Raises nothing."""
-    if env.get("TERMUX_VERSION"):
-        return True
-    return any(_under(value, TERMUX_PREFIX) for value in (sys.prefix, env.get("HOME", "")))
-
-
-def _under(path: str, prefix: str) -> bool:
-    return path == prefix or path.startswith(prefix + "/")
 
 
 def _platform_dirs(env: Mapping[str, str]) -> platformdirs.PlatformDirs:
@@ -794,34 +780,11 @@ def write_new_config(path: Path, text: str) -> None:
     exists = UsageError(f"config file already exists: {path}", path=str(path))
     if path.exists() or path.is_symlink():
         raise exists
-    temp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp made it 0600
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            # A hard link never replaces a file, so a config written meanwhile is not lost.
-            os.link(temp_name, path)
-        except FileExistsError:
-            raise exists from None
-        except OSError:  # some filesystems (Android storage, FAT) refuse hard links
-            if path.exists() or path.is_symlink():
-                raise exists from None
-            os.replace(temp_name, path)
-            temp_name = None
-        with contextlib.suppress(OSError):  # not every platform can fsync a directory
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        write_file_atomic(path, text, mode=0o600, replace=False)
+    except FileExistsError:
+        raise exists from None
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ShoalError(f"cannot write config file {path}: {reason}", path=str(path)) from None
-    finally:
-        if temp_name is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temp_name)

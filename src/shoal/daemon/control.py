@@ -14,7 +14,6 @@ import os
 import socket
 import stat
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from shoal.errors import ShoalError
+from shoal.platform import short_temp_path, socket_path_fits
 
 SOCKET_NAME = "control.sock"
 
@@ -29,10 +29,10 @@ SOCKET_NAME = "control.sock"
 def socket_path(state_dir: Path) -> Path:
     """Where the control socket of a state dir lives (a short path if the natural one is too long)."""
     natural = Path(state_dir) / SOCKET_NAME
-    if len(os.fsencode(str(natural))) < 100:
+    if socket_path_fits(natural):
         return natural
     digest = hashlib.sha256(os.fsencode(str(Path(state_dir).resolve()))).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"shoal-{digest}.sock"
+    return short_temp_path(f"shoal-{digest}.sock")
 
 
 def state_dir_of(config_path: Path) -> Path:

@@ -20,6 +20,7 @@ from watchdog.observers import Observer
 
 from shoal.config import FolderConfig
 from shoal.core.paths import SHOAL_DIR
+from shoal.platform import is_android_shared_storage
 
 log = logging.getLogger("shoal.watcher")
 # Only what changes a folder. Reads (IN_OPEN / IN_CLOSE_NOWRITE) are not subscribed to: every
@@ -28,10 +29,6 @@ log = logging.getLogger("shoal.watcher")
 WRITE_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
                 DirCreatedEvent, DirModifiedEvent, DirDeletedEvent, DirMovedEvent]
 INOTIFY_HINT = "raise it with: sudo sysctl fs.inotify.max_user_watches=524288"
-
-
-def _is_shared_storage(path: str) -> bool:
-    return path.startswith(("/storage/", "/sdcard")) or "/storage/" in path and "com.termux" in path
 
 
 class _Handler(FileSystemEventHandler):
@@ -95,12 +92,12 @@ class FolderWatcher:
         for fid, path in wanted.items():
             if fid in self.watches:
                 continue
-            if _is_shared_storage(path):
+            if is_android_shared_storage(path, os.path.expanduser("~")):
                 self.problems[fid] = "Android shared storage may deliver no file events"
             try:
                 self.watches[fid] = (path, self.observer.schedule(_Handler(fid, path, self.on_dirty), path,
                                                                   recursive=True, event_filter=WRITE_EVENTS))
-                if fid in self.problems and not _is_shared_storage(path):
+                if fid in self.problems and not is_android_shared_storage(path, os.path.expanduser("~")):
                     self.problems.pop(fid)
                     log.info("folder %s: watching again", fid)
             except OSError as e:

@@ -28,7 +28,6 @@ import stat
 import subprocess
 import shlex
 import socket
-import tempfile
 import threading
 import time
 import warnings
@@ -37,7 +36,8 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from shoal.errors import HubUnreachable, ShoalError
+from shoal.errors import EmbeddedHubMissing, EmbeddedHubUnsafe, HubUnreachable
+from shoal.platform import short_temp_path, socket_path_fits, write_file_atomic
 
 log = logging.getLogger("shoal.embedded")
 HUB_DB = "shoal"
@@ -46,18 +46,7 @@ _start_lock = threading.Lock()  # the daemon's threads may start (or restart) it
 LOOPBACK_HOST = "127.0.0.1"
 
 
-class EmbeddedHubMissing(ShoalError):
-    exit_code = 1
-
-
-class EmbeddedHubUnsafe(ShoalError):
-    """A directory the embedded hub's socket would use can be reached or replaced by another
-    local user."""
-    exit_code = 1
-
-
 SOCKET_NAME = ".s.PGSQL.5432"
-SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux, 104 on macOS: keep clear of both
 IDENT_MAP = "shoal"
 
 
@@ -116,13 +105,9 @@ def _write_auth_config(pgdata: Path, os_user: str, loopback: bool = False) -> bo
                 continue
         except FileNotFoundError:
             pass
-        tmp = path.with_name(f".{name}.shoal-tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        if os.geteuid() == 0 and owner.st_uid != 0:  # the wheel's server runs as its own user
-            os.chown(tmp, owner.st_uid, owner.st_gid)
-        os.replace(tmp, path)
+        # As root, the wheel's server runs as its own user: the files are that user's.
+        write_file_atomic(path, text, mode=0o600,
+                          owner=(owner.st_uid, owner.st_gid) if os.geteuid() == 0 and owner.st_uid != 0 else None)
         changed = True
     return changed
 
@@ -300,7 +285,7 @@ def _secure_wheel_server(server, pgdata: Path) -> None:
 def _short_socket_dir(pgdata: Path) -> Path:
     """Where the socket goes when the data dir's path is too long for one. Raises nothing."""
     digest = hashlib.sha256(str(pgdata).encode()).hexdigest()[:10]
-    return Path(tempfile.gettempdir()) / f"shoal-{os.geteuid()}-{digest}"
+    return short_temp_path(f"shoal-{os.geteuid()}-{digest}")
 
 
 def _socket_dir(pgdata: Path) -> Path:
@@ -309,7 +294,7 @@ def _socket_dir(pgdata: Path) -> Path:
     shared: one that exists already must be ours, a real directory and 0700, else it is
     refused (another user could have made it to reach or replace the socket).
     Raises EmbeddedHubUnsafe."""
-    if len(str(pgdata / SOCKET_NAME)) < SOCKET_PATH_MAX:
+    if socket_path_fits(pgdata / SOCKET_NAME):
         return pgdata
     short = _short_socket_dir(pgdata)
     try:

@@ -24,6 +24,7 @@ from typing import NamedTuple, TextIO
 
 from shoal.config import Config, FolderConfig, load_config, read_hub_password
 from shoal.core.paths import SHOAL_DIR
+from shoal.platform import is_android_shared_storage
 from shoal.errors import ConfigError, ShoalError, StoreCorrupt, StoreError
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
@@ -56,16 +57,6 @@ def inotify_check(max_watches: int, dirs: int) -> Finding:
     fix = (f"sudo sysctl fs.inotify.max_user_watches={wanted}; to keep it after a reboot: "
            f"echo fs.inotify.max_user_watches={wanted} | sudo tee /etc/sysctl.d/90-shoal-inotify.conf")
     return Finding(WARN, "watch limit", detail, fix)
-
-
-def is_android_shared_storage(path: str, home: str) -> bool:
-    """Whether `path` is on Android shared storage (/storage/..., /sdcard, ~/storage/...),
-    where inotify events may not arrive. Raises nothing."""
-    path = os.path.normpath(path)
-    prefixes = ["/storage", "/sdcard", "/mnt/sdcard"]
-    if home:
-        prefixes.append(os.path.join(os.path.normpath(home), "storage"))
-    return any(path == p or path.startswith(p + "/") for p in prefixes)
 
 
 def android_storage_check(folder_id: str, path: str, real_path: str, home: str) -> Finding | None:

@@ -32,7 +32,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -40,13 +39,14 @@ from pathlib import Path
 from xml.sax.saxutils import escape as _xml_escape
 
 from shoal.errors import ShoalError, UsageError
+from shoal.platform import TERMUX_USR, is_android_app_prefix, is_termux, write_file_atomic
 
 MARKER = "Installed by shoal"
 PLATFORMS = ("systemd", "launchd", "termux")
 SYSTEMD_UNIT = "shoal.service"
 LAUNCHD_LABEL = "org.shoal.agent"
 TERMUX_SERVICE = "shoal"
-DEFAULT_TERMUX_PREFIX = Path("/data/data/com.termux/files/usr")
+DEFAULT_TERMUX_PREFIX = Path(TERMUX_USR)
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _SYSTEMD_SAFE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
@@ -69,7 +69,7 @@ def detect_platform(env: Mapping[str, str], sys_platform: str) -> str:
 
     Raises UsageError when the platform has no supported service manager.
     """
-    if env.get("TERMUX_VERSION") or env.get("PREFIX", "").startswith("/data/data/com.termux"):
+    if is_termux(env):
         return "termux"
     if sys_platform == "darwin":
         return "launchd"
@@ -88,7 +88,7 @@ def env_paths(env: Mapping[str, str]) -> dict[str, Path]:
     xdg = env.get("XDG_CONFIG_HOME", "")
     if xdg and os.path.isabs(xdg):
         paths["xdg_config_home"] = Path(xdg)
-    if env.get("PREFIX", "").startswith("/data/data/"):
+    if is_android_app_prefix(env.get("PREFIX", "")):
         paths["termux_prefix"] = Path(env["PREFIX"])
     return paths
 
@@ -386,19 +386,8 @@ def _write_atomic(f: InstalledFile) -> None:
     """Write to a temporary file beside the target, fsync, then rename it into place."""
     try:
         f.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{f.path.name}.", suffix=".tmp", dir=f.path.parent)
+        write_file_atomic(f.path, f.content, mode=f.mode)
     except OSError as e:
-        raise ShoalError(f"cannot write {f.path}: {e.strerror}", path=str(f.path)) from e
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.write(f.content)
-            out.flush()
-            os.fchmod(out.fileno(), f.mode)
-            os.fsync(out.fileno())
-        os.replace(tmp, f.path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise ShoalError(f"cannot write {f.path}: {e.strerror}", path=str(f.path)) from e
 
 

@@ -293,7 +293,9 @@ class Daemon:
                     raise HubUnreachable("the embedded hub does not listen on 127.0.0.1; restart shoal")
                 paths = tls.ensure_hub_tls(self.config.state_dir, (listen[0],))
                 check = front.DeviceCheck(self.device.hub_url)
-                served = front.HubFront(listen, upstream, str(paths.server_cert), str(paths.server_key),
+                state_dir = self.config.state_dir
+                served = front.HubFront(listen, lambda: embedded.loopback_address(state_dir),
+                                        str(paths.server_cert), str(paths.server_key),
                                         tls.load_ca_pem(self.config.state_dir), check)
                 served.start()
             except (ShoalError, OSError, ssl.SSLError) as e:

@@ -257,9 +257,11 @@ class DeviceCheck:
 
 class HubFront:
     """Accepts TLS connections on `listen` and pipes device logins to `upstream` (the
-    embedded server's loopback address). `is_device(role) -> bool` decides who may pass."""
+    embedded server's loopback address, or a function returning it now, None when the server
+    is not running). `is_device(role) -> bool` decides who may pass."""
 
-    def __init__(self, listen: tuple[str, int], upstream: tuple[str, int], cert: str, key: str,
+    def __init__(self, listen: tuple[str, int],
+                 upstream: tuple[str, int] | Callable[[], tuple[str, int] | None], cert: str, key: str,
                  ca_pem: str, is_device: Callable[[str], bool]):
         self.listen = listen
         self.upstream = upstream
@@ -348,7 +350,11 @@ class HubFront:
             packet = self._first_packet(tls)
             if packet is None:
                 return
-            up = socket.create_connection(self.upstream, timeout=NEGOTIATION_TIMEOUT)
+            target = self.upstream() if callable(self.upstream) else self.upstream
+            if target is None:
+                _refuse(tls, "the hub is not running; try again", "57P03")
+                return
+            up = socket.create_connection(target, timeout=NEGOTIATION_TIMEOUT)
             up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._track(up)
             up.sendall(packet)

@@ -63,6 +63,11 @@ class HubUnreachable(HubError):
     retryable = True
 
 
+class HubLoginRefused(HubError):
+    """The hub refused this device's login (revoked, wrong or expired password, not allowed):
+    not an outage, so retrying soon cannot help; the user must act."""
+
+
 class HubMismatch(HubError):
     """The hub refused a request because it contradicts what it already holds (e.g. a replayed seq)."""
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from shoal.errors import HubUnreachable
-from shoal.hub.pgerrors import describe_error, is_outage, translate
+from shoal.errors import HubLoginRefused, HubUnreachable
+from shoal.hub.pgerrors import describe_error, is_outage, login_refused, translate
 from shoal.hub.schema import ensure_schema
 from shoal.model import Change, HeadVersion, PushStatus
 
@@ -36,6 +36,8 @@ def connect(url: str, password: str | None = None, *, timeout: float = 10.0,
     try:
         return psycopg.connect(url, **kwargs)
     except psycopg.Error as e:
+        if login_refused(e):
+            raise HubLoginRefused(f"the hub refused this device's login: {describe_error(e)}") from e
         raise HubUnreachable(f"hub unreachable: {describe_error(e)}") from e
 
 

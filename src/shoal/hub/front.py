@@ -43,7 +43,6 @@ HUB_DATABASE = "shoal"
 ALPN = "postgresql"
 NEGOTIATION_TIMEOUT = 15.0
 CHUNK = 1024 * 1024
-CACHE_SECONDS = 10.0
 MAX_CA_PEM = 64 * 1024
 MAX_CONNECTIONS = 256  # at once; more are closed at once (each takes a thread)
 
@@ -206,24 +205,21 @@ def fetch_ca_pem(host: str, port: int, timeout: float = 10.0) -> str:
 
 
 class DeviceCheck:
-    """Whether a role is a device login of this hub, asked over an owner connection (kept
-    open, made again when lost); positive answers are cached briefly."""
+    """Why a role may not log in through the front (None: it is a device login of this hub),
+    asked over an owner connection (kept open, made again when lost). Asked for every
+    connection, never cached: a revoked device is shut out at once and told so."""
 
-    QUERY = ("SELECT NOT r.rolsuper AND pg_has_role(r.oid, 'shoal_device', 'MEMBER')"
-             " AND EXISTS (SELECT 1 FROM shoal.device_roles d WHERE d.role_name = r.rolname)"
-             " FROM pg_roles r WHERE r.rolname = %s")
+    QUERY = ("SELECT r.rolsuper, pg_has_role(r.oid, 'shoal_device', 'MEMBER'), d.role_name IS NOT NULL,"
+             " d.revoked_at IS NOT NULL"
+             " FROM pg_roles r LEFT JOIN shoal.device_roles d ON d.role_name = r.rolname WHERE r.rolname = %s")
 
     def __init__(self, conninfo: Callable[[], str]):
         self.conninfo = conninfo
         self.lock = threading.Lock()
         self.conn = None
-        self.cache: dict[str, float] = {}
 
-    def __call__(self, role: str) -> bool:
+    def __call__(self, role: str) -> str | None:
         """Raises psycopg.Error or ShoalError when the hub cannot be asked."""
-        now = time.monotonic()
-        if self.cache.get(role, 0.0) > now:
-            return True
         import psycopg
 
         with self.lock:
@@ -237,10 +233,13 @@ class DeviceCheck:
                     self.close_locked()
                     if attempt:
                         raise
-        ok = bool(row and row[0])
-        if ok:
-            self.cache[role] = now + CACHE_SECONDS
-        return ok
+        if row is not None and row[3]:
+            return (f"the hub login \"{role}\" of this device was revoked by the hub's owner "
+                    "(`shoal hub revoke-device`); ask for a new invite")
+        if row is None or row[0] or not row[1] or not row[2]:
+            return (f"role \"{role}\" may not log in over the network: only device logins made by "
+                    "`shoal hub add-device` may")
+        return None
 
     def close_locked(self) -> None:
         try:
@@ -258,16 +257,16 @@ class DeviceCheck:
 class HubFront:
     """Accepts TLS connections on `listen` and pipes device logins to `upstream` (the
     embedded server's loopback address, or a function returning it now, None when the server
-    is not running). `is_device(role) -> bool` decides who may pass."""
+    is not running). `refusal(role)` says why a role may not pass (None: it may)."""
 
     def __init__(self, listen: tuple[str, int],
                  upstream: tuple[str, int] | Callable[[], tuple[str, int] | None], cert: str, key: str,
-                 ca_pem: str, is_device: Callable[[str], bool]):
+                 ca_pem: str, refusal: Callable[[str], str | None]):
         self.listen = listen
         self.upstream = upstream
         self.context = server_context(cert, key)
         self.ca_pem = ca_pem.encode("ascii")
-        self.is_device = is_device
+        self.refusal = refusal
         self.sock: socket.socket | None = None
         self.stopping = threading.Event()
         self.active: set[socket.socket] = set()
@@ -427,15 +426,14 @@ class HubFront:
             _refuse(tls, "replication connections are not served")
             return None
         try:
-            allowed = self.is_device(user)
+            refused = self.refusal(user)
         except Exception as e:  # noqa: BLE001 - the hub could not be asked: refuse, the client retries
             log.warning("hub front: cannot check login %r: %s", user, e)
             _refuse(tls, "the hub cannot check logins right now; try again", "57P03")
             return None
-        if not allowed:
-            log.info("hub front: refused login %r: not a device login of this hub", user)
-            _refuse(tls, f"role \"{user}\" may not log in over the network: only device logins "
-                         "made by `shoal hub add-device` may")
+        if refused:
+            log.info("hub front: refused login %r: %s", user, refused)
+            _refuse(tls, refused)
             return None
         return packet
 

@@ -34,6 +34,18 @@ _OUTAGE_CLASSES = ("08", "57", "53")
 _ROW_REFUSED = {"54000", "22001", "23514", "22023"}
 
 
+# What a server says when it refuses a login itself (not an outage: retrying will not help).
+_LOGIN_REFUSED = ("password authentication failed", "is not permitted to log in", "was revoked",
+                  "may not log in", "pg_hba.conf rejects", "no pg_hba.conf entry", "does not exist")
+
+
+def login_refused(e: psycopg.Error) -> bool:
+    """Whether a failed connection is the server refusing this login (wrong or expired password,
+    revoked, not allowed), rather than the hub being out of reach."""
+    state = getattr(e, "sqlstate", None)
+    return (state or "").startswith("28") or any(m in str(e) for m in _LOGIN_REFUSED)
+
+
 def is_outage(e: psycopg.Error) -> bool:
     state = getattr(e, "sqlstate", None)
     if state is None:

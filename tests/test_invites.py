@@ -64,3 +64,19 @@ def test_the_owner_and_other_roles_cannot_claim(hub_url):
     with connect(hub_url) as owner:
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no invite"):
             owner.execute("SELECT shoal.claim_invite(%s)", (_verifier(owner, "x", "postgres"),))
+
+
+def test_the_owner_ends_device_sessions_that_lift_their_own_time_limits(hub_url, invited):
+    """Role settings are defaults a device may lift with SET: shoal.reap_device_sessions (run by
+    the daemon that owns an embedded hub) ends a session idle in a transaction past the limit."""
+    role = invited("holder")
+    holder = psycopg.connect(role_dsn(hub_url, role, "one-time-password-0123"))
+    holder.execute("SET idle_in_transaction_session_timeout = 0")
+    holder.execute("SELECT shoal.hub_id()")  # a transaction left open (psycopg: not autocommit)
+    time.sleep(1.2)
+    with connect(hub_url) as owner:
+        assert owner.execute("SELECT shoal.reap_device_sessions('1 second', '5 minutes')").fetchone()[0] == 1
+        assert owner.execute("SELECT shoal.reap_device_sessions('1 second', '5 minutes')").fetchone()[0] == 0
+    with pytest.raises(psycopg.OperationalError):
+        holder.execute("SELECT 1")
+    holder.close()

@@ -6,13 +6,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import io
 import re
+import json
+import subprocess
+import sys
 import uuid
-from argparse import Namespace
 
 import psycopg
 import pytest
+import yaml
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from shoal.errors import HubError, UsageError
@@ -271,16 +273,18 @@ def test_a_hub_owner_without_superuser_can_add_and_revoke(hub_dsn, uniq):
 # -- the command -------------------------------------------------------------------------------
 
 
-def test_run_add_device_prints_url_and_password_once_with_storage_instructions(hub_url, uniq):
-    out = io.StringIO()
+def _cli(*args: str, config: str | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "shoal", *(["--config", config] if config else []), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_add_device_prints_url_and_password_once_with_storage_instructions(hub_url, uniq, tmp_path):
     name = uniq("laptop")
-    args = Namespace(action="add-device", name=name, url=hub_url, config=None)
-
-    def no_config(_args):
-        raise AssertionError("--url was given: the config must not be read")
-
-    assert hub_admin.run(args, no_config, out=out) == 0
-    text = out.getvalue()
+    # --url given: the config (here: none at all) is never read
+    done = _cli("hub", "add-device", name, "--url", str(hub_url), config=str(tmp_path / "absent.yaml"))
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "no invite: this hub is reached through a Unix socket" in text  # the test owner's socket
     password = re.search(r"password: (\S+)", text)[1]
     assert text.count(password) == 2  # shown once, and once inside the command that stores it
     assert f"umask 077; printf '%s' '{password}' > ~/.config/shoal/hub-password" in text
@@ -294,50 +298,34 @@ def test_run_add_device_prints_url_and_password_once_with_storage_instructions(h
         verifier, = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
     assert _scram_matches(verifier, password)
     # The printed URL itself reaches the hub as the device (over TCP: the test server lets only
-    # its superuser use the socket).
+    # its superuser use the socket without a password).
     with psycopg.connect(role_dsn(url, password=password)) as dev:
         assert dev.execute("SELECT session_user, current_database()").fetchone() == (
             role, conninfo_to_dict(hub_url)["dbname"])
 
 
-def test_run_uses_the_configured_hub_when_no_url_is_given(hub_url, uniq):
+def test_the_configured_hub_is_used_when_no_url_is_given(hub_url, uniq, tmp_path):
     name = uniq("desk")
-    class FakeDevice:
-        class config:  # noqa: N801 - stands in for Config
-            class hub:  # noqa: N801
-                url = str(hub_url)
-                password_env = None
-                password_file = None
-                serve_listen = None
-        closed = False
-
-        def hub_url(self):
-            return hub_url
-
-        def close(self):
-            FakeDevice.closed = True
-
-    out = io.StringIO()
-    assert hub_admin.run(Namespace(action="add-device", name=name, url=None, config=None),
-                         lambda _a: FakeDevice(), out=out) == 0
-    assert FakeDevice.closed
+    config = tmp_path / "owner.yaml"
+    config.write_text(yaml.safe_dump({"device": {"name": "owner"}, "state_dir": str(tmp_path / "state"),
+                                      "hub": {"url": str(hub_url)}, "folders": []}))
+    added = _cli("hub", "add-device", name, "--json", config=str(config))
+    assert added.returncode == 0, added.stderr
+    made = json.loads(added.stdout)
+    assert made["invite"] is None and "Unix socket" in made["no_invite_because"]
     with _admin(hub_url) as conn:
         role = hub_admin.login_of(conn, name)
-    out = io.StringIO()
-    assert hub_admin.run(Namespace(action="revoke-device", name=name, url=None, config=None),
-                         lambda _a: FakeDevice(), out=out) == 0
-    assert f"revoked hub login {role}" in out.getvalue()
+    assert made["login"] == role
+    revoked = _cli("hub", "revoke-device", name, config=str(config))
+    assert revoked.returncode == 0, revoked.stderr
+    assert f"revoked hub login {role}" in revoked.stdout
     with _admin(hub_url) as conn:
         assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (role,)).fetchone() == (False,)
 
 
-def test_run_refuses_a_bad_name_without_connecting():
-    def no_config(_args):
-        raise AssertionError("must not connect")
-
-    with pytest.raises(UsageError):
-        hub_admin.run(Namespace(action="add-device", name="no way", url="postgresql://x@127.0.0.1:1/x",
-                                config=None), no_config)
+def test_a_bad_name_is_refused_without_connecting():
+    done = _cli("hub", "add-device", "no way", "--url", "postgresql://x@127.0.0.1:1/x")
+    assert done.returncode == 2 and "is not allowed" in done.stderr
 
 
 # -- the device URL (pure) ---------------------------------------------------------------------

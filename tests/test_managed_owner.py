@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 import yaml
 
-from tests.fixtures.server import login_url
+from tests.pgserver import TcpPostgres
 
 pytestmark = pytest.mark.slow
 
@@ -26,29 +25,23 @@ def _shoal(*args: str, config: Path | None = None) -> subprocess.CompletedProces
 
 
 @pytest.fixture
-def managed(pg_server):
-    """An owner role with CREATEROLE and CREATEDB (no superuser) and its own database."""
-    owner = "owner_" + uuid.uuid4().hex[:8]
-    db = "managed_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(pg_server.owner_dsn(), autocommit=True) as su:
-        su.execute(f"CREATE ROLE {owner} LOGIN CREATEROLE CREATEDB PASSWORD 'owner-password-123'")
-    with psycopg.connect(pg_server.login_dsn("postgres", owner, "owner-password-123"), autocommit=True) as conn:
-        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
-        conn.execute(f"CREATE DATABASE {db}")
-    url = login_url(pg_server.device_host, pg_server.device_port, db, owner)
-    url = url.replace(f"{owner}@", f"{owner}:owner-password-123@")
-    logins: list[str] = []
-    yield url, logins
-    with psycopg.connect(pg_server.owner_dsn(), autocommit=True) as su:
-        su.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        for role in logins:
-            su.execute(f'DROP ROLE IF EXISTS "{role}"')
-        su.execute(f"DROP OWNED BY {owner} CASCADE")
-        su.execute(f"DROP ROLE {owner}")
+def managed(tmp_path_factory):
+    """A server of its own (as a managed one is: no shoal role on it yet) where the hub owner is
+    a role with CREATEROLE and CREATEDB (no superuser) that creates its own database."""
+    server = TcpPostgres(tmp_path_factory.mktemp("managed"))
+    try:
+        owner, db = "hubowner", "shoalhub"
+        with psycopg.connect(server.admin_dsn(), autocommit=True) as su:
+            su.execute(f"CREATE ROLE {owner} LOGIN CREATEROLE CREATEDB PASSWORD 'owner-password-123'")
+        with psycopg.connect(server.tcp_dsn("postgres", owner, "owner-password-123"), autocommit=True) as conn:
+            assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
+            conn.execute(f"CREATE DATABASE {db}")
+        yield f"postgresql://{owner}:owner-password-123@127.0.0.1:{server.port}/{db}"
+    finally:
+        server.cleanup()
 
 
 def test_a_non_superuser_owner_runs_a_hub_two_devices_sync(tmp_path, managed):
-    managed, logins = managed
     init = _shoal("hub", "init", "--url", managed)
     assert init.returncode == 0, init.stderr
     assert _shoal("hub", "init", "--url", managed).returncode == 0  # idempotent
@@ -57,7 +50,6 @@ def test_a_non_superuser_owner_runs_a_hub_two_devices_sync(tmp_path, managed):
         out = _shoal("hub", "add-device", name, "--url", managed, "--json")
         assert out.returncode == 0, out.stderr
         login = json.loads(out.stdout)
-        logins.append(login["login"])
         home = tmp_path / name
         home.mkdir()
         pw = home / "hub-password"

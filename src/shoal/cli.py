@@ -435,32 +435,92 @@ def cmd_join(args) -> int:
     return 0
 
 
-def cmd_hub(args) -> int:
+def _hub_admin(args):
+    """Connect as the hub owner: `--url` if given, else the config's hub. Returns (connection,
+    its URL, where invited devices reach the hub or why they cannot)."""
+    from shoal.hub import admin as hub_admin
     from shoal.hub.client import connect  # psycopg
+
+    if args.url:
+        return connect(args.url), args.url, hub_admin.invite_target(None, None, args.url)
+    device = _device(args)
+    try:
+        hub = device.config.hub
+        url, password = device.hub_url(), read_hub_password(hub)
+        target = (hub_admin.invite_target(hub, device.config.state_dir)
+                  if args.action == "add-device" else "")
+    finally:
+        device.close()
+    return connect(url, password), url, target
+
+
+PASSWORD_FILE_HINT = "~/.config/shoal/hub-password"
+
+
+def _print_new_device(d, *, qr: bool) -> None:
+    from shoal.hub.admin import qr_text
+
+    if d.token:
+        say(f"invite for device {d.name!r} (space {d.space}), valid once, until {d.expires}:")
+        say(f"  shoal join {d.token}")
+        if qr:
+            print(qr_text(f"shoal join {d.token}"))
+        say("On the new device run that line (add --folder ID=PATH for each folder to sync).")
+        say("Or set the device up by hand:")
+    else:
+        say(f"no invite: {d.no_invite_because}")
+    say(f"created hub login {d.role} for device {d.name!r}")
+    say(f"  url:      {d.url}")
+    say(f"  password: {d.password}")
+    say("The password is shown only this once. On the device, store it in a file only you can read:")
+    say("  mkdir -p ~/.config/shoal")
+    say(f"  (umask 077; printf '%s' '{d.password}' > {PASSWORD_FILE_HINT})")
+    say("and put these lines in the device's config.yaml:")
+    say("  hub:")
+    say(f"    url: {d.url}")
+    say(f"    password_file: {PASSWORD_FILE_HINT}")
+    say("The server's pg_hba.conf must let this role connect with scram-sha-256 "
+        "(and, over a network, TLS: add sslmode=verify-full to the URL).")
+
+
+def cmd_hub(args) -> int:
+    from shoal.hub import admin as hub_admin
     from shoal.hub.schema import hub_init
 
-    if args.action == "init":
-        if args.url:
-            url, password = args.url, None
-        else:
-            device = _device(args)
-            try:
-                url, password = device.hub_url(), read_hub_password(device.config.hub)
-            finally:
-                device.close()
-        conn = connect(url, password)
-        try:
+    if args.action != "init":
+        if not args.name:
+            what = "SPACE" if args.action == "quota" else "device NAME"
+            raise UsageError(f"shoal hub {args.action} needs a {what}")
+        if args.action != "quota":
+            hub_admin.check_device_name(args.name)  # refuse a bad name before connecting anywhere
+    conn, url, target = _hub_admin(args)
+    try:
+        if args.action == "init":
             hub_id, applied = hub_init(conn)
-        finally:
-            conn.close()
-        say(f"hub {hub_id}: " + (f"applied migrations {applied}" if applied else "schema up to date"))
-        return 0
-    from shoal.hub import admin as hub_admin
-
-    if not args.name:
-        what = "SPACE" if args.action == "quota" else "device NAME"
-        raise UsageError(f"shoal hub {args.action} needs a {what}")
-    return hub_admin.run(args, _device)
+            say(f"hub {hub_id}: " + (f"applied migrations {applied}" if applied else "schema up to date"))
+        elif args.action == "add-device":
+            d = hub_admin.new_device(conn, args.name, target, hub_url_for_devices=url, space=args.space,
+                                     expires_in=args.expires)
+            if args.json:
+                print(json.dumps({"invite": d.token, "expires": d.expires, "device": d.name, "login": d.role,
+                                  "space": d.space, "url": d.url, "password": d.password,
+                                  "no_invite_because": d.no_invite_because}))
+            else:
+                _print_new_device(d, qr=args.qr)
+        elif args.action == "revoke-device":
+            role, terminated, remaining = hub_admin.revoke_device(conn, args.name)
+            say(f"revoked hub login {role}: it can no longer log in or act as its device; "
+                f"{terminated} open session(s) terminated")
+            if remaining:
+                say(f"{remaining} session(s) of {role} could not be terminated; they can no longer "
+                    "call the hub API (a superuser can end them with pg_terminate_backend)")
+        else:
+            u = hub_admin.set_quota(conn, args.name, max_changes=args.changes, max_bytes=args.bytes)
+            say(f"space {u['space']}: {u['changes']} changes (quota {u['max_changes'] or 'none'}), "
+                f"{u['bytes']} bytes (quota {u['max_bytes'] or 'none'})")
+    finally:
+        conn.close()
+    return 0
 
 
 def cmd_service(args) -> int:

@@ -15,13 +15,10 @@ it never appears in a statement text or a server log.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import secrets
 import socket
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -31,9 +28,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from shoal.config import HubConfig
 from shoal.core.invite import Invite, encode_invite
 from shoal.errors import HubError, HubUnreachable, UsageError
-from shoal.hub.client import connect
 from shoal.hub.pgerrors import describe_error
 from shoal.hub.schema import DEVICE_GROUP_ROLE
 
@@ -42,7 +39,6 @@ CONNECTION_LIMIT = 5
 IDLE_IN_TRANSACTION_TIMEOUT = "60s"
 STATEMENT_TIMEOUT = "5min"
 TERMINATE_WAIT_MS = 5000
-PASSWORD_FILE_HINT = "~/.config/shoal/hub-password"
 _NAME = re.compile(r"[a-z0-9_-]{1,40}")
 # Conninfo parameters not copied into the query of a device's URL: the admin's identity and
 # secrets (user, password, client certificate, local files), and what the URL says elsewhere.
@@ -394,38 +390,58 @@ def _terminate_sessions(conn: psycopg.Connection, role: str) -> int:
         return 0
 
 
-def _admin_connection(args, device_factory: Callable) -> tuple[psycopg.Connection, str, InviteTarget | str]:
-    """Connect as the hub owner: `--url` if given, else the config's hub. Returns (conn, url,
-    where invited devices reach this hub — or why they cannot)."""
-    if args.url:
-        try:
-            target: InviteTarget | str = invite_target_for_url(args.url)
-        except UsageError as e:
-            target = str(e)
-        return connect(args.url), args.url, target
-    from shoal.config import read_hub_password
-
-    device = device_factory(args)
+def invite_target(hub: HubConfig | None, state_dir: Path | None, url: str | None = None) -> InviteTarget | str:
+    """Where an invited device reaches this hub: the `url` given (`--url`), else the configured
+    hub's URL, else the served embedded hub. A text saying why no device can, if none can."""
     try:
-        hub = device.config.hub
-        url = device.hub_url()
-        password = read_hub_password(hub)
+        if url:
+            return invite_target_for_url(url)
+        if hub is None or state_dir is None:
+            return "no hub given"
         if hub.url != "embedded":
-            try:
-                target = invite_target_for_url(hub.url)
-            except UsageError as e:
-                target = str(e)
-        elif hub.serve_listen:
-            target = invite_target_for_served_hub(hub.serve_listen, device.config.state_dir)
-        else:
-            target = ("the embedded hub is not served to other devices: set hub.serve.listen "
-                      "(`shoal init --serve HOST:PORT` on a new setup) and restart shoal")
-    finally:
-        device.close()
-    return connect(url, password), url, target
+            return invite_target_for_url(hub.url)
+    except UsageError as e:
+        return str(e)
+    if hub.serve_listen:
+        return invite_target_for_served_hub(hub.serve_listen, state_dir)
+    return ("the embedded hub is not served to other devices: set hub.serve.listen "
+            "(`shoal init --serve HOST:PORT` on a new setup) and restart shoal")
 
 
 DEFAULT_INVITE_SECONDS = 86400.0
+
+
+@dataclass(frozen=True)
+class NewDevice:
+    """What `shoal hub add-device` made: the login, its one-time password, and the invite
+    that carries both (None, with the reason, when no other device could reach the hub)."""
+
+    name: str
+    space: str
+    role: str
+    url: str  # the login's URL, without a password, for setting the device up by hand
+    password: str
+    token: str | None
+    expires: str | None  # ISO 8601
+    no_invite_because: str | None
+
+
+def new_device(conn: psycopg.Connection, name: str, target: InviteTarget | str, *, hub_url_for_devices: str,
+               space: str | None = None, expires_in: float | None = None) -> NewDevice:
+    """Create the login of device `name` and, where devices can reach the hub, its invite.
+    Raises UsageError (bad name or space, login exists), HubError, HubUnreachable."""
+    check_device_name(name)
+    space = space or "default"
+    if not SPACE_NAME.fullmatch(space):
+        raise UsageError(f"a space name is 1-40 letters, digits, '-' or '_', not {space!r}")
+    if isinstance(target, InviteTarget):
+        invite, token, url = make_invite(conn, name, target, hub_url_for_devices=hub_url_for_devices,
+                                         space=space, expires_in=expires_in or DEFAULT_INVITE_SECONDS)
+        expires = dt.datetime.fromtimestamp(invite.expires, dt.timezone.utc).isoformat(timespec="seconds")
+        return NewDevice(name, space, invite.role, url, invite.password, token, expires, None)
+    password = new_password()
+    role, url = add_device(conn, name, hub_url_for_devices=hub_url_for_devices, space=space, password=password)
+    return NewDevice(name, space, role, url, password, None, None, target)
 
 
 def qr_text(text: str) -> str:
@@ -437,81 +453,3 @@ def qr_text(text: str) -> str:
     buf = io.StringIO()
     segno.make(text, error="l").terminal(out=buf, compact=True)
     return buf.getvalue()
-
-
-def run(args, device_factory: Callable, out=None) -> int:
-    """`shoal hub add-device NAME` / `shoal hub revoke-device NAME`; returns the exit status.
-
-    Raises UsageError (bad name, login exists / does not exist, unknown action), ConfigError
-    (config or password file), HubUnreachable or HubError; the CLI turns them into one line.
-    """
-    out = out or sys.stdout
-    if args.action not in ("add-device", "revoke-device", "quota"):
-        raise UsageError(f"unknown hub action {args.action!r}")
-    if args.action == "quota":
-        conn, _url, _target = _admin_connection(args, device_factory)
-        try:
-            u = set_quota(conn, args.name, max_changes=getattr(args, "changes", None),
-                          max_bytes=getattr(args, "bytes", None))
-        finally:
-            conn.close()
-        print(f"space {u['space']}: {u['changes']} changes (quota {u['max_changes'] or 'none'}), "
-              f"{u['bytes']} bytes (quota {u['max_bytes'] or 'none'})", file=out)
-        return 0
-    check_device_name(args.name)  # refuse a bad name before connecting anywhere
-    space = getattr(args, "space", None)
-    if space is not None and not SPACE_NAME.fullmatch(space):
-        raise UsageError(f"a space name is 1-40 letters, digits, '-' or '_', not {space!r}")
-    expires_in = getattr(args, "expires", None) or DEFAULT_INVITE_SECONDS
-    conn, url, target = _admin_connection(args, device_factory)
-    try:
-        if args.action == "add-device":
-            space = getattr(args, "space", None) or "default"
-            token = expires = None
-            if isinstance(target, InviteTarget):
-                invite, token, device_conninfo = make_invite(conn, args.name, target, hub_url_for_devices=url,
-                                                             space=space, expires_in=expires_in)
-                role, password = invite.role, invite.password
-                expires = dt.datetime.fromtimestamp(invite.expires, dt.timezone.utc).isoformat(timespec="seconds")
-            else:
-                password = new_password()
-                role, device_conninfo = add_device(conn, args.name, hub_url_for_devices=url, space=space,
-                                                   password=password)
-            if getattr(args, "json", False):
-                print(json.dumps({"invite": token, "expires": expires, "device": args.name, "login": role,
-                                  "space": space, "url": device_conninfo, "password": password,
-                                  "no_invite_because": None if token else target}), file=out)
-                return 0
-            if token:
-                print(f"invite for device {args.name!r} (space {space}), valid once, until {expires}:", file=out)
-                print(f"  shoal join {token}", file=out)
-                if getattr(args, "qr", False):
-                    print(qr_text(f"shoal join {token}"), file=out)
-                print("On the new device run that line (add --folder ID=PATH for each folder to sync).",
-                      file=out)
-                print("Or set the device up by hand:", file=out)
-            else:
-                print(f"no invite: {target}", file=out)
-            print(f"created hub login {role} for device {args.name!r}", file=out)
-            print(f"  url:      {device_conninfo}", file=out)
-            print(f"  password: {password}", file=out)
-            print("The password is shown only this once. On the device, store it in a file only you "
-                  "can read:", file=out)
-            print("  mkdir -p ~/.config/shoal", file=out)
-            print(f"  (umask 077; printf '%s' '{password}' > {PASSWORD_FILE_HINT})", file=out)
-            print("and put these lines in the device's config.yaml:", file=out)
-            print("  hub:", file=out)
-            print(f"    url: {device_conninfo}", file=out)
-            print(f"    password_file: {PASSWORD_FILE_HINT}", file=out)
-            print("The server's pg_hba.conf must let this role connect with scram-sha-256 "
-                  "(and, over a network, TLS: add sslmode=verify-full to the URL).", file=out)
-        else:
-            role, terminated, remaining = revoke_device(conn, args.name)
-            print(f"revoked hub login {role}: it can no longer log in or act as its device; "
-                  f"{terminated} open session(s) terminated", file=out)
-            if remaining:
-                print(f"{remaining} session(s) of {role} could not be terminated; they can no longer "
-                      "call the hub API (a superuser can end them with pg_terminate_backend)", file=out)
-    finally:
-        conn.close()
-    return 0

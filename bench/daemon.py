@@ -17,7 +17,10 @@ from bench.report import RESULTS_DIR
 
 
 class DaemonProc:
-    """A `shoal run` daemon as a subprocess, with its own config and state dir."""
+    """A `shoal run` daemon as a subprocess, with its own config and state dir.
+
+    `state` (its state dir) and `env` (the environment it runs in) are set here from the
+    config this writes; bench/served.py sets them otherwise for a device set up by `shoal join`."""
 
     def __init__(self, base: Path, name: str, hub: str, folder: Path, *, debounce: str = "200ms",
                  interval: str = "5m"):
@@ -26,15 +29,17 @@ class DaemonProc:
         self.folder = folder
         self.config = write_config(self.base / "config.yaml", name=name, state=self.base / "state", hub=hub,
                                    folder=folder, debounce=debounce, interval=interval)
+        self.state = self.base / "state"
+        self.env = child_env(self.config)
         self.proc: subprocess.Popen | None = None
         self.log = self.base / "daemon.out"
 
     def start(self, timeout: float = 60) -> None:
         from shoal.daemon.control import socket_path
 
-        sock = socket_path(self.base / "state")
+        sock = socket_path(self.state)
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(shoal_cmd() + ["run"], env=child_env(self.config), stdout=out,
+            self.proc = subprocess.Popen(shoal_cmd() + ["run"], env=self.env, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -57,7 +62,7 @@ class DaemonProc:
         nothing is added to what is measured (and `shoal status` during a cycle is avoided)."""
         import sqlite3
 
-        db = self.base / "state" / "shoal.db"
+        db = self.state / "shoal.db"
         if not db.exists():
             return {}
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)

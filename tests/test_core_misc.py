@@ -210,3 +210,17 @@ def test_debounce_matches_a_simple_model(marks, now):
     remaining = {p: t for p, t in last.items() if p not in expected}
     assert len(d) == len(remaining)
     assert d.next_deadline() == (min(remaining.values()) + 1.5 if remaining else None)
+
+
+@pytest.mark.parametrize("keys", [
+    [("docs", "a", False), ("docs", "", True)],
+    [("b", "x/y", False), ("a", "x", True), ("a", "x", False)],
+])
+def test_debouncer_takes_tuple_keys_and_hands_them_back_sorted(keys):
+    d = Debouncer(1.0)
+    for key in keys:
+        d.mark(key, 10.0)
+    d.mark(keys[0], 10.5)  # marked again: the same key, not a second one
+    assert len(d) == len(keys)
+    assert d.due(11.0) == sorted(keys[1:])
+    assert d.due(11.5) == [keys[0]]

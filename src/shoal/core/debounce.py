@@ -9,10 +9,14 @@ directory is a path like any other: the scanner rescans it. The clock is passed 
 from __future__ import annotations
 
 import heapq
+from typing import Generic, TypeVar
+
+K = TypeVar("K")  # a key: hashable and orderable (a path, or a tuple naming one)
 
 
-class Debouncer:
-    """Pending paths with the time each was last marked."""
+class Debouncer(Generic[K]):
+    """Pending keys (paths, or anything hashable and orderable naming one) with the time each
+    was last marked."""
 
     def __init__(self, quiet: float):
         """`quiet`: seconds a path must go unmarked before it is due. Raises ValueError if
@@ -20,14 +24,14 @@ class Debouncer:
         if quiet < 0:
             raise ValueError(f"quiet time must not be negative: {quiet}")
         self.quiet = quiet
-        self._last: dict[str, float] = {}
+        self._last: dict[K, float] = {}
         # (deadline, path); entries superseded by a later mark are skipped when popped.
-        self._heap: list[tuple[float, str]] = []
+        self._heap: list[tuple[float, K]] = []
 
     def __len__(self) -> int:
         return len(self._last)
 
-    def mark(self, path: str, now: float) -> None:
+    def mark(self, path: K, now: float) -> None:
         """Record an event on `path` at `now`, restarting its quiet period. Raises nothing."""
         self._last[path] = now
         heapq.heappush(self._heap, (now + self.quiet, path))
@@ -36,7 +40,7 @@ class Debouncer:
             self._heap = [(last + self.quiet, p) for p, last in self._last.items()]
             heapq.heapify(self._heap)
 
-    def due(self, now: float) -> list[str]:
+    def due(self, now: float) -> list[K]:
         """Remove and return (sorted) the paths whose quiet period is over: last mark + quiet
         <= `now` (so `due(next_deadline())` returns the path that deadline belongs to).
         Raises nothing."""

@@ -5,7 +5,6 @@ the one-daemon-per-state-dir lock, live config reload and the control socket.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import random
@@ -13,6 +12,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from shoal.app import LocalDevice, load_or_create_config, setup_logging, status_report
 from shoal.localstore import Store
@@ -65,12 +65,20 @@ class _ProgressRelay(ProgressSink):
 MAX_PARTS = 64  # more dirty directories in one folder than this: rescan the whole folder
 
 
-def _parts(dirty: list[str]) -> dict[str, list[tuple[str, bool]] | None]:
+class DirtyDir(NamedTuple):
+    """A debouncer key: where the watcher saw events. `recursive`: the whole directory tree
+    (it appeared or went away), else only the directory's own files."""
+
+    folder_id: str
+    reldir: str
+    recursive: bool
+
+
+def _parts(dirty: list[DirtyDir]) -> dict[str, list[tuple[str, bool]] | None]:
     """Debounced event keys -> per folder, the (directory, recursive) parts to rescan
     (None: the whole folder)."""
     parts: dict[str, list[tuple[str, bool]] | None] = {}
-    for key in dirty:
-        folder_id, reldir, recursive = json.loads(key)
+    for folder_id, reldir, recursive in dirty:
         have = parts.setdefault(folder_id, [])
         if have is not None:
             have.append((reldir, recursive))
@@ -108,7 +116,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.lock = threading.Lock()
-        self.debouncer = Debouncer(config.sync.debounce)
+        self.debouncer: Debouncer[DirtyDir] = Debouncer(config.sync.debounce)
         self.events_lock = threading.Lock()  # the watcher's threads mark, the main loop reads
         self.requests: list[tuple[dict, callable, threading.Event, dict]] = []
         self.paused = False
@@ -203,7 +211,7 @@ class Daemon:
             for fr in report.folders:
                 if fr.scan and fr.scan.deferred:  # files still being written: look again soon
                     with self.events_lock:
-                        self.debouncer.mark(json.dumps([fr.folder_id, "", True]), time.time())
+                        self.debouncer.mark(DirtyDir(fr.folder_id, "", True), time.time())
             if only_scan is None:
                 self.next_cycle = time.time() + self.config.sync.interval
             lines = report.summary_lines()
@@ -227,14 +235,19 @@ class Daemon:
             else:
                 log.exception("sync failed unexpectedly")
             self.failures += 1
-            self.next_cycle = time.time() + backoff_delay(self.failures - 1, cap=BACKOFF_CAP, rand=random.random())
+            delay = backoff_delay(self.failures - 1, cap=BACKOFF_CAP, rand=random.random())
+            if not getattr(e, "retryable", False):
+                # Retrying soon cannot help (the hub refused a request, the store failed, a bug):
+                # not the fast backoff of an outage, at most once per normal interval.
+                delay = max(delay, self.config.sync.interval)
+            self.next_cycle = time.time() + delay
             return False, str(e), lines
 
     # -- events --------------------------------------------------------------------
 
     def _on_fs_event(self, folder_id: str, reldir: str, recursive: bool) -> None:
         with self.events_lock:
-            self.debouncer.mark(json.dumps([folder_id, reldir, recursive]), time.time())
+            self.debouncer.mark(DirtyDir(folder_id, reldir, recursive), time.time())
         self.wake.set()
 
     def _listen_loop(self) -> None:

@@ -36,3 +36,24 @@ def test_reason_names_the_counts_and_the_way_out():
     reason = mass_delete_reason(30, 30, "deleted or emptied by changes from other devices (rogue)")
     assert reason.startswith("mass-delete: 30 of 30 files would be deleted or emptied")
     assert "rogue" in reason and "shoal sync --now --allow-mass-delete" in reason
+
+
+@pytest.mark.parametrize("seen,exists,marker,action,reason_part", [
+    (False, False, None, "create", None),           # a new folder: made, with its marker
+    (False, True, None, "create", None),            # an existing directory, first use: marker made
+    (True, False, None, "pause", "folder missing"),  # an unmounted card is not "all deleted"
+    (True, True, None, "pause", "marker missing"),  # a marker deleted by hand
+    (False, True, "docs\n", "ok", None),
+    (True, True, "docs", "ok", None),
+    (True, True, "photos\n", "pause", "names folder 'photos'"),  # another folder mounted here
+    (False, True, "photos", "pause", "names folder 'photos'"),
+])
+def test_marker_decision(seen, exists, marker, action, reason_part):
+    from shoal.core.guards import marker_decision
+
+    got, reason = marker_decision("docs", seen_before=seen, folder_exists=exists, marker=marker,
+                                  root="/r", marker_path="/r/.shoal/folder-id")
+    assert got == action
+    assert (reason is None) == (reason_part is None)
+    if reason_part:
+        assert reason_part in reason and "paused" in reason

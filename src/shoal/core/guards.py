@@ -31,3 +31,29 @@ def mass_delete_reason(removed: int, live: int, how: str = "deleted") -> str:
 def is_mass_delete_pause(reason: str | None) -> bool:
     """Whether a folder's pause reason is a mass-delete pause (lifted only by the user)."""
     return bool(reason) and reason.startswith(MASS_DELETE_PREFIX)
+
+
+#: What to do about a folder's marker (`<folder>/.shoal/folder-id`) before scanning it.
+MARKER_OK = "ok"          # the marker names this folder: scan
+MARKER_CREATE = "create"  # a folder never seen before: make the folder (if need be) and its marker
+MARKER_PAUSE = "pause"    # something is wrong: pause, with the reason
+
+
+def marker_decision(folder_id: str, *, seen_before: bool, folder_exists: bool, marker: str | None,
+                    root: str, marker_path: str) -> tuple[str, str | None]:
+    """(MARKER_OK | MARKER_CREATE | MARKER_PAUSE, pause reason) for a folder whose directory
+    exists or not, whose marker holds `marker` (None: there is none), and which was synced
+    before or not. A folder seen before whose directory or marker is gone is paused, never read
+    as "everything was deleted" (an unmounted card, a folder deleted by hand). Raises nothing."""
+    if not folder_exists:
+        if seen_before:
+            return MARKER_PAUSE, f"folder missing: {root} (unmounted or deleted?); paused"
+        return MARKER_CREATE, None
+    if marker is None:
+        if seen_before:
+            return MARKER_PAUSE, (f"folder marker missing: {marker_path}; paused "
+                                  "(recreate it with the folder id to resume)")
+        return MARKER_CREATE, None
+    if marker.strip() != folder_id:
+        return MARKER_PAUSE, f"folder marker {marker_path} names folder {marker.strip()!r}, not {folder_id!r}; paused"
+    return MARKER_OK, None

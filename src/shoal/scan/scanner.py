@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from shoal.core.guards import is_mass_delete, is_mass_delete_pause, mass_delete_reason
+from shoal.core.guards import (MARKER_CREATE, MARKER_PAUSE, is_mass_delete, is_mass_delete_pause,
+                                marker_decision, mass_delete_reason)
 from shoal.core.ignore import IgnoreRules
 from shoal.core.paths import FOLDER_ID_FILE, SHOAL_DIR, TMP_DIR
 from shoal.localstore import Store
@@ -96,37 +97,34 @@ def marker_path(root: Path) -> Path:
 
 def check_marker(store: Store, folder_id: str, root: Path) -> str | None:
     """Ensure the folder and its marker exist; returns a pause reason, or None if syncable.
-
-    A folder seen before whose directory or marker is gone is paused, never read as
-    "everything was deleted" (an unmounted card, a folder deleted by hand).
-    """
+    What to do is core.guards.marker_decision's; this carries it out."""
     row = store.folder(folder_id)
     seen = bool(row and row.marker_seen)
-    if not root.is_dir():
-        if seen:
-            return f"folder missing: {root} (unmounted or deleted?); paused"
+    marker = marker_path(root)
+    content: str | None = None
+    exists = root.is_dir()
+    if exists:
+        try:
+            content = marker.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            return f"cannot read folder marker {marker}: {e.strerror}"
+    action, reason = marker_decision(folder_id, seen_before=seen, folder_exists=exists, marker=content,
+                                     root=str(root), marker_path=str(marker))
+    if action == MARKER_PAUSE:
+        return reason
+    if action == MARKER_CREATE:
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             return f"cannot create folder {root}: {e.strerror}"
-    marker = marker_path(root)
-    try:
-        content = marker.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        if seen:
-            return f"folder marker missing: {marker}; paused (recreate it with the folder id to resume)"
         try:
             (root / SHOAL_DIR).mkdir(exist_ok=True)
             (root / TMP_DIR).mkdir(exist_ok=True)
             marker.write_text(folder_id + "\n", encoding="utf-8")
         except OSError as e:
             return f"cannot write folder marker {marker}: {e.strerror}"
-        store.update_folder(folder_id, marker_seen=1)
-        return None
-    except OSError as e:
-        return f"cannot read folder marker {marker}: {e.strerror}"
-    if content != folder_id:
-        return f"folder marker {marker} names folder {content!r}, not {folder_id!r}; paused"
     if not seen:
         store.update_folder(folder_id, marker_seen=1)
     return None
@@ -344,9 +342,9 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
     with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="shoal-hash") as pool:
         # A first scan sends no deletions, so it needs no table of added contents for moves.
         rec = _Recorder(store, folder_id, result, now, min_age, progress, pool, track_moves=not first_scan)
+        part = _Merge(store, folder_id, root, rules, on_error, under_unreadable, rec, result, deletions)
         for start, recursive in parts:
-            live_indexed += _merge(store, folder_id, root, rules, on_error, under_unreadable, rec,
-                                   result, deletions, start, recursive)
+            live_indexed += _merge(part, start, recursive)
         rec.flush()
         if progress:
             progress(rec.done_files, rec.done_bytes, "")
@@ -374,41 +372,54 @@ def _outermost(only: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
     return sorted((d, r) for d, r in parts if not covered(d, strictly=r))
 
 
-def _merge(store: Store, folder_id: str, root: Path, rules: IgnoreRules, on_error, under_unreadable,
-           rec: _Recorder, result: ScanResult, deletions: list[FileState], start: str,
-           recursive: bool) -> int:
+class _Merge(NamedTuple):
+    """What merging any part of one folder needs: where to read, what to ignore, where the
+    results go (the recorder hashes and records; `deletions` collects index rows gone from disk)."""
+
+    store: Store
+    folder_id: str
+    root: Path
+    rules: IgnoreRules
+    on_error: Callable[[str, OSError], None]
+    under_unreadable: Callable[[str], bool]
+    rec: _Recorder
+    result: ScanResult
+    deletions: list[FileState]
+
+
+def _merge(m: _Merge, start: str, recursive: bool) -> int:
     """Merge-join one part of the folder on disk with its index rows; returns the live rows seen."""
     live_indexed = 0
-    disk = walk(root, rules, on_error, start=start, recursive=recursive)
-    index = store.iter_files(folder_id, under=start, recursive=recursive)
+    disk = walk(m.root, m.rules, m.on_error, start=start, recursive=recursive)
+    index = m.store.iter_files(m.folder_id, under=start, recursive=recursive)
     d = next(disk, None)
     i = next(index, None)
     while d is not None or i is not None:
         if d is not None and (i is None or d.path < i.path):
-            rec.add(d, None)
-            result.files += 1
-            result.bytes += d.size
+            m.rec.add(d, None)
+            m.result.files += 1
+            m.result.bytes += d.size
             d = next(disk, None)
         elif d is None or (i is not None and i.path < d.path):
             if not i.deleted:
                 live_indexed += 1
-                if not rules.is_ignored(i.path) and not under_unreadable(i.path):
-                    deletions.append(i)
+                if not m.rules.is_ignored(i.path) and not m.under_unreadable(i.path):
+                    m.deletions.append(i)
             i = next(index, None)
         else:
-            result.files += 1
-            result.bytes += d.size
+            m.result.files += 1
+            m.result.bytes += d.size
             if not i.deleted:
                 live_indexed += 1
             if (not i.deleted and i.kind == d.kind and i.size == d.size
                     and i.mtime_ns == d.mtime_ns and i.inode == d.inode):
-                result.unchanged += 1
-                rec.tick(d)
+                m.result.unchanged += 1
+                m.rec.tick(d)
             else:
                 # Hashed even when the new mtime is implausible (SPEC: such metadata is not a
                 # change by itself): the content decides, so an implausible mtime alone records
                 # nothing, but it can never hide a same-size content change either.
-                rec.add(d, i)
+                m.rec.add(d, i)
             d = next(disk, None)
             i = next(index, None)
     return live_indexed

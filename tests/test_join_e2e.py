@@ -154,3 +154,31 @@ def test_expired_and_tampered_invites_are_refused_and_write_nothing(tmp_path, se
     assert ok.returncode == 0, ok.stderr
     damaged = Machine(tmp_path, "typo").shoal("join", token[:-5])
     assert damaged.returncode == 1 and "invite" in damaged.stderr
+
+
+def test_a_hub_daemon_killed_mid_transfer_comes_back_and_the_device_finishes(tmp_path, served):
+    """kill -9 of the daemon that serves the hub while a device pulls through it: the device
+    backs off and finishes after the hub's daemon is started again."""
+    import hashlib
+
+    a, machines = served
+    big = os.urandom(48 * 1024 * 1024)
+    (a.home / "docs" / "big.bin").write_bytes(big)
+    sync = a.shoal("sync", "--now")
+    assert sync.returncode == 0, sync.stderr
+    token = _invite(a, "puller")
+    b = Machine(tmp_path, "puller")
+    machines.append(b)
+    assert b.shoal("join", token, "--folder", f"docs={b.home / 'docs'}").returncode == 0
+    b.start()
+    part_dir = b.home / "docs" / ".shoal" / "tmp"
+    wait_for(lambda: part_dir.exists() and any(part_dir.iterdir()) or (b.home / "docs" / "big.bin").exists(),
+             timeout=60, interval=0.01, what="the pull to start")
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(30)
+    a.proc = None
+    time.sleep(2)
+    a.start()
+    target = b.home / "docs" / "big.bin"
+    wait_for(lambda: target.exists() and target.stat().st_size == len(big), timeout=120, what="the pull to finish")
+    assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(big).digest()

@@ -176,12 +176,7 @@ def _print_json(data) -> None:
 
 def cmd_init(args) -> int:
     path = _config_path(args)
-    folders = []
-    for spec in args.folder:
-        fid, sep, fpath = spec.partition("=")
-        if not sep or not fid or not fpath:
-            raise UsageError(f"--folder takes ID=PATH, not {spec!r}")
-        folders.append((fid, fpath))
+    folders = _folder_specs(args.folder)
     write_init_config(path, args.device_name, args.hub, folders, serve=args.serve)
     say(f"wrote {path}")
     result = init_device(path)

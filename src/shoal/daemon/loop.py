@@ -268,6 +268,10 @@ class Daemon:
             try:
                 channel = Hub(conn, self.device_id, "").listen_channel()
                 conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                # A push between this daemon's last pull and now sent a notification nobody was
+                # listening for: pull once now that we listen (at start, and after a reconnect).
+                self.pull_wanted = True
+                self.wake.set()
                 next_reap = 0.0
                 while not self.stopping.is_set():
                     for _ in conn.notifies(timeout=1.0, stop_after=1):

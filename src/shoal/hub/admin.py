@@ -30,8 +30,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 from shoal.config import HubConfig
 from shoal.core.invite import Invite, encode_invite
-from shoal.errors import HubError, HubUnreachable, UsageError
-from shoal.hub.pgerrors import describe_error
+from shoal.errors import HubError, UsageError
+from shoal.hub.pgerrors import describe_error, translate
 from shoal.hub.schema import DEVICE_GROUP_ROLE
 
 ROLE_PREFIX = "shoal_dev_"
@@ -190,10 +190,8 @@ def add_device(conn: psycopg.Connection, name: str, *, hub_url_for_devices: str,
     except psycopg.errors.InsufficientPrivilege as e:
         raise HubError(f"cannot create hub login {role}: {describe_error(e)} (connect as the hub "
                        f"owner, a role with CREATEROLE and ADMIN on {DEVICE_GROUP_ROLE})") from e
-    except psycopg.OperationalError as e:
-        raise HubUnreachable(f"hub unreachable: {describe_error(e)}") from e
     except psycopg.Error as e:
-        raise HubError(f"cannot create hub login {role}: {describe_error(e)}") from e
+        raise translate(e, f"creating hub login {role}") from e
     return role, url
 
 
@@ -302,10 +300,8 @@ def set_quota(conn: psycopg.Connection, space: str, *, max_changes: int | None,
                 "  max_bytes = CASE WHEN %(b)s IS NULL THEN u.max_bytes ELSE nullif(%(b)s, 0) END"
                 " RETURNING space, changes, bytes, max_changes, max_bytes",
                 {"s": space, "c": max_changes, "b": max_bytes}).fetchone()
-    except psycopg.OperationalError as e:
-        raise HubUnreachable(f"hub unreachable: {describe_error(e)}") from e
     except psycopg.Error as e:
-        raise HubError(f"cannot set the quota of space {space}: {describe_error(e)}") from e
+        raise translate(e, f"setting the quota of space {space}") from e
     return dict(zip(("space", "changes", "bytes", "max_changes", "max_bytes"), row))
 
 
@@ -356,10 +352,8 @@ def revoke_device(conn: psycopg.Connection, name: str) -> Revoked:
     except psycopg.errors.InsufficientPrivilege as e:
         raise HubError(f"cannot revoke hub login {role}: {describe_error(e)} (connect as the hub "
                        f"owner, a role with CREATEROLE and ADMIN on {role} and {DEVICE_GROUP_ROLE})") from e
-    except psycopg.OperationalError as e:
-        raise HubUnreachable(f"hub unreachable: {describe_error(e)}") from e
     except psycopg.Error as e:
-        raise HubError(f"cannot revoke hub login {role}: {describe_error(e)}") from e
+        raise translate(e, f"revoking hub login {role}") from e
     return Revoked(role, terminated, remaining)
 
 

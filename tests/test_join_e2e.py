@@ -87,6 +87,8 @@ def served(tmp_path):
                    "--folder", f"docs={a.home / 'docs'}")
     assert init.returncode == 0, init.stderr
     a.start()
+    wait_for(lambda: a.status().get("hub", {}).get("serve", {}).get("serving"), timeout=60,
+             what="the laptop to serve its hub")
     machines = [a]
     yield a, machines
     for m in machines:
@@ -179,6 +181,8 @@ def test_a_hub_daemon_killed_mid_transfer_comes_back_and_the_device_finishes(tmp
     a.proc = None
     time.sleep(2)
     a.start()
+    wait_for(lambda: a.status().get("hub", {}).get("serve", {}).get("serving"), timeout=60,
+             what="the laptop to serve its hub again")
     target = b.home / "docs" / "big.bin"
     wait_for(lambda: target.exists() and target.stat().st_size == len(big), timeout=120, what="the pull to finish")
     assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(big).digest()

@@ -88,12 +88,14 @@ class LocalDevice:
         from shoal.hub.client import connect
 
         try:
-            if self.config.hub.url == "embedded" and self._url is None:
-                pid = self.config.state_dir / "hub" / "postmaster.pid"
-                if not pid.exists():
+            url = self._url
+            if self.config.hub.url == "embedded" and url is None:
+                from shoal.hub.embedded import running_conninfo
+
+                url = running_conninfo(self.config.state_dir)
+                if url is None:
                     return False, "embedded hub not running"
-                self.hub_url()
-            conn = connect(self.hub_url(), read_hub_password(self.config.hub), timeout=timeout)
+            conn = connect(url or self.hub_url(), read_hub_password(self.config.hub), timeout=timeout)
             conn.close()
             return True, None
         except ShoalError as e:

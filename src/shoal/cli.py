@@ -435,6 +435,7 @@ def _hub_admin(args):
     its URL, where invited devices reach the hub or why they cannot)."""
     from shoal.hub import admin as hub_admin
     from shoal.hub.client import connect  # psycopg
+    from shoal.hub.schema import ensure_schema
 
     if args.url:
         return connect(args.url), args.url, hub_admin.invite_target(None, None, args.url)
@@ -446,7 +447,15 @@ def _hub_admin(args):
                   if args.action == "add-device" else "")
     finally:
         device.close()
-    return connect(url, password), url, target
+    conn = connect(url, password)
+    if hub.url == "embedded" and args.action != "init":
+        # This device's own hub: set it up now if its daemon has not yet (it just started).
+        try:
+            ensure_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+    return conn, url, target
 
 
 PASSWORD_FILE_HINT = "~/.config/shoal/hub-password"

@@ -167,6 +167,16 @@ def loopback_address(state_dir: Path) -> tuple[str, int] | None:
         return None
 
 
+def running_conninfo(state_dir: Path) -> str | None:
+    """The owner's conninfo of the embedded hub of a state dir if its server is up and ready,
+    read from its postmaster.pid: for looking, never starting or restarting it (`shoal status`
+    runs beside a daemon that may be starting it). None if it is not running. Raises nothing."""
+    lines = _pid_lines((Path(state_dir) / "hub").resolve())
+    if len(lines) < 8 or lines[7].strip() != "ready" or not lines[3].strip().isdigit() or not lines[4].strip():
+        return None
+    return make_conninfo(host=lines[4].strip(), port=lines[3].strip(), user="postgres", dbname=HUB_DB)
+
+
 def _server_port(pgdata: Path) -> str:
     lines = _pid_lines(pgdata)
     return lines[3].strip() if len(lines) > 3 and lines[3].strip().isdigit() else "5432"

@@ -41,7 +41,8 @@ class Joined:
 
 def _hub_url(inv: Invite, ca_path: Path | None) -> str:
     hosts = ",".join(f"[{h}]:{inv.port}" if ":" in h else f"{h}:{inv.port}" for h in inv.hosts)
-    query = f"sslmode={inv.sslmode}" + (f"&sslrootcert={ca_path}" if ca_path else "")
+    # Pinned to the hub's own CA, or (a hub with a public certificate) the system's trust store.
+    query = f"sslmode={inv.sslmode}&sslrootcert={ca_path or 'system'}"
     return f"postgresql://{inv.role}@{hosts}/{inv.dbname}?{query}"
 
 
@@ -71,7 +72,7 @@ def _claim(inv: Invite, ca_path: Path | None) -> str:
     one; returns the new password. Raises InviteError, HubUnreachable."""
     conninfo = make_conninfo(host=",".join(inv.hosts), port=",".join([str(inv.port)] * len(inv.hosts)),
                              dbname=inv.dbname, user=inv.role, password=inv.password, sslmode=inv.sslmode,
-                             **({"sslrootcert": str(ca_path)} if ca_path else {}), connect_timeout=10,
+                             sslrootcert=str(ca_path) if ca_path else "system", connect_timeout=10,
                              application_name="shoal join")
     try:
         conn = psycopg.connect(conninfo, autocommit=True)

@@ -34,7 +34,7 @@ BATCH_FILES = 4096  # files per transaction (each commit is an fsync)
 BATCH_BYTES = 256 << 20
 READ_RETRY_SECONDS = 60
 
-Progress = Callable[[int, int, str], None]
+OnFilesScanned = Callable[[int, int, str], None]  # (files so far, bytes so far, current path)
 
 
 @dataclass
@@ -218,7 +218,7 @@ class _Recorder:
     """Hashes candidates in batches on a thread pool and records the results."""
 
     def __init__(self, store: Store, folder_id: str, result: ScanResult, now: float,
-                 min_age: float, progress: Progress | None, pool: ThreadPoolExecutor, *,
+                 min_age: float, progress: OnFilesScanned | None, pool: ThreadPoolExecutor, *,
                  track_moves: bool = True):
         self.store = store
         self.folder_id = folder_id
@@ -295,7 +295,7 @@ class _Recorder:
 
 def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...] = (), *,
                 now: float | None = None, min_age: float = 0.0, allow_mass_delete: bool = False,
-                progress: Progress | None = None,
+                progress: OnFilesScanned | None = None,
                 only: list[tuple[str, bool]] | None = None) -> ScanResult:
     """Index one folder: hash what changed, record changelog rows; returns the counts.
 

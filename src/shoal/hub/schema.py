@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from shoal.errors import HubError, HubUnreachable
-from shoal.hub.pgerrors import describe_error
+from shoal.hub.pgerrors import describe_error, translate
 from shoal.sql_files import numbered_sql_files, pending_migrations
 
 log = logging.getLogger("shoal.hub")
@@ -183,10 +183,8 @@ def schema_state(conn: psycopg.Connection) -> tuple[int | None, str | None]:
         if not conn.execute("SELECT to_regclass('shoal.schema_migrations') IS NOT NULL").fetchone()[0]:
             return None, None
         return conn.execute("SELECT max(version) FROM shoal.schema_migrations").fetchone()[0], None
-    except psycopg.OperationalError as e:
-        raise HubUnreachable(f"hub unreachable: {describe_error(e)}") from e
     except psycopg.Error as e:
-        raise HubError(f"cannot read the hub's schema version: {describe_error(e)}") from e
+        raise translate(e, "reading the hub's schema version") from e
 
 
 def ensure_schema(conn: psycopg.Connection, *, may_init: bool = True) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from daemons import shoal
+from tests.daemons import shoal
 from shoal.hub.client import open_hub
 
 OSC52 = "\x1b]52;c;ZXZpbA==\x07"  # sets the clipboard to "evil"

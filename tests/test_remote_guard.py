@@ -9,8 +9,8 @@ import json
 import pytest
 import yaml
 
-from daemons import shoal
-from devices import Device, assert_converged, sync_all
+from tests.daemons import shoal
+from tests.devices import Device, assert_converged, sync_all
 from shoal.sync import engine
 
 N = 30

@@ -582,7 +582,7 @@ def test_a_long_path_never_blocks_the_folder(tmp_path, hub_url):
 
     import yaml
 
-    from daemons import shoal
+    from tests.daemons import shoal
 
     docs = tmp_path / "alpha-docs"
     cfg = tmp_path / "alpha.yaml"

@@ -107,7 +107,7 @@ def _apply_api(conn: psycopg.Connection, *, force: bool) -> bool:
 # API functions only other API functions call (as the hub owner): a device login calling them
 # directly could learn another space's channel (channel_of) or act outside shoal.enter.
 INTERNAL_FUNCTIONS = ("shoal.enter(uuid)", "shoal.refuse_open_transaction()", "shoal.is_foreign_device_login()", "shoal.channel_of(text)",
-                      "shoal.store_blocks(text, text[], bytea[])", "shoal.check_hashes(text[])",
+                      "shoal.store_blocks(text, text[], bytea[])", "shoal.add_usage(text, bigint, bigint)", "shoal.check_hashes(text[])",
                       "shoal.reap_device_sessions(interval, interval)")
 # Built-in functions a device login must not call in the hub's database: advisory locks (hub-wide,
 # guessable keys; taking thousands exhausts the lock table) and large objects (storage outside

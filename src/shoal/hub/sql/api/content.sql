@@ -38,6 +38,26 @@ BEGIN
     END IF;
 END $$;
 
+-- Count what a space gained (changes, bytes of blocks) against its quota; a space over either
+-- bound is refused as a whole (SQLSTATE SQ001: not a row's fault, not an outage).
+CREATE OR REPLACE FUNCTION shoal.add_usage(p_space text, p_changes bigint, p_bytes bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = shoal, pg_temp AS $$
+DECLARE
+    u shoal.space_usage;
+BEGIN
+    INSERT INTO shoal.space_usage AS s (space, changes, bytes) VALUES (p_space, p_changes, p_bytes)
+    ON CONFLICT (space) DO UPDATE SET changes = s.changes + excluded.changes, bytes = s.bytes + excluded.bytes
+    RETURNING s.* INTO u;
+    IF u.max_changes IS NOT NULL AND u.changes > u.max_changes THEN
+        RAISE EXCEPTION 'space % is over its quota of % changes: ask the hub owner', p_space, u.max_changes
+            USING ERRCODE = 'SQ001';
+    END IF;
+    IF u.max_bytes IS NOT NULL AND u.bytes > u.max_bytes THEN
+        RAISE EXCEPTION 'space % is over its quota of % bytes: ask the hub owner', p_space, u.max_bytes
+            USING ERRCODE = 'SQ001';
+    END IF;
+END $$;
+
 -- Blocks enter the space (and the hub, if new) after their bytes are checked; the space's byte
 -- usage grows by what it gained, and its quota is checked. Returns how many blocks the
 -- calling space gained: never whether another space already had them.
@@ -47,8 +67,6 @@ DECLARE
     bad text;
     n integer;
     gained bigint;
-    v_used bigint;
-    v_max bigint;
 BEGIN
     PERFORM shoal.check_hashes(p_shas);
     IF coalesce(array_length(p_shas, 1), 0) <> coalesce(array_length(p_data, 1), 0) THEN
@@ -67,13 +85,7 @@ BEGIN
     )
     SELECT count(*), coalesce(sum(octet_length(t.d)), 0) INTO n, gained
       FROM ins JOIN LATERAL (SELECT d FROM unnest(p_shas, p_data) AS u(s, d) WHERE u.s = ins.sha256 LIMIT 1) t ON true;
-    INSERT INTO shoal.space_usage AS u (space, bytes) VALUES (p_space, gained)
-    ON CONFLICT (space) DO UPDATE SET bytes = u.bytes + excluded.bytes
-    RETURNING u.bytes, u.max_bytes INTO v_used, v_max;
-    IF v_max IS NOT NULL AND v_used > v_max THEN
-        RAISE EXCEPTION 'space % is over its quota of % bytes: ask the hub owner', p_space, v_max
-            USING ERRCODE = 'SQ001';
-    END IF;
+    PERFORM shoal.add_usage(p_space, 0, gained);
     RETURN n;
 END $$;
 

@@ -17,8 +17,6 @@ DECLARE
     v_min bigint;
     v_max bigint;
     v_bad text;
-    v_used bigint;
-    v_max_changes bigint;
 BEGIN
     IF p_folder IS NULL OR octet_length(p_folder) NOT BETWEEN 1 AND 255 THEN
         RAISE EXCEPTION 'a folder id is 1 to 255 bytes' USING ERRCODE = '22023';
@@ -131,16 +129,9 @@ BEGIN
     SELECT n.seq, 'accepted'::text, n.id, NULL::jsonb FROM ins n;
     DROP TABLE push_in;
     -- Quota: the rows this transaction added (xmin), counted against the space's bound.
-    INSERT INTO shoal.space_usage AS u (space, changes)
-    SELECT v_space, count(*) FROM shoal.changes c
+    PERFORM shoal.add_usage(v_space, (SELECT count(*) FROM shoal.changes c
      WHERE c.space = v_space AND c.device_id = p_device AND c.incarnation = p_incarnation
-       AND c.seq BETWEEN v_min AND v_max AND c.xmin = pg_current_xact_id()::xid
-    ON CONFLICT (space) DO UPDATE SET changes = u.changes + excluded.changes
-    RETURNING u.changes, u.max_changes INTO v_used, v_max_changes;
-    IF v_max_changes IS NOT NULL AND v_used > v_max_changes THEN
-        RAISE EXCEPTION 'space % is over its quota of % changes: ask the hub owner', v_space, v_max_changes
-            USING ERRCODE = 'SQ001';
-    END IF;
+       AND c.seq BETWEEN v_min AND v_max AND c.xmin = pg_current_xact_id()::xid), 0);
     UPDATE shoal.devices SET last_push_at = now() WHERE space = v_space AND device_id = p_device;
     PERFORM pg_notify(shoal.channel_of(v_space), '');
 END $$;

@@ -45,7 +45,7 @@ class Device:
                  space: str | None = None, host: str | None = None, port: int | None = None,
                  url_params: dict[str, str] | None = None, folder_id: str = "docs",
                  mode: str = "send-receive", conflict: str = "keep-both", ignore: tuple[str, ...] = (),
-                 call_timeout: float | None = None):
+                 call_timeout: float | None = None, passphrase: str | None = None):
         self.name = name
         self.call_timeout = call_timeout
         self.root = base / name / "folder"
@@ -54,10 +54,15 @@ class Device:
         self.folder_id = folder_id
         self.hub_config, self.login = hub_config(hub, name, owner=owner, space=space, host=host,
                                                  port=port, url_params=url_params)
+        passphrase_file = None
+        if passphrase is not None:
+            passphrase_file = base / name / "passphrase"
+            passphrase_file.write_text(passphrase + "\n")
+            passphrase_file.chmod(0o600)
         self.config = Config(
             path=base / name / "config.yaml", device=DeviceConfig(name), state_dir=self.state,
             hub=self.hub_config,
-            folders=(FolderConfig(folder_id, self.root, mode, ignore),),
+            folders=(FolderConfig(folder_id, self.root, mode, ignore, passphrase_file),),
             sync=SyncConfig(conflict=conflict))
         self.store = open_store(self.state)
         self.engine = SyncEngine(self.config, self.store, self.hub)
@@ -74,6 +79,14 @@ class Device:
         """Connect as the app does: the config's URL and the password it names."""
         return open_hub(self.hub_config.url, read_hub_password(self.hub_config), self.store.device_id,
                         self.store.incarnation_id, call_timeout=self.call_timeout)
+
+    def heads(self) -> list:
+        """The hub's heads of the folder, as this device reads them (opened if encrypted)."""
+        hub = self.hub()
+        try:
+            return self.engine.folder_hub(hub, self.config.folders[0]).heads(self.folder_id)
+        finally:
+            hub.close()
 
     def sync(self, **kw):
         return self.engine.cycle(**kw)
@@ -118,11 +131,7 @@ class Device:
 
 def assert_converged(devices: list[Device]) -> dict[str, str]:
     """Every device: disk == its index == the hub's heads, and all devices equal."""
-    hub = devices[0].hub()
-    try:
-        heads = {h.path: h.sha256 for h in hub.heads(devices[0].folder_id) if not h.deleted}
-    finally:
-        hub.close()
+    heads = {h.path: h.sha256 for h in devices[0].heads() if not h.deleted}
     for d in devices:
         assert d.files() == heads, f"{d.name}: disk differs from hub heads"
         assert d.index() == heads, f"{d.name}: index differs from hub heads"

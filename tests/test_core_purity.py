@@ -17,6 +17,7 @@ ALLOWED = {
     "__future__",
     "base64",
     "binascii",
+    "cryptography",  # pure computation (keys, ciphers); no I/O
     "bisect",
     "collections",
     "dataclasses",
@@ -24,6 +25,8 @@ ALLOWED = {
     "decimal",
     "enum",
     "fractions",
+    "hashlib",
+    "hmac",
     "functools",
     "heapq",
     "itertools",

@@ -7,11 +7,19 @@ import os
 import pytest
 
 from tests.devices import Device, assert_converged, sync_all
+from tests.fixtures.devices import TEST_PASSPHRASE
+
+
+@pytest.fixture(params=["plain", "sealed"])
+def encryption(request):
+    """Every test here runs with plain and with end-to-end encrypted folders."""
+    return request.param
 
 
 @pytest.fixture
-def trio(tmp_path, hub):
-    ds = [Device(tmp_path, n, hub) for n in ("alpha", "beta", "gamma")]
+def trio(tmp_path, hub, encryption):
+    passphrase = TEST_PASSPHRASE if encryption == "sealed" else None
+    ds = [Device(tmp_path, n, hub, passphrase=passphrase) for n in ("alpha", "beta", "gamma")]
     yield ds
     for d in ds:
         d.close()

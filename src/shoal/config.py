@@ -58,9 +58,15 @@ class FolderConfig:
     path: Path  # expanded (~), absolute
     mode: FolderMode = FolderMode.SEND_RECEIVE
     ignore: tuple[str, ...] = ()
+    passphrase_file: Path | None = None  # encryption.passphrase_file: the folder is end-to-end encrypted
+    passphrase_line: int | None = field(default=None, compare=False)  # where the file set it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", FolderMode(self.mode))  # ValueError for an unknown mode
+
+    @property
+    def encrypted(self) -> bool:
+        return self.passphrase_file is not None
 
 
 @dataclass(frozen=True)
@@ -335,10 +341,10 @@ class _Reader:
 
     def folder(self, node: yaml.Node, key: str) -> tuple[FolderConfig, int, int] | None:
         if not isinstance(node, yaml.MappingNode):
-            self.problem(_line(node), key, "must be a mapping (keys: id, path, mode, ignore)")
+            self.problem(_line(node), key, "must be a mapping (keys: id, path, mode, ignore, encryption)")
             return None
         before = len(self.problems)
-        folder = self.section(node, key, _line(node), ("id", "path", "mode", "ignore"))
+        folder = self.section(node, key, _line(node), ("id", "path", "mode", "ignore", "encryption"))
         for required in ("id", "path"):
             if not folder.has(required):
                 self.problem(folder.line, f"{key}.{required}", "is required")
@@ -362,9 +368,17 @@ class _Reader:
                     self.problem(_line(item), item_key, "is not a valid gitignore pattern")
                 else:
                     ignore.append(item.value)
+        passphrase_file, passphrase_line = None, None
+        if folder.has("encryption"):
+            encryption = folder.subsection("encryption", ("passphrase_file",))
+            if not encryption.has("passphrase_file"):
+                self.problem(encryption.line, f"{key}.encryption.passphrase_file", "is required")
+            else:
+                passphrase_file = encryption.path("passphrase_file")
+                passphrase_line = encryption.entries["passphrase_file"][0]
         if len(self.problems) > before or folder_id is None or path is None:
             return None
-        found = FolderConfig(folder_id, path, mode, tuple(ignore))
+        found = FolderConfig(folder_id, path, mode, tuple(ignore), passphrase_file, passphrase_line)
         return found, folder.entries["id"][0], folder.entries["path"][0]
 
     def sync(self, sync: _Section) -> SyncConfig:
@@ -641,35 +655,49 @@ def read_hub_password(hub: HubConfig, env: Mapping[str, str] = os.environ) -> st
         return value
     if hub.password_file is None:
         return None
-    path = hub.password_file
+    return read_secret_file(hub.password_file, "hub.password_file", "password_file")
+
+
+def read_passphrase(folder: FolderConfig) -> str:
+    """The passphrase of an encrypted folder, from its passphrase file (checked as a password
+    file is). Raises ConfigError; the passphrase never appears in a message."""
+    if folder.passphrase_file is None:
+        raise ConfigError(f"folder {folder.id} is not encrypted (no encryption.passphrase_file)")
+    return read_secret_file(folder.passphrase_file, f"folder {folder.id}: encryption.passphrase_file",
+                            "passphrase_file")
+
+
+def read_secret_file(path: Path, key: str, short: str) -> str:
+    """The text of a secret file without its final line break. Raises ConfigError if it is missing,
+    unreadable, not a regular file, empty, not UTF-8, or readable or writable by group or others."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise ConfigError(f"hub.password_file: cannot read {path}: {exc.strerror}", path=str(path)) from None
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}", path=str(path)) from None
     try:
         # fstat of the open file, so the file checked is the file read.
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"hub.password_file: {path} is not a regular file", path=str(path))
+            raise ConfigError(f"{key}: {path} is not a regular file", path=str(path))
         if os.name == "posix" and info.st_mode & 0o077:
             raise ConfigError(
-                f"password_file {path} must be mode 0600 (it is {stat.S_IMODE(info.st_mode):04o}); "
+                f"{short} {path} must be mode 0600 (it is {stat.S_IMODE(info.st_mode):04o}); "
                 f"run: chmod 600 {path}",
                 path=str(path),
             )
         with os.fdopen(fd, "rb", closefd=False) as handle:
             data = handle.read()
     except OSError as exc:
-        raise ConfigError(f"hub.password_file: cannot read {path}: {exc.strerror}", path=str(path)) from None
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}", path=str(path)) from None
     finally:
         os.close(fd)
     try:
         password = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"hub.password_file: {path} is not UTF-8 text", path=str(path)) from None
+        raise ConfigError(f"{key}: {path} is not UTF-8 text", path=str(path)) from None
     password = password.rstrip("\r\n")
     if not password:
-        raise ConfigError(f"hub.password_file: {path} is empty", path=str(path))
+        raise ConfigError(f"{key}: {path} is empty", path=str(path))
     return password
 
 

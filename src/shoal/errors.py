@@ -111,3 +111,18 @@ class EmbeddedHubUnsafe(ShoalError):
 
 class FolderPaused(ShoalError):
     """A folder is paused (missing marker, mass delete, ...) and was not synced."""
+
+
+class FolderKeyProblem(ShoalError):
+    """An encrypted folder cannot be opened: a wrong passphrase, a key the hub swapped, a folder
+    with plaintext history that encryption was turned on for. The folder is paused with the
+    message; nothing of it is written or pushed."""
+
+
+class WrongPassphrase(FolderKeyProblem):
+    """The passphrase does not open the folder's key."""
+
+
+class SealBroken(FolderKeyProblem):
+    """Sealed data from the hub fails its authentication (a tampered block or changelog row, a
+    row moved to another device or replayed, a malformed wrapped key)."""

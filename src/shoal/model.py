@@ -113,6 +113,9 @@ class Change:
     `version` is the hub's id for the change (None until the hub accepted it).
     `moved_from` names the path the same content left in the same scan (a rename).
     `conflict_of` names the path whose concurrent version this conflict copy keeps.
+    A row pulled from the hub also carries its (device, `incarnation`, `seq`) key and, in an
+    encrypted folder, its `sealed` payload (the other fields then hold the hub's opaque values
+    until the payload is opened).
     """
 
     folder_id: str
@@ -129,6 +132,8 @@ class Change:
     device_name: str | None = None
     moved_from: str | None = None
     conflict_of: str | None = None
+    incarnation: str | None = None
+    sealed: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,9 @@ class HeadVersion:
     deleted: bool
     target: str | None = None
     device_name: str | None = None
+    incarnation: str | None = None
+    seq: int | None = None
+    sealed: bytes | None = None
 
     @property
     def shown_name(self) -> str:

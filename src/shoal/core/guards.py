@@ -57,3 +57,12 @@ def marker_decision(folder_id: str, *, seen_before: bool, folder_exists: bool, m
     if marker.strip() != folder_id:
         return MARKER_PAUSE, f"folder marker {marker_path} names folder {marker.strip()!r}, not {folder_id!r}; paused"
     return MARKER_OK, None
+
+
+#: The prefix of the pause reason of an encrypted folder whose key cannot be opened (a wrong
+#: passphrase, ...): looked at again on every sync, cleared as soon as the key opens.
+KEY_PAUSE_PREFIX = "encryption: "
+
+
+def is_key_pause(reason: str | None) -> bool:
+    return bool(reason) and reason.startswith(KEY_PAUSE_PREFIX)

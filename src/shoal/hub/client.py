@@ -7,6 +7,8 @@ error is translated into a ShoalError here; a password never appears in a messag
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import socket
@@ -53,10 +55,12 @@ def _head_version(head: dict | None) -> HeadVersion | None:
     """The head a conflicting push row reports, from shoal.push's JSON."""
     if head is None:
         return None
+    sealed = head.get("sealed")
     return HeadVersion(version=head["version"], device_id=head["device_id"], kind=head["kind"],
                        size=head["size"], mtime_ns=head["mtime_ns"], sha256=head["sha256"],
                        deleted=head["deleted"], target=head.get("target"),
-                       device_name=head.get("device_name"))
+                       device_name=head.get("device_name"), incarnation=head.get("incarnation"),
+                       seq=head.get("seq"), sealed=base64.b64decode(sealed) if sealed else None)
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,10 @@ class Hub:
         return self._rows("hub id", "SELECT shoal.hub_id()", ())[0][0]
 
     def push(self, folder_id: str, rows: list[dict]) -> list[PushResult]:
-        """Push changelog rows of one folder in one transaction (see shoal.push in the schema)."""
+        """Push changelog rows of one folder in one transaction (see shoal.push in the schema).
+        A row's `sealed` payload (bytes) travels as base64."""
+        rows = [{**r, "sealed": base64.b64encode(r["sealed"]).decode("ascii")} if r.get("sealed") else r
+                for r in rows]
         got = self._rows(
             "push", "SELECT seq, status, version, head FROM shoal.push(%s, %s, %s, %s::jsonb)",
             (self.device_id, self.incarnation_id, folder_id, json.dumps(rows, separators=(",", ":"))),
@@ -174,13 +181,14 @@ class Hub:
         got = self._rows(
             "pull",
             "SELECT id, path, device_id::text, device_name, kind, size, mtime_ns, sha256, target,"
-            " deleted, moved_from, conflict_of FROM shoal.pull(%s, %s, %s, %s)",
+            " deleted, moved_from, conflict_of, incarnation::text, seq, sealed FROM shoal.pull(%s, %s, %s, %s)",
             (self.device_id, folder_id, after, limit),
         )
         return [
             Change(folder_id, path, kind, size, mtime_ns, sha, bool(deleted), target, version=vid,
-                   device_id=dev, device_name=name, moved_from=mv, conflict_of=co)
-            for vid, path, dev, name, kind, size, mtime_ns, sha, target, deleted, mv, co in got
+                   device_id=dev, device_name=name, moved_from=mv, conflict_of=co, seq=seq,
+                   incarnation=inc, sealed=_bytes(sealed))
+            for vid, path, dev, name, kind, size, mtime_ns, sha, target, deleted, mv, co, inc, seq, sealed in got
         ]
 
     def ack_pull(self, folder_id: str, cursor: int) -> None:
@@ -188,16 +196,57 @@ class Hub:
 
     def heads(self, folder_id: str) -> list[Change]:
         got = self._rows(
-            "heads", "SELECT path, version, kind, size, mtime_ns, sha256, target, deleted"
-            " FROM shoal.heads_of(%s, %s)", (self.device_id, folder_id))
-        return [Change(folder_id, p, k, s, m, h, bool(d), t, version=v) for p, v, k, s, m, h, t, d in got]
+            "heads", "SELECT path, version, kind, size, mtime_ns, sha256, target, deleted, device_id::text,"
+            " incarnation::text, seq, sealed FROM shoal.heads_of(%s, %s)", (self.device_id, folder_id))
+        return [Change(folder_id, p, k, s, m, h, bool(d), t, version=v, device_id=dev, incarnation=inc, seq=seq,
+                       sealed=_bytes(sealed))
+                for p, v, k, s, m, h, t, d, dev, inc, seq, sealed in got]
 
     def heads_at(self, folder_id: str, paths: Sequence[str]) -> list[Change]:
         got = self._rows(
             "heads", "SELECT path, version, device_id::text, device_name, kind, size, mtime_ns, sha256,"
-            " target, deleted FROM shoal.heads_at(%s, %s, %s)", (self.device_id, folder_id, list(paths)))
-        return [Change(folder_id, p, k, s, m, h, bool(d), t, version=v, device_id=dev, device_name=name)
-                for p, v, dev, name, k, s, m, h, t, d in got]
+            " target, deleted, incarnation::text, seq, sealed FROM shoal.heads_at(%s, %s, %s)",
+            (self.device_id, folder_id, list(paths)))
+        return [Change(folder_id, p, k, s, m, h, bool(d), t, version=v, device_id=dev, device_name=name,
+                       incarnation=inc, seq=seq, sealed=_bytes(sealed))
+                for p, v, dev, name, k, s, m, h, t, d, inc, seq, sealed in got]
+
+    # How contents are named and stored: a block is named by its SHA-256 and stored as it is.
+    # (A SealedFolderHub seals blocks instead; the transfer code asks whichever it is given.)
+
+    def seal_block(self, data: bytes) -> tuple[str, bytes]:
+        """(hub name, bytes to store) of a block."""
+        return hashlib.sha256(data).hexdigest(), data
+
+    def open_block(self, name: str, stored: bytes) -> bytes | None:
+        """The block's plaintext, or None if the stored bytes fail their check."""
+        return stored if hashlib.sha256(stored).hexdigest() == name else None
+
+    def stored_size(self, size: int) -> int:
+        """The bytes a content of `size` bytes takes on the hub (what get_contents reports)."""
+        return size
+
+    def folder_key(self, folder_id: str) -> tuple[str | None, bool]:
+        """The folder's wrapped key (None: not encrypted) and whether it has history on the hub."""
+        key, history = self._rows("folder key", "SELECT sealed_key, has_history FROM shoal.folder_key(%s, %s)",
+                                  (self.device_id, folder_id))[0]
+        return key, bool(history)
+
+    def set_folder_key(self, folder_id: str, wrapped: str, old: str | None) -> bool:
+        """Set (old None) or re-wrap the folder's key; False if another device changed it first."""
+        return bool(self._rows("folder key", "SELECT shoal.set_folder_key(%s, %s, %s, %s)",
+                               (self.device_id, folder_id, wrapped, old))[0][0])
+
+    def put_sealed_small(self, items: Sequence[tuple[str, str, bytes]], block_size: int) -> int:
+        """Store one-block contents of an encrypted folder: (content id, block name, sealed block)."""
+        return self._rows("small content upload",
+                          "SELECT shoal.put_sealed_small(%s, %s::text[], %s::text[], %s::bytea[], %s)",
+                          (self.device_id, [i for i, _, _ in items], [n for _, n, _ in items],
+                           [d for _, _, d in items], block_size))[0][0]
+
+    def put_sealed_content(self, content_id: str, block_size: int, blocks: list[str]) -> None:
+        self._rows("content upload", "SELECT shoal.put_sealed_content(%s, %s, %s, %s)",
+                   (self.device_id, content_id, block_size, blocks))
 
     def missing_contents(self, shas: Sequence[str]) -> set[str]:
         if not shas:
@@ -263,6 +312,10 @@ class Hub:
         got = self._rows("dupes", "SELECT sha256, size, places FROM shoal.duplicate_contents(%s)",
                          (self.device_id,))
         return [{"sha256": s, "size": size, "places": list(p)} for s, size, p in got]
+
+
+def _bytes(value) -> bytes | None:
+    return None if value is None else bytes(value)
 
 
 def resolve_hub_url(hub_url: str, state_dir) -> str:

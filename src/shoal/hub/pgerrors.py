@@ -11,7 +11,7 @@ import re
 
 import psycopg
 
-from shoal.errors import HubError, HubMismatch, HubRowRefused, HubUnreachable, ShoalError
+from shoal.errors import FolderKeyProblem, HubError, HubMismatch, HubRowRefused, HubUnreachable, ShoalError
 
 
 def scrub_secrets(text: str) -> str:
@@ -60,6 +60,8 @@ def translate(e: psycopg.Error, what: str) -> ShoalError:
         return HubUnreachable(f"hub unreachable during {what}: {describe_error(e)}")
     if isinstance(e, psycopg.errors.UniqueViolation):
         return HubMismatch(f"hub refused {what}: {describe_error(e)}")
+    if state == "SQ002":  # an encrypted folder and a row (or key) that does not fit it
+        return FolderKeyProblem(describe_error(e))
     if state in _ROW_REFUSED:
         return HubRowRefused(f"hub refused {what}: {describe_error(e)}")
     return HubError(f"hub refused {what}: {describe_error(e)}")

@@ -127,6 +127,11 @@ def tighten_state_dir(state_dir: Path, *, dir_mode: int = STATE_DIR_MODE) -> Non
             continue
 
 
+def folder_key_meta(folder_id: str) -> str:
+    """The meta key holding the fingerprint of an encrypted folder's key (SealedFolderHub)."""
+    return f"folder_key:{folder_id}"
+
+
 class Store:
     """One open store. Thread-safe (APSW serialises access to a connection)."""
 
@@ -425,6 +430,8 @@ class Store:
             self.conn.execute("DELETE FROM files WHERE folder_id=? AND deleted=1", (folder_id,))
             self.conn.execute("UPDATE files SET version=NULL WHERE folder_id=?", (folder_id,))
             self.conn.execute("UPDATE folders SET pull_cursor=0 WHERE id=?", (folder_id,))
+            self.conn.execute("DELETE FROM sealed_rows WHERE folder_id=?", (folder_id,))
+            self.conn.execute("DELETE FROM meta WHERE key=?", (folder_key_meta(folder_id),))
             self.conn.execute(
                 f"DELETE FROM outbox WHERE folder_id=? AND {_PENDING} AND deleted=1", (folder_id,))
             self.conn.execute(
@@ -435,6 +442,18 @@ class Store:
                 (now, folder_id),
             )
             return self.conn.changes()
+
+    def replayed_rows(self, folder_id: str, rows: list[tuple[str, str, int, int]]) -> list[int]:
+        """Remember the (device, incarnation, seq, version) keys of sealed rows read from the hub;
+        returns the indexes of rows whose key was read before under another version (replays)."""
+        with self.conn:
+            self.conn.executemany(
+                "INSERT INTO sealed_rows(folder_id, device_id, incarnation, seq, version) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING", [(folder_id, *r) for r in rows])
+            return [i for i, (dev, inc, seq, version) in enumerate(rows)
+                    if self.conn.execute("SELECT version FROM sealed_rows WHERE folder_id=? AND device_id=?"
+                                         " AND incarnation=? AND seq=?",
+                                         (folder_id, dev, inc, seq)).fetchone()[0] != version]
 
     def prune_outbox(self, keep_after: int) -> None:
         """Forget pushed rows older than `keep_after` (epoch s): the hub holds them now."""

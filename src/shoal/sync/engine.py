@@ -21,16 +21,17 @@ from pathlib import Path
 
 from shoal.config import Config, FolderConfig
 from shoal.core.conflicts import sanitize_device_name, unique_path
-from shoal.core.guards import is_mass_delete, mass_delete_reason
+from shoal.core.guards import KEY_PAUSE_PREFIX, is_key_pause, is_mass_delete, mass_delete_reason
 from shoal.core.reconcile import PUSH_OVER_HEAD, SAME, Resolution, Version, resolve_concurrent
 from shoal.scan.scanner import ScanResult, check_marker, scan_folders
-from shoal.errors import FolderPaused, HubMismatch, HubRowRefused, ShoalError
+from shoal.errors import FolderKeyProblem, FolderPaused, HubMismatch, HubRowRefused, ShoalError
 from shoal.localstore import Store
 from shoal.model import KIND_FILE, Change, ErrorKind, FileState, HeadVersion, OutboxState, PushStatus
 from shoal.progress import ProgressSink
 from shoal.sync.apply import Applier
 from shoal.sync.folder_io import FolderWriter, purge_trash
 from shoal.hub.client import Hub
+from shoal.sync.sealed import SealedFolderHub, open_folder_key
 from shoal.sync.transfer import EMPTY_SHA, Downloader, UploadStats, upload_contents
 
 log = logging.getLogger("shoal.engine")
@@ -99,6 +100,8 @@ class SyncEngine:
         self.device_id = store.device_id
         self.device_name = config.device.name
         self._retry_now = False
+        self._sealers: dict = {}  # folder id -> FolderSealer, once its key was opened
+        self._plain_folders: set[str] = set()  # folders with unencrypted history: never encrypted later
 
     # -- selection ----------------------------------------------------------------
 
@@ -156,7 +159,8 @@ class SyncEngine:
                     paused = scan.paused
                 else:
                     self.store.ensure_folder(f.id, str(f.path))
-                    paused = check_marker(self.store, f.id, f.path) or self.store.folder(f.id).paused
+                    stored = self.store.folder(f.id).paused  # a key problem is looked at again below
+                    paused = check_marker(self.store, f.id, f.path) or (None if is_key_pause(stored) else stored)
                 report.folders.append(FolderReport(f.id, scan=scan, paused=paused))
             self.store.update_run(run_id, phase="connect")
             hub = self.hub_factory()
@@ -166,7 +170,15 @@ class SyncEngine:
                 for f, fr in zip(folders, report.folders):
                     if fr.paused:
                         continue
-                    self._sync_folder(hub, f, fr, run_id, allow_mass_delete=allow_mass_delete)
+                    try:
+                        self._sync_folder(hub, f, fr, run_id, allow_mass_delete=allow_mass_delete)
+                    except FolderKeyProblem as e:
+                        # Nothing of the folder is written or pushed; the others go on.
+                        fr.paused = f"{KEY_PAUSE_PREFIX}{e}"
+                        self.store.update_folder(f.id, paused=fr.paused)
+                        log.warning("%s: %s", f.id, fr.paused)
+                        hub.log_sync(f.id, "paused", fr.pushed, fr.pulled, started, fr.paused)
+                        continue
                     if fr.paused:  # the pull's mass-delete guard
                         hub.log_sync(f.id, "paused", fr.pushed, fr.pulled, started, fr.paused)
                         continue
@@ -201,8 +213,29 @@ class SyncEngine:
         self.store.set_meta("hub_id", hub_id)
         return known is not None
 
+    def folder_hub(self, hub: Hub, f: FolderConfig) -> Hub | SealedFolderHub:
+        """The hub as folder `f` uses it: sealing everything for an encrypted folder. Raises
+        FolderKeyProblem when the folder's encryption and the hub's disagree or its key cannot
+        be opened."""
+        if f.encrypted:
+            sealer = self._sealers.get(f.id)
+            if sealer is None:
+                sealer = self._sealers[f.id] = open_folder_key(hub, f, self.store)
+            return SealedFolderHub(hub, sealer, self.store)
+        if f.id not in self._plain_folders:
+            wrapped, history = hub.folder_key(f.id)
+            if wrapped is not None:
+                raise FolderKeyProblem(f"folder {f.id} is encrypted on the hub: set its encryption.passphrase_file "
+                                       "to sync it (nothing is synced until then)")
+            if history:
+                self._plain_folders.add(f.id)
+        return hub
+
     def _sync_folder(self, hub: Hub, f: FolderConfig, fr: FolderReport, run_id: int, *,
                      allow_mass_delete: bool = False) -> None:
+        hub = self.folder_hub(hub, f)
+        if is_key_pause(self.store.folder(f.id).paused):
+            self.store.update_folder(f.id, paused=None)
         if f.mode.pushes:
             self.store.update_run(run_id, phase=f"push {f.id}")
             self._push(hub, f, fr)

@@ -126,9 +126,9 @@ def _upload_large(hub: Hub, sha: str, path: str, size: int, stats: UploadStats,
             if len(data) != length:
                 return False  # shrank while uploading
             whole.update(data)
-            bsha = hashlib.sha256(data).hexdigest()
-            names.append(bsha)
-            group.append((bsha, data))
+            name, stored = hub.seal_block(data)
+            names.append(name)
+            group.append((name, stored))
             group_bytes += length
             if group_bytes >= GROUP_BYTES:
                 _send_group(hub, group, stats, progress)
@@ -158,7 +158,7 @@ def _send_group(hub: Hub, group: list[tuple[str, bytes]], stats: UploadStats,
     stats.blocks_sent += len(sent)
     stats.bytes_sent += sum(len(d) for d in sent.values())
     if progress:
-        progress(sum(len(d) for _, d in group))
+        progress(sum(len(d) for _, d in group))  # stored bytes: a sealed block is a little longer
 
 
 def part_name(sha: str) -> str:
@@ -220,10 +220,11 @@ class Downloader:
     def _fetch_into_cache(self, names: list[str]) -> None:
         if not names:
             return
-        for s, data in self.hub.get_blocks(names).items():
-            if hashlib.sha256(data).hexdigest() == s:
+        for s, stored in self.hub.get_blocks(names).items():
+            data = self.hub.open_block(s, stored)
+            if data is not None:
                 self.cache[s] = data
-                self.bytes_fetched += len(data)
+                self.bytes_fetched += len(stored)
 
     def drop_cached(self, sha: str) -> None:
         info = self.infos.pop(sha, None)
@@ -239,14 +240,18 @@ class Downloader:
     def has_small(self, sha: str) -> bool:
         """Whether `sha` is a one-block content already fetched and verified."""
         info = self.infos.get(sha)
-        return info is not None and len(info.blocks) == 1 and info.blocks[0] == sha and sha in self.cache
+        if info is None or len(info.blocks) != 1 or info.blocks[0] not in self.cache:
+            return False
+        # The block is the whole content: a plain block is named by the content's SHA-256; a
+        # sealed block's plaintext must hash to it.
+        return info.blocks[0] == sha or hashlib.sha256(self.cache[info.blocks[0]]).hexdigest() == sha
 
     def write_small(self, sha: str, mtime_ns: int | None) -> str:
         """Write a small fetched content (see has_small) into a new temp file; returns its name.
         Thread-safe. Raises FileProblem when the disk is full, OSError otherwise."""
         name, fd = self.writer.new_temp()
         try:
-            os.write(fd, self.cache[sha])
+            os.write(fd, self.cache[self.infos[sha].blocks[0]])
             if mtime_ns is not None:
                 os.utime(fd, ns=(mtime_ns, mtime_ns))
         except OSError as e:
@@ -268,7 +273,7 @@ class Downloader:
         if info is None:
             raise FileProblem(f"content {sha[:12]!r} is not on the hub")
         check_content_info(sha, info)
-        if info.size != size:
+        if info.size != self.hub.stored_size(size):
             raise FileProblem(f"content {sha[:12]} has size {info.size} on the hub, not {size}")
         if self.has_small(sha):
             name = self.write_small(sha, None)
@@ -278,7 +283,7 @@ class Downloader:
         name, fd = self.writer.new_temp(part_name(sha))
         try:
             whole = hashlib.sha256()
-            ranges = block_ranges(info.size) if info.blocks else []
+            ranges = block_ranges(size) if info.blocks else []
             if len(ranges) != len(info.blocks) or (ranges and ranges[0][1] > info.block_size):
                 raise FileProblem(f"content {sha[:12]} has an inconsistent block list on the hub")
             have = os.fstat(fd).st_size
@@ -288,11 +293,11 @@ class Downloader:
                 if offset + length > have:
                     break
                 data = _read_exact(fd, offset, length)
-                if hashlib.sha256(data).hexdigest() != bsha:
+                if self.hub.seal_block(data)[0] != bsha:
                     break
                 whole.update(data)
                 start += 1
-            resume_at = ranges[start][0] if start < len(ranges) else info.size
+            resume_at = ranges[start][0] if start < len(ranges) else size
             if have != resume_at:  # truncating a new file would make ext4 flush it on close
                 os.ftruncate(fd, resume_at)
             i = start
@@ -328,10 +333,11 @@ class Downloader:
             need = [n for n in dict.fromkeys(names) if n not in out]
             if not need:
                 break
-            for s, data in self.hub.get_blocks(need).items():
-                if hashlib.sha256(data).hexdigest() == s:  # a corrupt block is refused
+            for s, stored in self.hub.get_blocks(need).items():
+                data = self.hub.open_block(s, stored)  # a corrupt (or tampered) block is refused
+                if data is not None:
                     out[s] = data
-                    self.bytes_fetched += len(data)
+                    self.bytes_fetched += len(stored)
         missing = [n for n in names if n not in out]
         if missing:
             raise FileProblem(f"block {missing[0][:12]} is missing on the hub or failed its check twice")

@@ -73,9 +73,10 @@ BEGIN
         RAISE EXCEPTION 'as many blocks as hashes, please' USING ERRCODE = '22023';
     END IF;
     SELECT s INTO bad FROM unnest(p_shas, p_data) AS t(s, d)
-     WHERE d IS NULL OR octet_length(d) > 16777216 OR encode(sha256(d), 'hex') <> s LIMIT 1;
+     WHERE d IS NULL OR octet_length(d) > 16777216 + 64 OR encode(sha256(d), 'hex') <> s LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'block % does not match its SHA-256 or is over 16 MiB', bad USING ERRCODE = '22023';
+        RAISE EXCEPTION 'block % does not match its SHA-256 or is over 16 MiB (+ 64 bytes sealed)', bad
+            USING ERRCODE = '22023';
     END IF;
     INSERT INTO shoal.blocks(sha256, data) SELECT DISTINCT ON (s) s, d FROM unnest(p_shas, p_data) AS t(s, d)
     ON CONFLICT DO NOTHING;
@@ -169,4 +170,60 @@ BEGIN
     RETURN QUERY SELECT b.sha256, b.data
                    FROM shoal.blocks b JOIN shoal.block_spaces bs ON bs.space = v_space AND bs.sha256 = b.sha256
                   WHERE b.sha256 = ANY(p_shas) AND bs.sha256 = ANY(p_shas);
+END $$;
+
+-- Contents of an encrypted folder. The id is a keyed hash (HMAC of the file's SHA-256) the hub
+-- cannot check, so a declaration can only spoil its own space (every device checks the
+-- plaintext's SHA-256 after downloading); its size is what its sealed blocks take.
+CREATE OR REPLACE FUNCTION shoal.put_sealed_content(p_device uuid, p_id text, p_block_size integer, p_blocks text[])
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
+    n integer := coalesce(array_length(p_blocks, 1), 0);
+    total bigint;
+    have integer;
+BEGIN
+    PERFORM shoal.check_hashes(ARRAY[p_id] || p_blocks);
+    IF p_block_size IS NULL OR p_block_size NOT BETWEEN 0 AND 16777216 OR n > 1000000 THEN
+        RAISE EXCEPTION 'content %: block size or block count out of bounds', p_id USING ERRCODE = '22023';
+    END IF;
+    SELECT count(*), coalesce(sum(octet_length(b.data)), 0) INTO have, total
+      FROM unnest(p_blocks) AS u(s)
+      JOIN shoal.block_spaces bs ON bs.space = v_space AND bs.sha256 = u.s
+      JOIN shoal.blocks b ON b.sha256 = u.s;
+    IF have <> n THEN
+        RAISE EXCEPTION 'content %: blocks missing', p_id USING ERRCODE = '23503';
+    END IF;
+    INSERT INTO shoal.contents(space, sha256, size, block_size, blocks)
+    VALUES (v_space, p_id, total, p_block_size, p_blocks)
+    ON CONFLICT DO NOTHING;
+END $$;
+
+-- Small files of an encrypted folder (one sealed block each) in one round trip per batch.
+-- Returns how many contents the calling space gained.
+CREATE OR REPLACE FUNCTION shoal.put_sealed_small(p_device uuid, p_ids text[], p_names text[], p_data bytea[],
+                                                  p_block_size integer) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
+DECLARE
+    v_space text := shoal.enter(p_device);
+    bad text;
+    n integer;
+BEGIN
+    PERFORM shoal.check_hashes(p_ids);
+    IF coalesce(array_length(p_ids, 1), 0) <> coalesce(array_length(p_names, 1), 0) THEN
+        RAISE EXCEPTION 'as many content ids as blocks, please' USING ERRCODE = '22023';
+    END IF;
+    SELECT s INTO bad FROM unnest(p_names, p_data) AS t(s, d)
+     WHERE d IS NULL OR length(d) = 0 OR length(d) > p_block_size + 64 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'small sealed content % is empty or over its block size', bad USING ERRCODE = '22023';
+    END IF;
+    PERFORM shoal.store_blocks(v_space, p_names, p_data);  -- checks every name against its bytes
+    INSERT INTO shoal.contents(space, sha256, size, block_size, blocks)
+    SELECT DISTINCT ON (i) v_space, i, length(d), p_block_size, ARRAY[s]
+      FROM unnest(p_ids, p_names, p_data) AS t(i, s, d)
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
 END $$;

@@ -2,14 +2,14 @@
 CREATE OR REPLACE FUNCTION shoal.pull(p_device uuid, p_folder text, p_after bigint, p_limit integer)
 RETURNS TABLE (id bigint, path text, device_id uuid, device_name text, kind text, size bigint,
                mtime_ns bigint, sha256 text, target text, deleted boolean, moved_from text,
-               conflict_of text)
+               conflict_of text, incarnation uuid, seq bigint, sealed bytea)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
 DECLARE
     v_space text := shoal.enter(p_device);
 BEGIN
     RETURN QUERY
         SELECT c.id, c.path, c.device_id, d.name, c.kind, c.size, c.mtime_ns, c.sha256, c.target,
-               c.deleted, c.moved_from, c.conflict_of
+               c.deleted, c.moved_from, c.conflict_of, c.incarnation, c.seq, c.sealed
           FROM shoal.changes c JOIN shoal.devices d ON d.space = c.space AND d.device_id = c.device_id
          WHERE c.space = v_space AND c.folder_id = p_folder AND c.id > p_after
          ORDER BY c.id LIMIT p_limit;
@@ -27,29 +27,34 @@ BEGIN
     UPDATE shoal.devices SET last_pull_at = now() WHERE device_id = p_device;
 END $$;
 
--- Current heads of a folder (convergence checks).
+-- Current heads of a folder (convergence checks), with what their rows were pushed as (for
+-- encrypted folders: the sealed payload, authenticated with device, incarnation and seq).
 CREATE OR REPLACE FUNCTION shoal.heads_of(p_device uuid, p_folder text)
 RETURNS TABLE (path text, version bigint, kind text, size bigint, mtime_ns bigint, sha256 text,
-               target text, deleted boolean)
+               target text, deleted boolean, device_id uuid, incarnation uuid, seq bigint, sealed bytea)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
 DECLARE
     v_space text := shoal.enter(p_device);
 BEGIN
-    RETURN QUERY SELECT h.path, h.version, h.kind, h.size, h.mtime_ns, h.sha256, h.target, h.deleted
-                   FROM shoal.heads h WHERE h.space = v_space AND h.folder_id = p_folder ORDER BY h.path;
+    RETURN QUERY SELECT h.path, h.version, h.kind, h.size, h.mtime_ns, h.sha256, h.target, h.deleted,
+                        h.device_id, h.incarnation, c.seq, c.sealed
+                   FROM shoal.heads h LEFT JOIN shoal.changes c ON c.space = h.space AND c.id = h.version
+                  WHERE h.space = v_space AND h.folder_id = p_folder ORDER BY h.path;
 END $$;
 
 -- Heads of given paths (retrying a failed apply without rescanning the whole folder).
 CREATE OR REPLACE FUNCTION shoal.heads_at(p_device uuid, p_folder text, p_paths text[])
 RETURNS TABLE (path text, version bigint, device_id uuid, device_name text, kind text, size bigint,
-               mtime_ns bigint, sha256 text, target text, deleted boolean)
+               mtime_ns bigint, sha256 text, target text, deleted boolean, incarnation uuid, seq bigint,
+               sealed bytea)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
 DECLARE
     v_space text := shoal.enter(p_device);
 BEGIN
     RETURN QUERY SELECT h.path, h.version, h.device_id, d.name, h.kind, h.size, h.mtime_ns, h.sha256,
-                        h.target, h.deleted
+                        h.target, h.deleted, h.incarnation, c.seq, c.sealed
                    FROM shoal.heads h JOIN shoal.devices d ON d.space = h.space AND d.device_id = h.device_id
+                   LEFT JOIN shoal.changes c ON c.space = h.space AND c.id = h.version
                   WHERE h.space = v_space AND h.folder_id = p_folder AND h.path = ANY(p_paths)
                     AND h.path_hash = ANY (SELECT sha256(convert_to(p, 'UTF8')) FROM unnest(p_paths) AS p);
 END $$;

@@ -1,5 +1,7 @@
 -- Push one batch of changelog rows of one folder, atomically and set-based.
--- Each row: {seq, path, kind, size, mtime_ns, sha256, target, deleted, base, moved_from, conflict_of}.
+-- Each row: {seq, path, kind, size, mtime_ns, sha256, target, deleted, base, moved_from, conflict_of,
+-- sealed}; `sealed` (base64) is the sealed payload of a row of an encrypted folder (which every
+-- row of such a folder has, and no row of another: SQLSTATE SQ002 otherwise).
 -- Returns per row: status 'accepted' (new head), 'same' (the head already has this content),
 -- or 'conflict' (the head is a version the device had not seen: the head is returned).
 -- Pushes of one folder are serialised by a lock on its row in shoal.folders (only the API can
@@ -17,18 +19,21 @@ DECLARE
     v_min bigint;
     v_max bigint;
     v_bad text;
+    v_sealed boolean;
 BEGIN
     IF p_folder IS NULL OR octet_length(p_folder) NOT BETWEEN 1 AND 255 THEN
         RAISE EXCEPTION 'a folder id is 1 to 255 bytes' USING ERRCODE = '22023';
     END IF;
     INSERT INTO shoal.folders(space, folder_id) VALUES (v_space, p_folder) ON CONFLICT DO NOTHING;
-    PERFORM 1 FROM shoal.folders f WHERE f.space = v_space AND f.folder_id = p_folder FOR UPDATE;
+    SELECT f.sealed_key IS NOT NULL INTO v_sealed FROM shoal.folders f
+     WHERE f.space = v_space AND f.folder_id = p_folder FOR UPDATE;
     CREATE TEMP TABLE push_in ON COMMIT DROP AS
         SELECT (x->>'seq')::bigint AS seq, x->>'path' AS path, x->>'kind' AS kind,
                (x->>'size')::bigint AS size, (x->>'mtime_ns')::bigint AS mtime_ns,
                x->>'sha256' AS sha256, x->>'target' AS target, (x->>'deleted')::boolean AS deleted,
                (x->>'base')::bigint AS base, x->>'moved_from' AS moved_from,
                x->>'conflict_of' AS conflict_of, md5(x::text) AS payload_md5,
+               decode(x->>'sealed', 'base64') AS sealed,
                sha256(convert_to(x->>'path', 'UTF8')) AS path_hash
           FROM jsonb_array_elements(p_rows) AS x;
     ANALYZE push_in;  -- a temp table has no statistics: without them the joins below go nested-loop
@@ -44,11 +49,19 @@ BEGIN
     SELECT i.path INTO v_bad FROM push_in i
      WHERE i.sha256 !~ '^[0-9a-f]{64}$' OR octet_length(i.path) > 4096
         OR octet_length(coalesce(i.target, '')) > 4096 OR octet_length(coalesce(i.moved_from, '')) > 4096
-        OR octet_length(coalesce(i.conflict_of, '')) > 4096
+        OR octet_length(coalesce(i.conflict_of, '')) > 4096 OR octet_length(coalesce(i.sealed, ''::bytea)) > 20000
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'change of % refused: a hash that is not 64 lowercase hex digits, or a text over 4096 bytes',
             left(v_bad, 200) USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT 1 FROM push_in i WHERE (i.sealed IS NOT NULL) <> v_sealed) THEN
+        IF v_sealed THEN
+            RAISE EXCEPTION 'folder % is encrypted on the hub: its changes must be sealed (set the folder''s '
+                            'encryption.passphrase_file)', p_folder USING ERRCODE = 'SQ002';
+        END IF;
+        RAISE EXCEPTION 'folder % is not encrypted on the hub: sealed changes are refused', p_folder
+            USING ERRCODE = 'SQ002';
     END IF;
     IF (SELECT count(DISTINCT i.seq) <> count(*) OR count(DISTINCT i.path) <> count(*) FROM push_in i) THEN
         RAISE EXCEPTION 'a push batch names a seq or a path twice' USING ERRCODE = '22023';
@@ -93,9 +106,10 @@ BEGIN
           FROM fresh f
     ), ins AS (
         INSERT INTO shoal.changes(space, folder_id, path, device_id, incarnation, seq, kind, size, mtime_ns,
-                                  sha256, target, deleted, base_version, moved_from, conflict_of, payload_md5)
+                                  sha256, target, deleted, base_version, moved_from, conflict_of, payload_md5,
+                                  sealed)
         SELECT v_space, p_folder, c.path, p_device, p_incarnation, c.seq, c.kind, c.size, c.mtime_ns, c.sha256,
-               c.target, c.deleted, c.base, c.moved_from, c.conflict_of, c.payload_md5
+               c.target, c.deleted, c.base, c.moved_from, c.conflict_of, c.payload_md5, c.sealed
           FROM classified c WHERE c.st = 'accepted' ORDER BY c.seq
         RETURNING shoal.changes.id, shoal.changes.seq, shoal.changes.path, sha256(convert_to(shoal.changes.path, 'UTF8')) AS path_hash, shoal.changes.kind,
                   shoal.changes.size, shoal.changes.mtime_ns, shoal.changes.sha256,
@@ -123,8 +137,11 @@ BEGIN
                'version', c.h_version, 'device_id', c.h_device,
                'device_name', (SELECT d.name FROM shoal.devices d WHERE d.space = v_space AND d.device_id = c.h_device),
                'kind', c.h_kind, 'size', c.h_size, 'mtime_ns', c.h_mtime_ns, 'sha256', c.h_sha256,
-               'target', c.h_target, 'deleted', c.h_deleted)
-      FROM classified c WHERE c.st = 'conflict'
+               'target', c.h_target, 'deleted', c.h_deleted, 'incarnation', c.h_incarnation,
+               'seq', hc.seq, 'sealed', encode(hc.sealed, 'base64'))
+      FROM classified c
+      LEFT JOIN shoal.changes hc ON hc.space = v_space AND hc.id = c.h_version
+     WHERE c.st = 'conflict'
     UNION ALL
     SELECT n.seq, 'accepted'::text, n.id, NULL::jsonb FROM ins n;
     DROP TABLE push_in;

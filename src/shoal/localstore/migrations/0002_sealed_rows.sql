@@ -1,0 +1,10 @@
+-- The changelog rows of encrypted folders this device has read, by their authenticated key:
+-- the hub serving one of them again under another id is a replay (an old version brought back).
+CREATE TABLE sealed_rows (
+    folder_id   TEXT NOT NULL,
+    device_id   TEXT NOT NULL,
+    incarnation TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    version     INTEGER NOT NULL,
+    PRIMARY KEY (folder_id, device_id, incarnation, seq)
+) WITHOUT ROWID;

@@ -7,60 +7,13 @@ table schema_migrations`) while every test connected as the superuser."""
 
 from __future__ import annotations
 
-import json
 import os
-import stat
-from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.fixtures.cli import run_shoal
-from tests.fixtures.hubs import DeviceLogin, TestHub
+from tests.fixtures.cli import CliDevice
 
 pytestmark = pytest.mark.slow
-
-
-class CliDevice:
-    """A device driven only through `python -m shoal`, with its own config file and state dir."""
-
-    def __init__(self, base: Path, name: str):
-        self.name = name
-        self.base = base / name
-        self.config = self.base / "config.yaml"
-        self.folder = self.base / "docs"
-        self.env = {"XDG_DATA_HOME": str(self.base / "data")}  # its default state dir, kept in the test
-
-    def run(self, *args: str, timeout: float = 60):
-        return run_shoal(*args, config=self.config, env=self.env, timeout=timeout)
-
-    def init(self, hub: TestHub, login: DeviceLogin) -> None:
-        """`shoal init --hub <device url>`, then the password file in the config, as add-device says."""
-        proc = self.run("init", "--device-name", self.name, "--hub", hub.device_url(login),
-                        "--folder", f"docs={self.folder}")
-        assert proc.returncode == 0, proc.stderr
-        cfg = yaml.safe_load(self.config.read_text())
-        assert cfg["hub"]["url"] == hub.device_url(login)
-        cfg["hub"]["password_file"] = str(login.password_file)
-        self.config.write_text(yaml.safe_dump(cfg))
-        assert stat.S_IMODE(os.stat(login.password_file).st_mode) == 0o600
-        assert self.run("config", "check").returncode == 0
-
-    def sync(self):
-        return self.run("sync", "--now")
-
-    def json(self, *args: str):
-        proc = self.run(*args, "--json")
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)
-
-    def tree(self) -> dict[str, bytes]:
-        out = {}
-        for p in sorted(self.folder.rglob("*")):
-            rel = p.relative_to(self.folder)
-            if rel.parts[0] != ".shoal" and p.is_file():
-                out[str(rel)] = p.read_bytes()
-        return out
 
 
 def _ok(proc) -> str:

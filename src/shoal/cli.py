@@ -107,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--folder", metavar="ID=PATH", action="append", default=[],
                    help="sync the hub's folder ID at PATH here (repeatable)")
     c.add_argument("--device-name", metavar="N", help="this device's name (default: the host name)")
+    c.add_argument("--passphrase-file", metavar="F", type=Path,
+                   help="the passphrase of the encrypted folders joined (a file, mode 0600)")
+    c = cmd("folder", "folder tools")
+    c.add_argument("action", choices=["passphrase"],
+                   help="passphrase ID --new-file PATH: change an encrypted folder's passphrase (re-wraps its key)")
+    c.add_argument("folder_id", metavar="ID", help="the folder's id")
+    c.add_argument("--new-file", metavar="PATH", type=Path, required=True,
+                   help="passphrase: a file (mode 0600) with the new passphrase")
     c = cmd("service", "install the background service for this platform")
     c.add_argument("action", choices=["install", "uninstall"],
                    help="install (or update) and start the service, or stop and remove it")
@@ -412,7 +420,7 @@ def cmd_join(args) -> int:
     from shoal.ops.join import join
 
     done = join(args.token, _config_path(args), folders=_folder_specs(args.folder),
-                device_name=args.device_name, now=time.time())
+                device_name=args.device_name, now=time.time(), passphrase_file=args.passphrase_file)
     setup = done.setup
     say(f"joined hub {done.hub_id} as device {setup.device_name} ({setup.device_id}); config in "
         f"{done.config_path}, store in {setup.state_dir}")
@@ -426,7 +434,23 @@ def cmd_join(args) -> int:
     if done.offered_unmapped:
         say("the hub also has: " + ", ".join(done.offered_unmapped) + " (add them with --folder ID=PATH "
             "next time, or in the config file)")
+    for fid in done.encrypted:
+        say(f"folder {fid}: end-to-end encrypted (the passphrase opens its key)")
     say("now run `shoal run`, or `shoal service install` to keep it running")
+    return 0
+
+
+def cmd_folder(args) -> int:
+    from shoal.ops.folder_keys import change_passphrase  # psycopg
+
+    device = _device(args)
+    try:
+        change_passphrase(device, args.folder_id, args.new_file)
+    finally:
+        device.close()
+    say(f"folder {args.folder_id}: passphrase changed (its key is re-wrapped; no content was re-encrypted); "
+        f"{device.config.path} now reads it from {args.new_file.expanduser().resolve()}")
+    say("the other devices need the new passphrase in their passphrase files before they next start")
     return 0
 
 
@@ -550,6 +574,6 @@ def cmd_doctor(args) -> int:
 
 _COMMANDS = {
     "init": cmd_init, "scan": cmd_scan, "sync": cmd_sync, "status": cmd_status,
-    "conflicts": cmd_conflicts, "devices": cmd_devices, "dupes": cmd_dupes, "config": cmd_config,
+    "folder": cmd_folder, "conflicts": cmd_conflicts, "devices": cmd_devices, "dupes": cmd_dupes, "config": cmd_config,
     "hub": cmd_hub, "service": cmd_service, "run": cmd_run, "doctor": cmd_doctor, "join": cmd_join,
 }

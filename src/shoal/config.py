@@ -738,6 +738,7 @@ def default_config_text(
     folders: Sequence[tuple[str, str]] = (("default", "~/Shoal"),),
     serve: str | None = None,
     password_file: str | None = None,
+    passphrase_files: Mapping[str, str] | None = None,
 ) -> str:
     """A commented YAML text for a new config file. Validates nothing (run it through
     parse_config_text for that); raises nothing."""
@@ -746,19 +747,19 @@ def default_config_text(
         "# the commented-out lines show the defaults. Durations: 500ms, 10s, 5m, 1h.",
         "",
         "device:",
-        f"  name: {_yaml_string(device_name)}    # how this device is named to the others",
+        f"  name: {yaml_string(device_name)}    # how this device is named to the others",
         "",
         "# state_dir: ~/.local/share/shoal   # store, logs, control socket, embedded hub",
         "#                                   # (default: the platform's user data dir)",
         "",
         "hub:",
-        f"  url: {_yaml_string(hub_url)}    # embedded, or postgresql://user@host/db?sslmode=verify-full",
+        f"  url: {yaml_string(hub_url)}    # embedded, or postgresql://user@host/db?sslmode=verify-full",
         "  # password_env: SHOAL_HUB_PASSWORD   # name of an environment variable with the password",
-        (f"  password_file: {_yaml_string(password_file)}   # the hub login's password (mode 0600)"
+        (f"  password_file: {yaml_string(password_file)}   # the hub login's password (mode 0600)"
          if password_file else "  # password_file: ~/.config/shoal/hub-password   # or a file with it (mode 0600)"),
     ]
     if serve:
-        lines += ["  serve:", f"    listen: {_yaml_string(serve)}    # TLS only; devices join with `shoal join`"]
+        lines += ["  serve:", f"    listen: {yaml_string(serve)}    # TLS only; devices join with `shoal join`"]
     else:
         lines += ["  # serve:                 # serve the embedded hub to other devices (TLS only)",
                   "  #   listen: 0.0.0.0:7400"]
@@ -769,11 +770,14 @@ def default_config_text(
         lines.append("folders:")
         for folder_id, folder_path in folders:
             lines += [
-                f"  - id: {_yaml_string(folder_id)}    # the same id on every device means the same folder",
-                f"    path: {_yaml_string(folder_path)}",
+                f"  - id: {yaml_string(folder_id)}    # the same id on every device means the same folder",
+                f"    path: {yaml_string(folder_path)}",
                 "    mode: send-receive    # send-only | receive-only | send-receive",
                 '    ignore: []            # gitignore patterns, e.g. ["*.tmp", ".thumbnails/"]',
             ]
+            if folder_id in (passphrase_files or {}):
+                lines += ["    encryption:           # end-to-end: the hub cannot read this folder",
+                          f"      passphrase_file: {yaml_string(passphrase_files[folder_id])}   # mode 0600"]
     else:
         lines.append("folders: []")
     lines += [
@@ -791,7 +795,7 @@ def default_config_text(
     return "\n".join(lines)
 
 
-def _yaml_string(value: str) -> str:
+def yaml_string(value: str) -> str:
     """`value` as a YAML scalar that reads back as the same string (quoted only if needed)."""
     dumped = yaml.safe_dump(value, width=1_000_000_000, allow_unicode=True)
     return dumped.removesuffix("\n...\n").rstrip("\n")

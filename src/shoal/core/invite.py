@@ -40,6 +40,7 @@ class Invite:
     folders: tuple[str, ...]
     expires: int             # epoch seconds
     sslmode: str = "verify-ca"
+    encrypted: tuple[str, ...] = ()  # the offered folders that are end-to-end encrypted
 
     def expired(self, now: float) -> bool:
         return now >= self.expires
@@ -51,6 +52,8 @@ def encode_invite(inv: Invite) -> str:
     body = {"h": list(inv.hosts), "p": inv.port, "d": inv.dbname, "u": inv.role, "w": inv.password,
             "i": inv.hub_id, "f": inv.ca_fingerprint, "s": list(inv.folders), "e": inv.expires,
             "m": inv.sslmode}
+    if inv.encrypted:
+        body["x"] = list(inv.encrypted)
     raw = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
     token = PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
     decode_invite(token)
@@ -79,6 +82,11 @@ def decode_invite(token: str) -> Invite:
     hosts = field("h", list, lambda v: 1 <= len(v) <= 16 and all(isinstance(h, str) and _HOST.match(h) for h in v),
                   "the hub address")
     port = field("p", int, lambda v: 1 <= v <= 65535, "the port")
+    folders = tuple(field("s", list, lambda v: len(v) <= 256 and all(isinstance(f, str) and _FOLDER.match(f)
+                                                                    for f in v), "the folder list"))
+    encrypted = body.get("x", [])
+    if not (isinstance(encrypted, list) and all(isinstance(f, str) and f in folders for f in encrypted)):
+        raise InviteError("the invite is damaged: the list of encrypted folders is not valid")
     fp = body.get("f")
     if fp is not None and not (isinstance(fp, str) and _HEX64.match(fp)):
         raise InviteError("the invite is damaged: the CA fingerprint is not valid")
@@ -89,8 +97,8 @@ def decode_invite(token: str) -> Invite:
         password=field("w", str, _PASSWORD.match, "the password"),
         hub_id=field("i", str, _UUID.match, "the hub id"),
         ca_fingerprint=fp,
-        folders=tuple(field("s", list, lambda v: len(v) <= 256 and all(isinstance(f, str) and _FOLDER.match(f)
-                                                                         for f in v), "the folder list")),
+        folders=folders,
         expires=field("e", int, lambda v: 0 < v < 2**40, "the expiry"),
         sslmode=field("m", str, lambda v: v in ("verify-ca", "verify-full"), "the TLS mode"),
+        encrypted=tuple(encrypted),
     )

@@ -255,14 +255,15 @@ def invite_target_for_served_hub(listen: str, state_dir: Path) -> InviteTarget:
     return InviteTarget(hosts, int(port), HUB_DB, ca_fingerprint(tls.ca_cert.read_bytes()), "verify-ca")
 
 
-def hub_offer(conn: psycopg.Connection, space: str) -> tuple[str, tuple[str, ...]]:
-    """(hub id, the folder ids the hub knows in `space`), read as the hub owner."""
+def hub_offer(conn: psycopg.Connection, space: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """(hub id, the folder ids the hub knows in `space`, those of them that are encrypted), read
+    as the hub owner."""
     with conn.transaction():
         conn.execute("SELECT set_config('shoal.space', %s, true)", (space,))  # row level security
         hub_id = conn.execute("SELECT value FROM shoal.hub_meta WHERE key = 'hub_id'").fetchone()[0]
-        folders = tuple(r[0] for r in conn.execute(
-            "SELECT folder_id FROM shoal.folders WHERE space = %s ORDER BY folder_id LIMIT 256", (space,)))
-    return hub_id, folders
+        rows = conn.execute("SELECT folder_id, sealed_key IS NOT NULL FROM shoal.folders WHERE space = %s"
+                            " ORDER BY folder_id LIMIT 256", (space,)).fetchall()
+    return hub_id, tuple(f for f, _ in rows), tuple(f for f, sealed in rows if sealed)
 
 
 def make_invite(conn: psycopg.Connection, name: str, target: InviteTarget, *, hub_url_for_devices: str,
@@ -275,10 +276,10 @@ def make_invite(conn: psycopg.Connection, name: str, target: InviteTarget, *, hu
     password = new_password()
     role, url = add_device(conn, name, hub_url_for_devices=hub_url_for_devices, password=password, space=space,
                            valid_until=dt.datetime.fromtimestamp(expires, dt.timezone.utc))
-    hub_id, folders = hub_offer(conn, space)
+    hub_id, folders, encrypted = hub_offer(conn, space)
     invite = Invite(hosts=target.hosts, port=target.port, dbname=target.dbname, role=role, password=password,
                     hub_id=hub_id, ca_fingerprint=target.ca_fingerprint, folders=folders, expires=expires,
-                    sslmode=target.sslmode)
+                    sslmode=target.sslmode, encrypted=encrypted)
     return invite, encode_invite(invite), url
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from shoal.config import default_config_text, default_state_dir, parse_config_text, write_new_config
+from shoal.config import (default_config_text, default_state_dir, parse_config_text, read_secret_file,
+                          write_new_config)
 from shoal.core.invite import Invite, decode_invite
 from shoal.errors import HubUnreachable, InviteError, UsageError
 from shoal.hub.pgerrors import describe_error
@@ -37,6 +38,7 @@ class Joined:
     setup: InitResult  # the device, its folders and their problems, registration
     not_offered: tuple[str, ...]  # folder ids given that the hub does not know yet
     offered_unmapped: tuple[str, ...]  # folder ids the hub offered that were not mapped
+    encrypted: tuple[str, ...] = ()  # the folders joined end-to-end encrypted (their keys opened)
 
 
 def _hub_url(inv: Invite, ca_path: Path | None) -> str:
@@ -106,11 +108,31 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _passphrase_files(inv: Invite, given: list[str], passphrase_file: Path | None) -> dict[str, str]:
+    """Which joined folders get the passphrase file: those the hub has encrypted, and with a
+    passphrase file also those the hub does not know yet (they start encrypted with this device).
+    Raises UsageError (an encrypted folder without a passphrase, or a passphrase for none) and
+    ConfigError (a passphrase file that is not private), before anything is written."""
+    encrypted = [f for f in given if f in inv.encrypted]
+    if passphrase_file is None:
+        if encrypted:
+            raise UsageError(f"folder {encrypted[0]} is encrypted on the hub: give its passphrase with "
+                             "--passphrase-file FILE (mode 0600)")
+        return {}
+    read_secret_file(passphrase_file, "--passphrase-file", "passphrase file")
+    chosen = encrypted + [f for f in given if f not in inv.folders]
+    if not chosen:
+        raise UsageError("--passphrase-file: none of the folders joined is encrypted on the hub, and encryption "
+                         "cannot be turned on for a folder that already has history")
+    return {f: str(passphrase_file) for f in chosen}
+
+
 def join(token: str, config_path: Path, *, folders: list[tuple[str, str]], device_name: str | None,
-         now: float) -> Joined:
+         now: float, passphrase_file: Path | None = None) -> Joined:
     """Set this device up from invite `token`. Raises InviteError (damaged, expired, used, a hub
-    that is not the invite's: nothing written), UsageError (a config exists, bad --folder),
-    HubUnreachable."""
+    that is not the invite's: nothing written), UsageError (a config exists, bad --folder, an
+    encrypted folder without --passphrase-file), ConfigError (a passphrase file others may read),
+    HubUnreachable; FolderKeyProblem after joining if the passphrase does not open a key."""
     inv = decode_invite(token)
     if inv.expired(now):
         when = dt.datetime.fromtimestamp(inv.expires, dt.timezone.utc).isoformat(timespec="seconds")
@@ -123,8 +145,13 @@ def join(token: str, config_path: Path, *, folders: list[tuple[str, str]], devic
     password_path = config_path.parent / PASSWORD_FILE
     ca_path = state_dir / CA_FILE if inv.ca_fingerprint else None
     # Refuse bad input (names, paths) before talking to the hub, so a refusal writes nothing.
-    text = default_config_text(name, _hub_url(inv, ca_path), folders or (("default", "~/Shoal"),),
-                               password_file=str(password_path))
+    folders = folders or [("default", "~/Shoal")]
+    given = [fid for fid, _ in folders]
+    if passphrase_file is not None:
+        passphrase_file = passphrase_file.expanduser().resolve()
+    passphrases = _passphrase_files(inv, given, passphrase_file)
+    text = default_config_text(name, _hub_url(inv, ca_path), folders, password_file=str(password_path),
+                               passphrase_files=passphrases)
     parse_config_text(text, config_path.name, config_path.parent)
     with tempfile.TemporaryDirectory(prefix="shoal-join-") as tmp:
         check_ca = None
@@ -140,6 +167,15 @@ def join(token: str, config_path: Path, *, folders: list[tuple[str, str]], devic
     _write_private(password_path, password)
     write_new_config(config_path, text)
     setup = init_device(config_path)
-    given = [fid for fid, _ in folders] or ["default"]
+    if passphrases:
+        from shoal.app import LocalDevice
+        from shoal.config import load_config
+        from shoal.ops.folder_keys import check_folder_keys
+
+        device = LocalDevice(load_config(config_path))
+        try:
+            check_folder_keys(device, tuple(passphrases))
+        finally:
+            device.close()
     return Joined(config_path, inv.hub_id, setup, tuple(f for f in given if f not in inv.folders),
-                  tuple(f for f in inv.folders if f not in given))
+                  tuple(f for f in inv.folders if f not in given), tuple(passphrases))

@@ -186,3 +186,45 @@ def test_a_hub_daemon_killed_mid_transfer_comes_back_and_the_device_finishes(tmp
     target = b.home / "docs" / "big.bin"
     wait_for(lambda: target.exists() and target.stat().st_size == len(big), timeout=120, what="the pull to finish")
     assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(big).digest()
+
+
+def test_joining_an_encrypted_folder_takes_its_passphrase(tmp_path, served):
+    a, machines = served
+    a.stop()
+    secret = a.home / "docs.pass"
+    secret.write_text("a long passphrase\n")
+    secret.chmod(0o600)
+    cfg = a.config.read_text().replace('    ignore: []', f'    ignore: []\n    encryption:\n      passphrase_file: {secret}')
+    a.config.write_text(cfg)
+    (a.home / "docs").mkdir(exist_ok=True)
+    (a.home / "docs" / "diary.txt").write_text("dear diary")
+    a.start()
+    wait_for(lambda: a.status().get("hub", {}).get("serve", {}).get("serving"), timeout=60, what="the hub served")
+
+    def offered() -> str | None:
+        token = _invite(a, f"phone{time.monotonic_ns()}")
+        body = json.loads(base64.urlsafe_b64decode(token[7:] + "=" * (-len(token[7:]) % 4)))
+        return token if body.get("x") == ["docs"] else None
+
+    token = wait_for(offered, timeout=60, interval=1.0, what="the invite to offer docs as encrypted")
+    b = Machine(tmp_path, "phone")
+    machines.append(b)
+    docs = f"docs={b.home / 'docs'}"
+    refused = b.shoal("join", token, "--folder", docs)
+    assert refused.returncode == 2 and "--passphrase-file" in refused.stderr
+    loose = b.home / "loose.pass"
+    loose.write_text("a long passphrase\n")
+    loose.chmod(0o644)
+    refused = b.shoal("join", token, "--folder", docs, "--passphrase-file", str(loose))
+    assert refused.returncode == 2 and "chmod 600" in refused.stderr
+    assert not b.config.exists()  # nothing written, the invite is still good
+
+    loose.chmod(0o600)
+    joined = b.shoal("join", token, "--folder", docs, "--passphrase-file", str(loose))
+    assert joined.returncode == 0, joined.stderr
+    assert "docs: end-to-end encrypted" in joined.stdout
+    b.start()
+    wait_for(lambda: (b.home / "docs" / "diary.txt").exists(), timeout=60, what="laptop -> phone")
+    assert (b.home / "docs" / "diary.txt").read_text() == "dear diary"
+    (b.home / "docs" / "reply.txt").write_text("dear laptop")
+    wait_for(lambda: (a.home / "docs" / "reply.txt").exists(), timeout=60, what="phone -> laptop")

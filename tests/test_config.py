@@ -225,8 +225,16 @@ INVALID = [
     ),
     (
         "folders:\n  - id: a\n    path: /a\n  - id: b\n    path: /b\n    pth: /c\n",
-        ["config.yaml:6: folders[1].pth: unknown key (allowed: id, path, mode, ignore)"],
+        ["config.yaml:6: folders[1].pth: unknown key (allowed: id, path, mode, ignore, encryption)"],
     ),
+    ("folders:\n  - id: a\n    path: /a\n    encryption: {}\n",
+     ["config.yaml:4: folders[0].encryption.passphrase_file: is required"]),
+    ("folders:\n  - id: a\n    path: /a\n    encryption:\n      passphrase: hunter2\n",
+     ["config.yaml:4: folders[0].encryption.passphrase_file: is required",
+      "config.yaml:5: folders[0].encryption.passphrase: unknown key (allowed: passphrase_file)"]),
+    ("folders:\n  - id: a\n    path: /a\n    encryption: secret\n",
+     ["config.yaml:4: folders[0].encryption: must be a mapping (keys: passphrase_file)",
+      "config.yaml:4: folders[0].encryption.passphrase_file: is required"]),
     ("sync:\n  every: 5m\n", ["config.yaml:2: sync.every: unknown key (allowed: interval, debounce, conflict, trash_days)"]),
     ("log: {level: info, file: x}\n", ["config.yaml:1: log.file: unknown key (allowed: level)"]),
     ("device: {name: a, name: b}\n", ["config.yaml:1: device.name: duplicate key (first on line 1)"]),
@@ -242,7 +250,7 @@ INVALID = [
     ("hub: postgresql://h/db\n", ["config.yaml:1: hub: must be a mapping (keys: url, password_env, password_file, serve)"]),
     ("folders:\n  id: a\n  path: /a\n", ["config.yaml:1: folders: must be a list of folders (mappings with id and path)"]),
     ("folders: photos\n", ["config.yaml:1: folders: must be a list of folders (mappings with id and path)"]),
-    ("folders:\n  - /a\n", ["config.yaml:2: folders[0]: must be a mapping (keys: id, path, mode, ignore)"]),
+    ("folders:\n  - /a\n", ["config.yaml:2: folders[0]: must be a mapping (keys: id, path, mode, ignore, encryption)"]),
     (
         "folders:\n  - id: a\n    path: /a\n    ignore: '*.tmp'\n",
         ["config.yaml:4: folders[0].ignore: must be a list of strings (gitignore patterns)"],
@@ -469,7 +477,7 @@ def test_config_example_loads_and_documents_every_key():
     for key in (
         "device", "name", "state_dir", "hub", "url", "password_env", "password_file", "folders",
         "id", "path", "mode", "ignore", "sync", "interval", "debounce", "conflict", "trash_days",
-        "log", "level", "serve", "listen",
+        "log", "level", "serve", "listen", "encryption", "passphrase_file",
     ):  # fmt: skip
         lines = [line for line in text.splitlines() if re.match(rf"\s*#?\s*(- )?{key}:", line)]
         assert lines, f"config.example.yaml does not document {key}"

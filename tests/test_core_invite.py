@@ -30,6 +30,9 @@ def test_round_trip():
     assert decode_invite("  " + encode_invite(GOOD) + "\n") == GOOD
     no_ca = Invite(**{**GOOD.__dict__, "ca_fingerprint": None, "sslmode": "verify-full"})
     assert decode_invite(encode_invite(no_ca)) == no_ca
+    sealed = Invite(**{**GOOD.__dict__, "encrypted": ("photos",)})
+    assert decode_invite(encode_invite(sealed)) == sealed
+    assert decode_invite(_token()).encrypted == ()  # an invite from before encrypted folders
 
 
 @pytest.mark.parametrize("now,expired", [(1_999_999_999, False), (2_000_000_000, True), (2_100_000_000, True)])
@@ -43,6 +46,7 @@ def test_expiry(now, expired):
     {"d": "shoal db"}, {"d": ""}, {"u": "Robert'); DROP"}, {"u": "x" * 64}, {"w": "short"}, {"w": "has space" * 3},
     {"i": "not-a-uuid"}, {"f": "AB" * 32}, {"f": "ab" * 31}, {"s": ["../etc"]}, {"s": "photos"},
     {"e": -1}, {"e": "tomorrow"}, {"m": "disable"}, {"m": "prefer"},
+    {"x": "photos"}, {"x": ["music"]}, {"x": [1]}, {"x": None},
 ])
 def test_damaged_fields_are_refused(change):
     with pytest.raises(InviteError):

@@ -243,6 +243,25 @@ def test_password_file_with_loose_mode_fails(tmp_path, hub_url):
     assert code == 0 and _line(lines, "hub password")[0].startswith("ok")
 
 
+def test_passphrase_file_with_loose_mode_fails(tmp_path, hub_url):
+    secret = tmp_path / "docs.pass"
+    secret.write_text("the folder's passphrase")
+    secret.chmod(0o640)
+    config_path = _setup(tmp_path, hub_url)
+    text = config_path.read_text().replace(
+        "    ignore: []", f"    ignore: []\n    encryption:\n      passphrase_file: {secret}", 1)
+    config_path.write_text(text)
+    code, lines = _run(config_path)
+    assert code == 1
+    line, fix = _line(lines, "folder docs passphrase")
+    assert line.startswith("FAIL") and "0600" in line and "passphrase" not in line.split("docs.pass")[-1]
+    assert "the folder's passphrase" not in "\n".join(lines)
+    assert fix == f"      fix: chmod 600 {secret}"
+    secret.chmod(0o600)
+    code, lines = _run(config_path)
+    assert code == 0 and _line(lines, "folder docs passphrase")[0].startswith("ok")
+
+
 @pytest.mark.parametrize("max_watches, dirs, status", [
     (8192, 0, OK),
     (8192, 100, OK),

@@ -338,6 +338,26 @@ def password_check(config: Config) -> Finding | None:
     return Finding(OK, "hub password", f"read from {where}")
 
 
+def passphrase_checks(config: Config) -> list[Finding]:
+    """Each encrypted folder's passphrase file can be read (mode 0600). Raises nothing."""
+    from shoal.config import read_passphrase
+
+    findings = []
+    for folder in config.folders:
+        if not folder.encrypted:
+            continue
+        check = f"folder {folder.id} passphrase"
+        try:
+            read_passphrase(folder)
+        except ConfigError as e:
+            fix = (f"chmod 600 {_q(folder.passphrase_file)}" if "0600" in str(e) else
+                   f"umask 077; printf '%s' 'PASSPHRASE' > {_q(folder.passphrase_file)}  (the folder's passphrase)")
+            findings.append(Finding(FAIL, check, str(e), fix))
+        else:
+            findings.append(Finding(OK, check, f"read from {folder.passphrase_file} (end-to-end encrypted)"))
+    return findings
+
+
 def hub_checks(config: Config, password_ok: bool = True, timeout: float = 3.0) -> list[Finding]:
     """The hub answers, and its schema version fits this shoal. An embedded hub that is not
     running is not started (shoal run starts it). Raises nothing."""
@@ -438,6 +458,7 @@ def diagnose(config_path: Path) -> list[Finding]:
     password = password_check(config)
     if password:
         findings.append(password)
+    findings += passphrase_checks(config)
     findings += hub_checks(config, password_ok=password is None or password.status == OK)
     return findings
 

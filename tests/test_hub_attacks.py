@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from shoal.core.blocks import MIN_BLOCK, block_ranges, block_size_for
-from shoal.errors import HubError, HubRowRefused, HubUnreachable
+from shoal.errors import FolderKeyProblem, HubError, HubRowRefused, HubUnreachable
 from shoal.hub import admin as hub_admin
 from shoal.hub.client import Hub
 from tests.fixtures.server import role_dsn
@@ -710,3 +710,42 @@ def test_a_folder_id_is_only_a_value(lab, spaces):
     assert [c.path for c in alice.pull(evil, 0)] == ["a.txt"]
     assert alice.pull("docs", 0) == [] and alice.heads("docs") == []
     assert [c.path for c in bob.pull("docs", 0)] == ["b.txt"]
+
+
+# -- encrypted folders (issue 11) ---------------------------------------------------------------
+
+
+def test_the_sealed_content_api_cannot_poison_another_space(lab, spaces):
+    alice, bob, bob2 = spaces["alice"], spaces["bob"], spaces["bob2"]
+    data = os.urandom(1000)
+    mine = os.urandom(1000)
+    alice.put_sealed_small([(sha(data), sha(mine), mine)], MIN_BLOCK)  # bob's content id, her bytes
+    alice.put_sealed_content(sha(data)[:63] + "0", MIN_BLOCK, [sha(mine)])
+    assert bob.missing_contents([sha(data)]) == {sha(data)}
+    upload_small(bob, data)
+    assert [r.status for r in bob.push("photos", [file_row(1, "p.jpg", data)])] == ["accepted"]
+    assert fetch(bob2, sha(data)) == data
+    with pytest.raises(HubError):  # a sealed block is checked against its name like any block
+        alice.put_sealed_small([(sha(data), sha(data), mine)], MIN_BLOCK)
+
+
+def test_folder_keys_are_per_space_and_a_sealed_folder_takes_only_sealed_rows(lab, spaces):
+    alice, bob, bob2 = spaces["alice"], spaces["bob"], spaces["bob2"]
+    assert bob.set_folder_key("vault", '{"v":1,"k":"bob"}', None)
+    assert not bob2.set_folder_key("vault", '{"v":1,"k":"bob2"}', None)  # set already: read it again
+    assert bob2.folder_key("vault") == ('{"v":1,"k":"bob"}', False)
+    assert alice.folder_key("vault") == (None, False)  # another space's folder of the same id is its own
+    assert alice.set_folder_key("vault", '{"v":1,"k":"alice"}', None)
+    assert bob.folder_key("vault")[0] == '{"v":1,"k":"bob"}'
+
+    data = os.urandom(100)
+    upload_small(bob, data)
+    with pytest.raises(FolderKeyProblem, match="encrypted on the hub"):
+        bob.push("vault", [file_row(1, "plain.txt", data)])  # readable rows never enter a sealed folder
+    with pytest.raises(FolderKeyProblem, match="not encrypted"):
+        bob.push("notes", [file_row(2, "x", data, sealed=b"\x00" * 40)])
+    assert [r.status for r in bob.push("notes", [file_row(3, "plain.txt", data)])] == ["accepted"]
+    with pytest.raises(FolderKeyProblem, match="unencrypted history"):
+        bob2.set_folder_key("notes", '{"v":1}', None)
+    with pytest.raises(HubError):
+        bob.set_folder_key("vault", "x" * 2000, '{"v":1,"k":"bob"}')

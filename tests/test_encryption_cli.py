@@ -80,9 +80,12 @@ def test_passphrase_change_rewraps_the_key_without_reencrypting(pair, tmp_path):
     laptop.folder.mkdir(parents=True, exist_ok=True)
     (laptop.folder / "a.txt").write_text("alpha" * 1000)
     (laptop.folder / "b.bin").write_bytes(bytes(range(256)) * 2000)
+    (laptop.folder / "b copy.bin").write_bytes(bytes(range(256)) * 2000)
     _ok(laptop.sync())
     _ok(phone.sync())
     before = _blocks(hub)
+    [dupe] = phone.json("dupes")  # the hub knows sealed paths; the device shows them opened
+    assert sorted(dupe["places"]) == ["docs:b copy.bin", "docs:b.bin"]
 
     new = tmp_path / "new-passphrase"
     new.write_text("new passphrase\n")

@@ -359,9 +359,13 @@ def device_lines(rows: list[dict]) -> list[str]:
 def cmd_dupes(args) -> int:
     device = _device(args)
     try:
+        from shoal.sync.sealed import readable_places  # psycopg
+
         hub = device.open_hub()
         try:
             rows = hub.dupes()
+            for r in rows:
+                r["places"] = readable_places(hub, device.config.folders, device.store, r["places"])
         finally:
             hub.close()
     finally:

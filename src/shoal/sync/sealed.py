@@ -184,3 +184,28 @@ class SealedFolderHub:
 
     def get_blocks(self, names: Sequence[str]) -> dict[str, bytes]:
         return self.hub.get_blocks(names)
+
+
+def readable_places(hub: Hub, folders: Sequence[FolderConfig], store: Store, places: list[str]) -> list[str]:
+    """`folder:path` places from the hub (e.g. `shoal dupes`) with the paths of encrypted folders
+    opened; `folder:(encrypted)` where this device cannot open them. Raises HubError."""
+    by_id = {f.id: f for f in folders}
+    sealers: dict[str, FolderSealer | None] = {}
+    out = []
+    for place in places:
+        folder_id, _, path = place.partition(":")
+        folder = by_id.get(folder_id)
+        if folder is None or not folder.encrypted:
+            out.append(place)
+            continue
+        if folder_id not in sealers:
+            try:
+                sealers[folder_id] = open_folder_key(hub, folder, store)
+            except FolderKeyProblem:
+                sealers[folder_id] = None
+        sealer = sealers[folder_id]
+        try:
+            out.append(f"{folder_id}:{sealer.open_path(path)}" if sealer else f"{folder_id}:(encrypted)")
+        except SealBroken:
+            out.append(f"{folder_id}:(encrypted)")
+    return out

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shoal.core.durations import DURATION_HINT, format_duration, parse_duration
+from shoal.core.durations import DURATION_HINT, WHEN_HINT, format_duration, parse_duration, parse_when
 
 
 @pytest.mark.parametrize(
@@ -49,7 +50,8 @@ def test_parse_accepts(text, seconds):
         "5 s",
         "5S",
         "5M",
-        "5d",
+        "5w",
+        "5D",
         "5min",
         "1h30m",
         "1e3s",
@@ -102,7 +104,9 @@ def test_refusal_names_the_value_and_stays_short():
         (0.007, "7ms"),
         (0.25, "250ms"),
         (1e-05, "0.01ms"),
-        (86400 * 365, "8760h"),
+        (86400 * 365, "365d"),
+        (86400 * 30, "30d"),
+        (86400 + 3600, "25h"),
     ],
 )
 def test_format_is_shortest_whole_form(seconds, text):
@@ -137,3 +141,32 @@ def test_parse_only_ever_raises_value_error(value):
         assert DURATION_HINT in str(exc)
     else:
         assert math.isfinite(seconds) and seconds >= 0
+
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2h", NOW - timedelta(hours=2)),
+    ("3d", NOW - timedelta(days=3)),
+    ("90m ago", NOW - timedelta(minutes=90)),
+    ("0s", NOW),
+    ("2026-11-29T10:00", datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc)),
+    ("2026-11-29", datetime(2026, 11, 29, tzinfo=timezone.utc)),
+    ("2026-11-29T10:00:00+01:00", datetime(2026, 11, 29, 9, 0, tzinfo=timezone.utc)),
+    ("2026-11-29T10:00Z", datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc)),
+])
+def test_parse_when(text, expected):
+    assert parse_when(text, NOW) == expected
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "-2h", "2h from now", "2026-13-01", "1e9d"])
+def test_parse_when_refuses_with_the_hint(text):
+    with pytest.raises(ValueError) as caught:
+        parse_when(text, NOW)
+    assert str(caught.value).startswith(WHEN_HINT)
+
+
+@given(st.integers(min_value=0, max_value=10**8))
+def test_parse_when_of_a_duration_is_that_long_ago(seconds):
+    assert parse_when(format_duration(seconds), NOW) == NOW - timedelta(seconds=seconds)

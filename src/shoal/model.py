@@ -9,6 +9,7 @@ that is silently never taken.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from typing import NamedTuple
 
@@ -163,3 +164,26 @@ class HeadVersion:
         return Change(folder_id, path, self.kind, self.size, self.mtime_ns, self.sha256, self.deleted,
                       self.target, version=self.version, device_id=self.device_id,
                       device_name=self.shown_name)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One version the hub keeps of a path: the change (its `version` is the hub's id) and when
+    the hub took it."""
+
+    change: Change
+    time: datetime
+
+
+@dataclass(frozen=True)
+class RestoreStep:
+    """What brings one path back (`shoal restore --at`, `shoal revert`): the head it replaces
+    (the base of the new change) and the version to restore; `target` None: the path did not
+    exist then, so it goes. `later`: another device changed the path after the reverted device
+    (reported, left alone)."""
+
+    path: str
+    head_version: int
+    head_deleted: bool
+    target: HistoryEntry | None
+    later: bool = False

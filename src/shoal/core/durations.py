@@ -1,4 +1,5 @@
-"""Durations as written in the config file and on the command line: `500ms`, `10s`, `5m`, `1h`.
+"""Durations as written in the config file and on the command line: `500ms`, `10s`, `5m`, `1h`,
+`30d`; and points in time (`shoal restore --at`): ISO 8601, or a duration meaning that long ago.
 
 Owns the duration syntax (SPEC "Configuration": durations accept 500ms, 10s, 5m, 1h) and its
 inverse. A bare number means seconds, because YAML hands `interval: 30` over as a number.
@@ -9,22 +10,23 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 DURATION_HINT = "must be a duration such as 500ms, 10s, 5m or 1h"
 
 # Largest unit first: format_duration prefers it when two spellings are equally short.
-_UNIT_SECONDS: dict[str, float] = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_UNIT_SECONDS: dict[str, float] = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 # Plain decimal digits only: no sign, no exponent, no inner spaces, lower-case units, so that
 # "1e3s", "-5s" or "5 M" are refused rather than guessed at.
-_DURATION_RE = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)(?P<unit>ms|s|m|h)?")
+_DURATION_RE = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)(?P<unit>ms|s|m|h|d)?")
 
 
 def parse_duration(text: str | int | float) -> float:
     """Return the number of seconds that `text` stands for.
 
-    Accepts `500ms`, `10s`, `1.5s`, `5m`, `1h`, a bare number of seconds (`30`, `"2.5"`) and
+    Accepts `500ms`, `10s`, `1.5s`, `5m`, `1h`, `30d`, a bare number of seconds (`30`, `"2.5"`) and
     an int or float (as YAML produces them). Surrounding whitespace is ignored.
 
     Raises ValueError ("must be a duration such as 500ms, 10s, 5m or 1h (got ...)") for
@@ -108,3 +110,27 @@ def _problem(original: object) -> str:
     if len(shown) > 40:
         shown = shown[:37] + "..."
     return f"{DURATION_HINT} (got {shown})"
+
+
+WHEN_HINT = "must be a time: ISO 8601 (2026-11-30T14:00, 2026-11-30T14:00:00+01:00) or how long ago (2h, 3d)"
+
+
+def parse_when(text: str, now: datetime) -> datetime:
+    """The point in time `text` names: an ISO 8601 date or date-time (without a zone: in `now`'s
+    zone), or a duration meaning that long before `now` (`2h`, `3d`, `90m ago`). `now` must be
+    timezone-aware; so is the result. Raises ValueError (WHEN_HINT) for anything else."""
+    raw = text.strip()
+    try:
+        seconds = parse_duration(raw.removesuffix(" ago").strip())
+    except ValueError:
+        pass
+    else:
+        try:
+            return now - timedelta(seconds=seconds)
+        except OverflowError:
+            raise ValueError(f"{WHEN_HINT} (got {text!r})") from None
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+    except ValueError:
+        raise ValueError(f"{WHEN_HINT} (got {text!r})") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=now.tzinfo)

@@ -17,13 +17,14 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 
 from shoal.errors import HubLoginRefused, HubUnreachable
 from shoal.hub.pgerrors import describe_error, is_outage, login_refused, translate
 from shoal.hub.schema import ensure_schema
-from shoal.model import Change, HeadVersion, PushStatus
+from shoal.model import Change, HeadVersion, HistoryEntry, PushStatus, RestoreStep
 
 def connect(url: str, password: str | None = None, *, timeout: float = 10.0,
             autocommit: bool = True) -> psycopg.Connection:
@@ -191,6 +192,31 @@ class Hub:
             for vid, path, dev, name, kind, size, mtime_ns, sha, target, deleted, mv, co, inc, seq, sealed in got
         ]
 
+    _HISTORY_COLUMNS = ("id, path, device_id::text, device_name, created_at, kind, size, mtime_ns, sha256, target,"
+                        " deleted, moved_from, conflict_of, incarnation::text, seq, sealed")
+
+    def history(self, folder_id: str, path: str | None, limit: int = 100,
+                before: int | None = None) -> list[HistoryEntry]:
+        """The versions of `path` (None: the latest changes of the folder), newest first."""
+        got = self._rows("history", f"SELECT {self._HISTORY_COLUMNS} FROM shoal.history(%s, %s, %s, %s, %s)",
+                         (self.device_id, folder_id, path, limit, before))
+        return [_entry(folder_id, r) for r in got]
+
+    def restore_plan(self, folder_id: str, mode: str, when: datetime, device_name: str | None = None
+                     ) -> list[RestoreStep]:
+        """See shoal.restore_plan: mode "at" (the folder at `when`) or "revert" (undo what
+        `device_name` pushed since `when`)."""
+        got = self._rows(
+            "restore plan", "SELECT path, head_version, head_deleted, later, id, path, device_id::text, device_name,"
+            " created_at, kind, size, mtime_ns, sha256, target, deleted, NULL, NULL, incarnation::text, seq, sealed"
+            " FROM shoal.restore_plan(%s, %s, %s, %s, %s)", (self.device_id, folder_id, mode, when, device_name))
+        return [RestoreStep(r[0], r[1], bool(r[2]), _entry(folder_id, r[4:]) if r[4] is not None else None,
+                            bool(r[3])) for r in got]
+
+    def folder_horizon(self, folder_id: str) -> int:
+        """The last change id the hub's garbage collection removed from the folder (0: none)."""
+        return self._rows("horizon", "SELECT shoal.folder_horizon(%s, %s)", (self.device_id, folder_id))[0][0]
+
     def ack_pull(self, folder_id: str, cursor: int) -> None:
         self._rows("ack", "SELECT shoal.ack_pull(%s, %s, %s)", (self.device_id, folder_id, cursor))
 
@@ -312,6 +338,13 @@ class Hub:
         got = self._rows("dupes", "SELECT sha256, size, places FROM shoal.duplicate_contents(%s)",
                          (self.device_id,))
         return [{"sha256": s, "size": size, "places": list(p)} for s, size, p in got]
+
+
+def _entry(folder_id: str, r: Sequence) -> HistoryEntry:
+    vid, path, dev, name, when, kind, size, mtime_ns, sha, target, deleted, mv, co, inc, seq, sealed = r
+    return HistoryEntry(Change(folder_id, path, kind, size, mtime_ns, sha, bool(deleted), target, seq=seq,
+                               version=vid, device_id=dev, device_name=name, moved_from=mv, conflict_of=co,
+                               incarnation=inc, sealed=_bytes(sealed)), when)
 
 
 def _bytes(value) -> bytes | None:

@@ -23,7 +23,7 @@ from shoal.errors import ConfigError, FolderKeyProblem, SealBroken, WrongPassphr
 from shoal.hub.client import ContentInfo, Hub, PushResult
 from shoal.localstore import Store
 from shoal.localstore.store import folder_key_meta
-from shoal.model import Change, HeadVersion
+from shoal.model import Change, HeadVersion, HistoryEntry, RestoreStep
 
 
 def open_folder_key(hub: Hub, folder: FolderConfig, store: Store, *,
@@ -140,6 +140,21 @@ class SealedFolderHub:
 
     def heads_at(self, folder_id: str, paths: Sequence[str]) -> list[Change]:
         return [self._open_change(c) for c in self.hub.heads_at(folder_id, [self.sealer.seal_path(p) for p in paths])]
+
+    def history(self, folder_id: str, path: str | None, limit: int = 100,
+                before: int | None = None) -> list[HistoryEntry]:
+        hub_path = None if path is None else self.sealer.seal_path(path)
+        return [HistoryEntry(self._open_change(e.change), e.time)
+                for e in self.hub.history(folder_id, hub_path, limit, before)]
+
+    def restore_plan(self, folder_id: str, mode: str, when, device_name: str | None = None) -> list[RestoreStep]:
+        return [RestoreStep(self.sealer.open_path(st.path), st.head_version, st.head_deleted,
+                            HistoryEntry(self._open_change(st.target.change), st.target.time) if st.target else None,
+                            st.later)
+                for st in self.hub.restore_plan(folder_id, mode, when, device_name)]
+
+    def folder_horizon(self, folder_id: str) -> int:
+        return self.hub.folder_horizon(folder_id)
 
     # -- contents and blocks ----------------------------------------------------------
 

@@ -79,6 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
     json_option(c)
     c = cmd("conflicts", "the conflicts recorded")
     json_option(c)
+    c = cmd("log", "the versions of a file the hub keeps, or a folder's latest changes")
+    c.add_argument("path", nargs="?", metavar="PATH", help="a file (in a folder, or relative to --folder)")
+    c.add_argument("--folder", metavar="ID", help="the folder (default: the one holding PATH, or the only one)")
+    c.add_argument("--limit", metavar="N", type=int, default=50, help="at most N versions (default: 50)")
+    json_option(c)
+    c = cmd("restore", "bring a file (or a whole folder) back as it was; pushed like an edit")
+    c.add_argument("path", nargs="?", metavar="PATH", help="the file (without: the whole folder, with --at)")
+    c.add_argument("--version", metavar="V", type=int, help="the version to bring back (see `shoal log PATH`)")
+    c.add_argument("--at", metavar="TIME", help="as it was at TIME: ISO 8601, or how long ago (2h, 3d)")
+    c.add_argument("--folder", metavar="ID", help="the folder (default: the one holding PATH, or the only one)")
+    c.add_argument("--dry-run", action="store_true", help="only list what would change")
+    json_option(c)
+    c = cmd("revert", "undo everything one device pushed since a time")
+    c.add_argument("--device", metavar="NAME", required=True, help="the device whose changes are undone")
+    c.add_argument("--since", metavar="TIME", required=True, help="ISO 8601, or how long ago (2h, 3d)")
+    c.add_argument("--folder", metavar="ID", help="the folder (default: the only one)")
+    c.add_argument("--dry-run", action="store_true", help="only list what would change")
+    json_option(c)
     c = cmd("devices", "every device of the hub")
     json_option(c)
     c = cmd("dupes", "identical contents stored at several paths")
@@ -319,6 +337,118 @@ def cmd_conflicts(args) -> int:
         say(f"{c['folder']}: {c['path']}  <->  {other}   (kept: {c['winner_device'] or '?'}, "
               f"other: {c['loser_device'] or '?'})")
     return 0
+
+
+def _locate(config, path: str | None, folder_id: str | None) -> tuple[str | None, str | None]:
+    """(folder id, folder-relative path) of PATH as given on the command line: a path on the
+    disk inside a folder, or relative to --folder (or to the only folder)."""
+    if path is None:
+        return folder_id, None
+    absolute = Path(os.path.abspath(os.path.expanduser(path)))
+    for f in config.folders:
+        if (folder_id is None or f.id == folder_id) and absolute.is_relative_to(f.path) and absolute != f.path:
+            return f.id, absolute.relative_to(f.path).as_posix()
+    rel = os.path.normpath(path).replace(os.sep, "/")
+    if os.path.isabs(path) or rel == "." or rel.startswith("../") or rel == "..":
+        raise UsageError(f"{path} is not in a synced folder")
+    return folder_id, rel
+
+
+def _when(text: str | None):
+    if text is None:
+        return None
+    from datetime import datetime
+
+    from shoal.core.durations import parse_when
+
+    try:
+        return parse_when(text, datetime.now().astimezone())
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_log(args) -> int:
+    from shoal.sync.engine import SyncEngine  # psycopg
+    from shoal.sync.history import History, change_kind, entry_json
+
+    device = _device(args)
+    try:
+        folder_id, path = _locate(device.config, args.path, args.folder)
+        history = History(SyncEngine(device.config, device.store, device.open_hub))
+        entries = history.log(folder_id, path, args.limit)
+    finally:
+        device.close()
+    if args.json:
+        _print_json([entry_json(e) for e in entries])
+        return 0
+    if not entries:
+        say("no versions on the hub")
+    for e in entries:
+        ch = e.change
+        size = "-" if ch.deleted else human_bytes(ch.size)
+        line = (f"v{ch.version}  {e.time.astimezone().strftime('%Y-%m-%d %H:%M:%S')}  {ch.device_name or '?'}  "
+                f"{size}  {'-' if ch.deleted else ch.sha256[:12]}  {change_kind(ch)}")
+        say(line + ("" if path else f"  {ch.path}"))
+    return 0
+
+
+def _restore(args, **kw) -> int:
+    """`shoal restore` and `shoal revert`: through the daemon when one runs (it owns the cycles),
+    else here. Prints what was (or, with --dry-run, would be) restored."""
+    path = _config_path(args)
+    client = daemon_client(path)
+    if client is not None:
+        request = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in kw.items()}
+        reply = client.request({"op": "restore", **request}, timeout=None)
+        if not reply.get("ok"):
+            say(f"shoal: {reply.get('error') or 'the restore did not complete'}", file=sys.stderr)
+            return int(reply.get("exit_code", 1))
+        report = reply["report"]
+    else:
+        from shoal.sync.engine import SyncEngine  # psycopg
+        from shoal.sync.history import History
+
+        device = _device(args)
+        try:
+            with TerminalProgressBar("restore") as progress:
+                engine = SyncEngine(device.config, device.store, device.open_hub, progress=progress)
+                report = History(engine).restore(**kw).as_json()
+        finally:
+            device.close()
+    if args.json:
+        _print_json(report)
+    else:
+        would = "would be " if report["dry_run"] else ""
+        for r in report["restored"]:
+            say(f"{report['folder']}: {r['path']}: {would}restored to v{r['version']} ({r['time']})")
+        for p in report["removed"]:
+            say(f"{report['folder']}: {p}: {would}moved to the trash (it did not exist then)")
+        for p in report["left_alone"]:
+            say(f"{report['folder']}: {p}: left alone (another device changed it since)")
+        if not (report["restored"] or report["removed"] or report["left_alone"]):
+            say(f"{report['folder']}: nothing to restore")
+    for p in report["failed"]:
+        say(f"shoal: {report['folder']}: {p}: could not be restored (see `shoal status`)", file=sys.stderr)
+    return 1 if report["failed"] else 0
+
+
+def cmd_restore(args) -> int:
+    if (args.version is None) == (args.at is None):
+        raise UsageError("say which version: --version V or --at TIME")
+    if args.path is None and args.version is not None:
+        raise UsageError("--version needs a PATH (a whole folder is restored --at a time)")
+    device = _device(args)
+    try:
+        folder_id, rel = _locate(device.config, args.path, args.folder)
+    finally:
+        device.close()
+    return _restore(args, folder_id=folder_id, path=rel, version=args.version, at=_when(args.at),
+                    dry_run=args.dry_run)
+
+
+def cmd_revert(args) -> int:
+    return _restore(args, folder_id=args.folder, device=args.device, since=_when(args.since),
+                    dry_run=args.dry_run)
 
 
 def cmd_devices(args) -> int:
@@ -578,6 +708,6 @@ def cmd_doctor(args) -> int:
 
 _COMMANDS = {
     "init": cmd_init, "scan": cmd_scan, "sync": cmd_sync, "status": cmd_status,
-    "folder": cmd_folder, "conflicts": cmd_conflicts, "devices": cmd_devices, "dupes": cmd_dupes, "config": cmd_config,
+    "folder": cmd_folder, "log": cmd_log, "restore": cmd_restore, "revert": cmd_revert, "conflicts": cmd_conflicts, "devices": cmd_devices, "dupes": cmd_dupes, "config": cmd_config,
     "hub": cmd_hub, "service": cmd_service, "run": cmd_run, "doctor": cmd_doctor, "join": cmd_join,
 }

@@ -388,7 +388,7 @@ class Daemon:
             self.paused = False
             self.wake.set()
             return {"ok": True}
-        if op == "sync-now":
+        if op in ("sync-now", "restore"):
             done = threading.Event()
             result: dict = {}
             with self.lock:
@@ -404,9 +404,12 @@ class Daemon:
         with self.lock:
             pending, self.requests = self.requests, []
         for request, send, done, result in pending:
-            log.info("sync requested over the control socket")
+            log.info("%s requested over the control socket", request.get("op"))
             self.sink.listeners.append(send)
             try:
+                if request.get("op") == "restore":
+                    result.update(self._restore(request))
+                    continue
                 folder = request.get("folder")
                 if folder and self.config.folder(folder) is None:
                     result.update(ok=False, error=f"no folder with id {folder!r}", exit_code=2)
@@ -419,6 +422,25 @@ class Daemon:
                 if send in self.sink.listeners:
                     self.sink.listeners.remove(send)
                 done.set()
+
+    def _restore(self, request: dict) -> dict:
+        """`shoal restore` / `shoal revert` asked of the daemon: run here, between cycles."""
+        from datetime import datetime
+
+        from shoal.sync.history import History
+
+        def when(key: str):
+            return datetime.fromisoformat(request[key]) if request.get(key) else None
+
+        try:
+            with self.lock:
+                report = History(self.engine).restore(
+                    request.get("folder_id"), path=request.get("path"), version=request.get("version"),
+                    at=when("at"), device=request.get("device"), since=when("since"),
+                    dry_run=bool(request.get("dry_run")))
+        except ShoalError as e:
+            return {"ok": False, "error": str(e), "exit_code": e.exit_code}
+        return {"ok": True, "report": report.as_json()}
 
     def status(self) -> dict:
         reader = Store.reader(self.device.store.path)  # the cycle owns the device's connection

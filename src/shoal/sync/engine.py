@@ -117,7 +117,7 @@ class SyncEngine:
             chosen.append(f)
         return chosen
 
-    def _roots(self) -> dict[str, Path]:
+    def roots(self) -> dict[str, Path]:
         return {f.id: f.path for f in self.config.folders}
 
     # -- scanning -------------------------------------------------------------------
@@ -429,7 +429,7 @@ class SyncEngine:
             return
         copy = Change(f.id, copy_path, head.kind, head.size, head.mtime_ns, head.sha256, False, head.target,
                       version=None)
-        with Applier(self.store, f.id, f.path, lambda w: Downloader(hub, w), self._roots(),
+        with Applier(self.store, f.id, f.path, lambda w: Downloader(hub, w), self.roots(),
                      now=self.clock) as ap:
             ap.apply([copy])
         fs = self.store.get_file(f.id, copy_path)
@@ -535,7 +535,7 @@ class SyncEngine:
         def progress(n: int) -> None:
             self.progress.advance(0, n)
 
-        with Applier(self.store, f.id, f.path, lambda w: Downloader(hub, w, progress), self._roots(),
+        with Applier(self.store, f.id, f.path, lambda w: Downloader(hub, w, progress), self.roots(),
                      now=self.clock) as ap:
             stats = ap.apply(changes)
         fr.written += stats.written

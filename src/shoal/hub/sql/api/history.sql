@@ -28,7 +28,7 @@ BEGIN
                    c.deleted, c.moved_from, c.conflict_of, c.incarnation, c.seq, c.sealed
               FROM shoal.changes c LEFT JOIN shoal.devices d ON d.space = c.space AND d.device_id = c.device_id
              WHERE c.space = v_space AND c.folder_id = p_folder
-               AND sha256(convert_to(c.path, 'UTF8')) = sha256(convert_to(p_path, 'UTF8')) AND c.path = p_path
+               AND c.path_hash = sha256(convert_to(p_path, 'UTF8')) AND c.path = p_path
                AND c.id < v_before
              ORDER BY c.id DESC LIMIT v_limit;
     END IF;
@@ -52,10 +52,10 @@ BEGIN
     IF p_mode = 'at' THEN
         RETURN QUERY
         WITH at AS (
-            SELECT DISTINCT ON (sha256(convert_to(c.path, 'UTF8'))) c.*
+            SELECT DISTINCT ON (c.path_hash) c.*
               FROM shoal.changes c
              WHERE c.space = v_space AND c.folder_id = p_folder AND c.created_at <= p_time
-             ORDER BY sha256(convert_to(c.path, 'UTF8')), c.id DESC
+             ORDER BY c.path_hash, c.id DESC
         )
         SELECT h.path, h.version, h.deleted, false, a.id, a.device_id, d.name, a.created_at, a.kind, a.size,
                a.mtime_ns, a.sha256, a.target, a.deleted, a.incarnation, a.seq, a.sealed
@@ -69,7 +69,7 @@ BEGIN
     ELSIF p_mode = 'revert' THEN
         RETURN QUERY
         WITH theirs AS (
-            SELECT sha256(convert_to(c.path, 'UTF8')) AS ph, c.path, min(c.id) AS first_id, max(c.id) AS last_id
+            SELECT c.path_hash AS ph, c.path, min(c.id) AS first_id, max(c.id) AS last_id
               FROM shoal.changes c
              WHERE c.space = v_space AND c.folder_id = p_folder AND c.created_at >= p_time
                AND c.device_id IN (SELECT dv.device_id FROM shoal.devices dv WHERE dv.space = v_space AND dv.name = p_name)
@@ -81,14 +81,13 @@ BEGIN
                            c.incarnation, c.seq, c.sealed
                       FROM shoal.changes c
                      WHERE c.space = v_space AND c.folder_id = p_folder
-                       AND sha256(convert_to(c.path, 'UTF8')) = t.ph AND c.path = t.path AND c.id < t.first_id
+                       AND c.path_hash = t.ph AND c.path = t.path AND c.id < t.first_id
                      ORDER BY c.id DESC LIMIT 1) b ON true
         )
         SELECT h.path, h.version, h.deleted,
                EXISTS (SELECT 1 FROM shoal.changes c
                         WHERE c.space = v_space AND c.folder_id = p_folder
-                          AND sha256(convert_to(c.path, 'UTF8')) = sha256(convert_to(h.path, 'UTF8'))
-                          AND c.path = h.path AND c.id > b.last_id),
+                          AND c.path_hash = h.path_hash AND c.path = h.path AND c.id > b.last_id),
                b.id, b.device_id, d.name, b.created_at, b.kind, b.size, b.mtime_ns, b.sha256, b.target, b.deleted,
                b.incarnation, b.seq, b.sealed
           FROM before b

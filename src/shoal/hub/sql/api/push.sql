@@ -107,11 +107,11 @@ BEGIN
     ), ins AS (
         INSERT INTO shoal.changes(space, folder_id, path, device_id, incarnation, seq, kind, size, mtime_ns,
                                   sha256, target, deleted, base_version, moved_from, conflict_of, payload_md5,
-                                  sealed)
+                                  sealed, path_hash)
         SELECT v_space, p_folder, c.path, p_device, p_incarnation, c.seq, c.kind, c.size, c.mtime_ns, c.sha256,
-               c.target, c.deleted, c.base, c.moved_from, c.conflict_of, c.payload_md5, c.sealed
+               c.target, c.deleted, c.base, c.moved_from, c.conflict_of, c.payload_md5, c.sealed, c.path_hash
           FROM classified c WHERE c.st = 'accepted' ORDER BY c.seq
-        RETURNING shoal.changes.id, shoal.changes.seq, shoal.changes.path, sha256(convert_to(shoal.changes.path, 'UTF8')) AS path_hash, shoal.changes.kind,
+        RETURNING shoal.changes.id, shoal.changes.seq, shoal.changes.path, shoal.changes.path_hash, shoal.changes.kind,
                   shoal.changes.size, shoal.changes.mtime_ns, shoal.changes.sha256,
                   shoal.changes.target, shoal.changes.deleted
     ), up AS (

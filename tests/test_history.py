@@ -1,0 +1,127 @@
+"""History at the hub (issue 12): `shoal log`, `shoal restore` (a version, a point in time, a
+whole folder) and `shoal revert` (a device since a time), with real devices through a real hub,
+plain and end-to-end encrypted. A restore is an ordinary change: it reaches the other devices,
+and every file it replaces goes to a trash first."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from shoal.errors import UsageError
+from shoal.sync.history import History
+from tests.devices import Device, assert_converged, sync_all
+from tests.fixtures.devices import TEST_PASSPHRASE
+
+
+@pytest.fixture(params=["plain", "sealed"])
+def encryption(request):
+    return request.param
+
+
+@pytest.fixture
+def trio(tmp_path, hub, encryption):
+    passphrase = TEST_PASSPHRASE if encryption == "sealed" else None
+    ds = [Device(tmp_path, n, hub, passphrase=passphrase) for n in ("laptop", "phone", "tablet")]
+    yield ds
+    for d in ds:
+        d.close()
+
+
+def _latest_time(d: Device):
+    return History(d.engine).log(None, None, 1)[0].time
+
+
+def test_log_lists_every_version_newest_first(trio):
+    laptop, phone, _ = trio
+    for text in ("one", "two", "three"):
+        laptop.write("notes.txt", text)
+        laptop.sync()
+    (laptop.root / "notes.txt").unlink()
+    laptop.sync()
+    entries = History(phone.engine).log(None, "notes.txt", 10)
+    assert [e.change.deleted for e in entries] == [True, False, False, False]
+    assert [e.change.size for e in entries[1:]] == [5, 3, 3]
+    assert {e.change.device_name for e in entries} == {"laptop"}
+    assert entries[0].time >= entries[-1].time
+    assert [e.change.path for e in History(phone.engine).log(None, None, 2)] == ["notes.txt", "notes.txt"]
+
+
+def test_restore_of_a_deleted_file_reaches_another_device(trio):
+    laptop, phone, tablet = trio
+    laptop.write("thesis.tex", "chapter one")
+    sync_all(trio)
+    (phone.root / "thesis.tex").unlink()
+    sync_all(trio)
+    assert not (laptop.root / "thesis.tex").exists()
+    [deleted, kept] = History(laptop.engine).log(None, "thesis.tex", 5)
+    report = History(tablet.engine).restore(None, path="thesis.tex", version=kept.change.version)
+    assert [r["path"] for r in report.restored] == ["thesis.tex"] and not report.failed
+    sync_all(trio)
+    assert assert_converged(trio)
+    assert laptop.read("thesis.tex") == b"chapter one"
+    assert History(phone.engine).log(None, "thesis.tex", 1)[0].change.device_name == "tablet"
+
+
+def test_restoring_a_version_puts_the_current_file_in_the_trash(trio):
+    laptop, phone, _ = trio
+    laptop.write("a.txt", "good")
+    sync_all(trio)
+    good = History(laptop.engine).log(None, "a.txt", 1)[0]
+    phone.write("a.txt", "broken by an app")
+    sync_all(trio)
+    History(laptop.engine).restore(None, path="a.txt", at=good.time)
+    sync_all(trio)
+    assert phone.read("a.txt") == b"good"
+    assert any(t.startswith("a~") or t.startswith("a.txt") for t in laptop.trash()), laptop.trash()
+    assert any("a" in t for t in phone.trash())
+    with pytest.raises(UsageError):
+        History(laptop.engine).restore(None, path="a.txt", version=10**9)
+
+
+def test_folder_point_in_time_after_a_mass_edit(trio):
+    laptop, phone, tablet = trio
+    for i in range(12):
+        laptop.write(f"docs/{i}.txt", f"original {i}")
+    laptop.write("keep.bin", os.urandom(300_000))
+    sync_all(trio)
+    before = _latest_time(laptop)
+    state = laptop.files()
+    for i in range(12):  # a bad day: everything rewritten, some deleted, junk added
+        phone.write(f"docs/{i}.txt", f"ENCRYPTED BY RANSOMWARE {i}")
+    (phone.root / "keep.bin").unlink()
+    phone.write("README_PAY.txt", "send coins")
+    sync_all(trio)
+    dry = History(tablet.engine).restore(None, at=before, dry_run=True)
+    assert len(dry.restored) == 13 and dry.removed == ["README_PAY.txt"]
+    assert tablet.read("docs/0.txt") == b"ENCRYPTED BY RANSOMWARE 0"  # a dry run changes nothing
+    report = History(tablet.engine).restore(None, at=before)
+    assert not report.failed
+    sync_all(trio)
+    assert assert_converged(trio) and laptop.files() == state
+    assert "README_PAY.txt" in " ".join(phone.trash())
+
+
+def test_revert_one_device_while_another_devices_later_edit_survives(trio):
+    laptop, phone, tablet = trio
+    laptop.write("a.txt", "a0")
+    laptop.write("b.txt", "b0")
+    laptop.write("c.txt", "c0")
+    sync_all(trio)
+    since = _latest_time(laptop)
+    phone.write("a.txt", "a bad")
+    phone.write("b.txt", "b bad")
+    phone.write("new.txt", "bad new file")
+    (phone.root / "c.txt").unlink()
+    sync_all(trio)
+    tablet.write("b.txt", "b fixed by hand")  # after the phone: left alone
+    sync_all(trio)
+    dry = History(laptop.engine).restore(None, device="phone", since=since, dry_run=True)
+    assert dry.left_alone == ["b.txt"] and dry.removed == ["new.txt"]
+    assert sorted(r["path"] for r in dry.restored) == ["a.txt", "c.txt"]
+    History(laptop.engine).restore(None, device="phone", since=since)
+    sync_all(trio)
+    heads = assert_converged(trio)
+    assert sorted(heads) == ["a.txt", "b.txt", "c.txt"]
+    assert (phone.read("a.txt"), phone.read("b.txt"), phone.read("c.txt")) == (b"a0", b"b fixed by hand", b"c0")

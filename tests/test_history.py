@@ -125,3 +125,107 @@ def test_revert_one_device_while_another_devices_later_edit_survives(trio):
     heads = assert_converged(trio)
     assert sorted(heads) == ["a.txt", "b.txt", "c.txt"]
     assert (phone.read("a.txt"), phone.read("b.txt"), phone.read("c.txt")) == (b"a0", b"b fixed by hand", b"c0")
+
+
+# -- as a user runs it: the `shoal` command, device logins, a daemon -------------------------------
+
+
+def _ok(proc) -> str:
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr.strip()}"
+    assert "Traceback" not in proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_log_restore_and_revert_through_the_cli(tmp_path, hub):
+    import json
+    from datetime import datetime, timezone
+
+    from tests.fixtures.cli import CliDevice
+
+    laptop, phone = CliDevice(tmp_path, "laptop"), CliDevice(tmp_path, "phone")
+    for d in (laptop, phone):
+        d.init(hub, hub.add_device(d.name))
+    laptop.folder.mkdir(parents=True, exist_ok=True)
+    (laptop.folder / "plan.md").write_text("v1")
+    _ok(laptop.sync())
+    (laptop.folder / "plan.md").write_text("version two")
+    _ok(laptop.sync())
+    _ok(phone.sync())
+    log = json.loads(_ok(phone.run("log", str(phone.folder / "plan.md"), "--json")))
+    assert [e["size"] for e in log] == [11, 2] and {e["device"] for e in log} == {"laptop"}
+    assert {"version", "time", "device", "size", "sha256", "deleted"} <= set(log[0])
+    assert "plan.md" in _ok(phone.run("log", "--folder", "docs"))
+
+    _ok(phone.run("restore", "plan.md", "--folder", "docs", "--version", str(log[1]["version"])))
+    assert (phone.folder / "plan.md").read_text() == "v1"
+    _ok(laptop.sync())
+    assert (laptop.folder / "plan.md").read_text() == "v1"
+
+    since = datetime.now(timezone.utc).isoformat()  # after the phone's restore: that one stays
+    (phone.folder / "junk.txt").write_text("junk")
+    (phone.folder / "plan.md").write_text("scribbled")
+    _ok(phone.sync())
+    dry = json.loads(_ok(laptop.run("revert", "--device", "phone", "--since", since, "--dry-run", "--json")))
+    assert dry["removed"] == ["junk.txt"] and [r["path"] for r in dry["restored"]] == ["plan.md"]
+    _ok(laptop.run("revert", "--device", "phone", "--since", since))
+    _ok(phone.sync())
+    assert (phone.folder / "plan.md").read_text() == "v1" and not (phone.folder / "junk.txt").exists()
+
+    bad = laptop.run("restore", "plan.md", "--at", "yesterday-ish")
+    assert bad.returncode == 2 and "ISO 8601" in bad.stderr
+
+
+@pytest.mark.slow
+def test_restore_goes_through_a_running_daemon(make_daemon):
+    import json
+
+    from tests.daemons import wait_for
+    from tests.fixtures.cli import run_shoal
+
+    d = make_daemon("laptop")
+    d.write_config()
+    d.start()
+    d.root.mkdir(parents=True, exist_ok=True)
+    (d.root / "a.txt").write_text("first")
+    wait_for(lambda: json.loads(_ok(run_shoal("--config", str(d.config), "log", "a.txt", "--json"))), timeout=30,
+             what="the first version on the hub")
+    (d.root / "a.txt").write_text("second")
+    wait_for(lambda: len(json.loads(_ok(run_shoal("--config", str(d.config), "log", "a.txt", "--json")))) == 2,
+             timeout=30, what="the second version on the hub")
+    first = json.loads(_ok(run_shoal("--config", str(d.config), "log", "a.txt", "--json")))[1]
+    out = _ok(run_shoal("--config", str(d.config), "restore", "a.txt", "--version", str(first["version"])))
+    assert "restored to" in out
+    assert (d.root / "a.txt").read_text() == "first"
+    assert "restore requested over the control socket" in d.log_text()
+
+
+def test_a_failed_sync_reaches_the_other_devices(tmp_path, hub):
+    """`shoal devices` shows a device's last error: failures go to the hub's sync log too."""
+    import subprocess
+    import sys
+
+    from shoal.errors import HubError
+
+    laptop = Device(tmp_path, "laptop", hub, space="lab")
+    phone = Device(tmp_path, "phone", hub, space="lab")
+    try:
+        laptop.write("one.txt", "1")
+        laptop.sync()
+        quota = subprocess.run([sys.executable, "-m", "shoal", "hub", "quota", "lab", "--changes", "1",
+                                "--url", hub.owner_url], capture_output=True, text=True, timeout=60)
+        assert quota.returncode == 0, quota.stderr
+        laptop.write("two.txt", "2")
+        with pytest.raises(HubError, match="quota"):
+            laptop.sync()
+        phone.sync()
+        conn = phone.hub()
+        try:
+            rows = {r["name"]: r for r in conn.devices()}
+        finally:
+            conn.close()
+        assert "quota" in (rows["laptop"]["last_error"] or ""), rows["laptop"]
+        assert rows["phone"]["last_error"] is None
+    finally:
+        laptop.close()
+        phone.close()

@@ -97,6 +97,8 @@ class FolderWatcher:
             try:
                 self.watches[fid] = (path, self.observer.schedule(_Handler(fid, path, self.on_dirty), path,
                                                                   recursive=True, event_filter=WRITE_EVENTS))
+                # Whatever was written before the watch was set made no event: look once.
+                self.on_dirty(fid, "", True)
                 if fid in self.problems and not is_android_shared_storage(path, os.path.expanduser("~")):
                     self.problems.pop(fid)
                     log.info("folder %s: watching again", fid)

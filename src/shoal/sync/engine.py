@@ -24,7 +24,7 @@ from shoal.core.conflicts import sanitize_device_name, unique_path
 from shoal.core.guards import KEY_PAUSE_PREFIX, is_key_pause, is_mass_delete, mass_delete_reason
 from shoal.core.reconcile import PUSH_OVER_HEAD, SAME, Resolution, Version, resolve_concurrent
 from shoal.scan.scanner import ScanResult, check_marker, scan_folders
-from shoal.errors import FolderKeyProblem, FolderPaused, HubMismatch, HubRowRefused, ShoalError
+from shoal.errors import FolderKeyProblem, FolderPaused, HubMismatch, HubRowRefused, HubUnreachable, ShoalError
 from shoal.localstore import Store
 from shoal.model import KIND_FILE, Change, ErrorKind, FileState, HeadVersion, OutboxState, PushStatus
 from shoal.progress import ProgressSink
@@ -183,7 +183,20 @@ class SyncEngine:
                         hub.log_sync(f.id, "paused", fr.pushed, fr.pulled, started, fr.paused)
                         continue
                     self.store.update_folder(f.id, last_sync_at=int(self.clock()))
-                    hub.log_sync(f.id, "ok", fr.pushed, fr.pulled, started, None)
+                    problems = ", ".join(f"{n} {what}" for n, what in ((fr.failed, "failed"), (fr.refused, "refused"))
+                                         if n)
+                    hub.log_sync(f.id, "partial" if problems else "ok", fr.pushed, fr.pulled, started,
+                                 f"{problems} (see shoal status on {self.device_name})" if problems else None)
+            except ShoalError as e:
+                # The other devices see this device's last error (`shoal devices`), unless the hub
+                # itself is what failed.
+                if not isinstance(e, HubUnreachable):
+                    try:
+                        hub.log_sync(None, "failed", sum(f.pushed for f in report.folders),
+                                     sum(f.pulled for f in report.folders), started, str(e))
+                    except ShoalError:
+                        pass
+                raise
             finally:
                 hub.close()
         except ShoalError as e:
@@ -442,6 +455,10 @@ class SyncEngine:
         row = self.store.folder(f.id)
         cursor = row.pull_cursor if row else 0
         self._retry_failed(hub, f, fr)
+        if cursor > 0 and f.mode.applies and cursor < hub.folder_horizon(f.id):
+            cursor = self._resync_from_heads(hub, f, fr, cursor, allow_mass_delete=allow_mass_delete)
+            if cursor is None:
+                return
         read: list[list[Change]] = []
         upto: int | None = None  # changes after this were not weighed by the guard: next cycle
         if f.mode.applies and not allow_mass_delete:
@@ -473,6 +490,45 @@ class SyncEngine:
             cursor = page[-1].version
             self.store.update_folder(f.id, pull_cursor=cursor)
         hub.ack_pull(f.id, cursor)
+
+    def _resync_from_heads(self, hub: Hub, f: FolderConfig, fr: FolderReport, cursor: int, *,
+                           allow_mass_delete: bool) -> int | None:
+        """The hub's garbage collection removed changes this device had not pulled (it was away
+        longer than the hub keeps history): they cannot be replayed, so the folder is brought to
+        the hub's current heads instead. A synced file whose path has no head any more was
+        deleted there (its tombstone was collected): it goes to the trash. A file that was never
+        synced, or a local edit waiting, stays and is pushed. The mass-delete guard weighs the
+        deletions like any pull's. Returns the new cursor (None: paused)."""
+        heads = {h.path: h for h in hub.heads(f.id)}
+        gone: list[FileState] = []
+        doomed = 0  # live files this resync deletes
+        for fs in self.store.iter_files(f.id, include_deleted=False):
+            h = heads.get(fs.path)
+            if h is None and fs.version is not None:
+                gone.append(fs)
+            elif h is not None and h.deleted and (fs.version or 0) < h.version:
+                doomed += 1
+        doomed += len(gone)
+        live = self.store.folder_totals(f.id)[0]
+        if not allow_mass_delete and is_mass_delete(doomed, live):
+            reason = mass_delete_reason(doomed, live, "deleted by the hub's current state (this device was away "
+                                                      "longer than the hub keeps history)")
+            self.store.update_folder(f.id, paused=reason)
+            fr.paused = reason
+            log.warning("%s: %s", f.id, reason)
+            return None
+        log.warning("%s: away longer than the hub keeps history (cursor %d): resyncing from the current heads",
+                    f.id, cursor)
+        changes = list(heads.values()) + [
+            Change(f.id, fs.path, fs.kind, 0, fs.mtime_ns, fs.sha256, True, fs.target, version=fs.version + 1,
+                   device_name="the hub (history collected)") for fs in gone]
+        for i in range(0, len(changes), PULL_PAGE):
+            self._apply_now(hub, f, changes[i:i + PULL_PAGE], fr)
+        fr.pulled += len(changes)
+        cursor = max([cursor, *(h.version for h in heads.values())])
+        self.store.update_folder(f.id, pull_cursor=cursor)
+        self.store.set_meta(f"resynced:{f.id}", str(int(self.clock())))
+        return cursor
 
     def _remote_mass_delete(self, hub: Hub, f: FolderConfig,
                             cursor: int) -> tuple[list[list[Change]], int | None, str | None]:

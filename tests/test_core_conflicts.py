@@ -212,3 +212,20 @@ def test_unique_path_of_an_accepted_path_is_accepted_and_free(path, n_taken):
     assert validate_remote_path(result) == result
     assume(n_taken > 0)
     assert result.rpartition("/")[0] == path.rpartition("/")[0]
+
+
+@pytest.mark.parametrize("copy, device, expected", [
+    ("doc.sync-conflict-20260101-120000-alpha.txt", "alpha", True),
+    ("doc.sync-conflict-20260101-120000-alpha.txt", "alph", False),
+    ("doc.sync-conflict-20260101-120000-alpha-2.txt", "alpha", True),
+    ("d/x.tar.sync-conflict-20260101-120000-my phone.gz", "my phone", False),  # spaces are sanitised
+    ("d/x.tar.sync-conflict-20260101-120000-my-phone.gz", "my phone", True),
+    ("Makefile.sync-conflict-20260101-120000-beta", "beta", True),
+    ("doc.txt", "alpha", False),
+])
+def test_copy_is_from(copy, device, expected):
+    from shoal.core.conflicts import copy_is_from
+
+    assert copy_is_from(copy, device) is expected
+    if expected:
+        assert copy_is_from(copy, device + "x") is False

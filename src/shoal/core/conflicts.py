@@ -128,6 +128,15 @@ def is_conflict_name(path: str) -> bool:
     return _CONFLICT_RE.search(path.rpartition("/")[2]) is not None
 
 
+def copy_is_from(copy_path: str, device_name: str) -> bool:
+    """Whether the conflict copy `copy_path` keeps the version made on `device_name` (its name
+    says so: `...sync-conflict-<stamp>-<device>[-N][.ext]`). Raises nothing."""
+    name = copy_path.rpartition("/")[2]
+    device = re.escape(sanitize_device_name(device_name))
+    return re.search(re.escape(CONFLICT_MARKER) + r"\d{8}-\d{6}-" + device + r"(?:-\d+)?(?:\.[^.]*)?$",
+                     name) is not None
+
+
 def unique_path(candidate: str, taken: Callable[[str], bool]) -> str:
     """`candidate` if `taken(candidate)` is false, else the first free `<stem>-N<.ext>`, N = 1, 2...
 

@@ -521,6 +521,11 @@ class Store:
              folder_id, path, conflict_path, hub_version),
         )
 
+    def forget_conflict(self, folder_id: str, path: str, conflict_path: str | None) -> None:
+        """The user resolved this conflict (`shoal conflicts resolve`): it is no longer listed."""
+        self.conn.execute("DELETE FROM conflicts WHERE folder_id=? AND path=? AND conflict_path IS ?",
+                          (folder_id, path, conflict_path))
+
     def conflicts(self, folder_id: str | None = None) -> list[dict]:
         sql = ("SELECT folder_id, path, conflict_path, winner_device, loser_device, detected_at"
                " FROM conflicts")

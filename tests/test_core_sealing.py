@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import random
 import re
 
@@ -574,3 +575,30 @@ def test_key_fingerprint():
 def test_folder_sealer_wants_a_32_byte_key(n):
     with pytest.raises(ValueError):
         FolderSealer(bytes(n), FOLDER)
+
+
+def test_the_bounds_on_a_wrapped_key_cap_memory_and_time():
+    assert 128 * SCRYPT_MAX_R * SCRYPT_MAX_N * SCRYPT_MAX_P <= 128 << 20
+
+
+def test_a_key_that_needs_more_memory_than_there_is_is_a_folder_problem(monkeypatch):
+    wrapped = sealing.wrap_key(bytes(32), "pw", os.urandom, n=1 << 10, r=1, p=1)
+
+    def no_memory(*a, **kw):
+        raise MemoryError
+
+    monkeypatch.setattr(sealing, "_kek", no_memory)
+    with pytest.raises(SealBroken, match="more memory"):
+        sealing.unwrap_key(wrapped, "pw")
+
+
+def test_sealed_size_of_a_hostile_size_is_arithmetic():
+    import time
+
+    t = time.perf_counter()
+    assert sealing.sealed_size(2**50) > 2**50
+    assert time.perf_counter() - t < 0.1
+    for size in (0, 1, 128 * 1024, 128 * 1024 + 1, 300_000, 5 << 30):
+        from shoal.core.blocks import block_ranges
+
+        assert sealing.sealed_size(size) == sum(sealing.sealed_block_size(n) for _, n in block_ranges(size))

@@ -549,3 +549,47 @@ def test_wrapped_key_swapped_for_another_folders_pauses_the_folder(world, trio):
     with world.owner() as conn:  # nothing of beta's was pushed under the swapped key
         assert not [r for r in changes_of(conn, b.folder_id) if str(r["device_id"]) == b.store.device_id]
     assert b.store.pending_count(b.folder_id) == 1
+
+
+# -- rollbacks through the hub's heads (found by the tests above; fixed) ---------------------------
+
+
+def test_a_retry_never_takes_a_head_older_than_a_version_read(world, trio):
+    """The hub withholds v2's content (beta's write fails), then points the head back at v1 for
+    beta's retry: beta must not write v1 over what it knows was replaced."""
+    a, b, _ = trio
+    a.write("p.txt", "version one")
+    a.sync()
+    v1 = row_of(world, a, "p.txt")
+    a.write("p.txt", "version two, the newest")
+    a.sync()
+    cid2 = sealer_of(world, a.folder_id).content_id(hashlib.sha256(b"version two, the newest").hexdigest())
+    with world.owner() as conn:
+        conn.execute("UPDATE shoal.contents SET blocks = ARRAY[%s] WHERE sha256 = %s", ("0" * 64, cid2))
+    b.sync()
+    assert not (b.root / "p.txt").exists()
+    with world.owner() as conn:
+        conn.execute("UPDATE shoal.heads SET version = %s, sha256 = %s, size = %s WHERE folder_id = %s AND path = %s",
+                     (v1["id"], v1["sha256"], v1["size"], a.folder_id, v1["path"]))
+    report = b.sync(retry_now=True)
+    assert not (b.root / "p.txt").exists()
+    assert (report.folders[0].paused or "").startswith("encryption: ") and "rollback" in report.folders[0].paused
+
+
+def test_a_conflict_head_older_than_a_version_read_stops_the_folder(world, trio):
+    a, b, _ = trio
+    a.write("p.txt", "version one")
+    a.sync()
+    b.sync()
+    v1 = row_of(world, a, "p.txt")
+    a.write("p.txt", "version two, the newest")
+    a.sync()
+    b.sync()
+    assert b.read("p.txt") == b"version two, the newest"
+    with world.owner() as conn:
+        conn.execute("UPDATE shoal.heads SET version = %s, sha256 = %s, size = %s WHERE folder_id = %s AND path = %s",
+                     (v1["id"], v1["sha256"], v1["size"], a.folder_id, v1["path"]))
+    b.write("p.txt", "beta's edit")
+    report = b.sync()
+    assert "rollback" in (report.folders[0].paused or "")
+    assert b.read("p.txt") == b"beta's edit"  # nothing moved aside, nothing lost

@@ -35,14 +35,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from shoal.core.blocks import block_ranges
+from shoal.core.blocks import block_size_for
 from shoal.errors import SealBroken, WrongPassphrase
 
 KEY_BYTES = 32
 #: scrypt's cost for new keys: 64 MiB and about a quarter of a second, once per process.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 16, 8, 1
-#: What a wrapped key from the hub may ask of a device (a hostile hub must not exhaust memory).
-SCRYPT_MAX_N, SCRYPT_MAX_R, SCRYPT_MAX_P = 1 << 20, 16, 4
+#: What a wrapped key from the hub may ask of a device (a hostile hub must not exhaust memory or
+#: time): at most 128 MiB (128 * r * n bytes) and twice the work of the default.
+SCRYPT_MAX_N, SCRYPT_MAX_R, SCRYPT_MAX_P = 1 << 17, 8, 1
 _WRAP_AAD = b"shoal folder key v1"
 BLOCK_OVERHEAD = 32 + 4 + 16  # id, length, GCM tag
 MAX_WRAPPED = 1000  # bytes of a wrapped key's JSON
@@ -66,7 +67,11 @@ def sealed_block_size(length: int) -> int:
 def sealed_size(size: int) -> int:
     """The bytes a sealed content of `size` plaintext bytes takes on the hub: what the hub sees
     of a file's size (rounded up, so similar sizes look alike)."""
-    return sum(sealed_block_size(length) for _, length in block_ranges(size))
+    if size <= 0:
+        return 0
+    block = block_size_for(size)
+    full, rest = divmod(size, block)  # arithmetic: a hostile size must not build a list of blocks
+    return full * sealed_block_size(block) + (sealed_block_size(rest) if rest else 0)
 
 
 # -- the folder key ------------------------------------------------------------------------
@@ -109,6 +114,9 @@ def unwrap_key(wrapped: str, passphrase: str) -> bytes:
         return AESGCM(_kek(passphrase, salt, n, r, p)).decrypt(nonce, sealed, _WRAP_AAD)
     except InvalidTag:
         raise WrongPassphrase("wrong passphrase: it does not open the folder's key on the hub") from None
+    except MemoryError:
+        raise SealBroken(f"opening the folder's key needs more memory than this device has (scrypt n={n}, "
+                         f"r={r})") from None
 
 
 def _kek(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:

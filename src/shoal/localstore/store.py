@@ -431,6 +431,7 @@ class Store:
             self.conn.execute("UPDATE files SET version=NULL WHERE folder_id=?", (folder_id,))
             self.conn.execute("UPDATE folders SET pull_cursor=0 WHERE id=?", (folder_id,))
             self.conn.execute("DELETE FROM sealed_rows WHERE folder_id=?", (folder_id,))
+            self.conn.execute("DELETE FROM sealed_paths WHERE folder_id=?", (folder_id,))
             self.conn.execute("DELETE FROM meta WHERE key=?", (folder_key_meta(folder_id),))
             self.conn.execute(
                 f"DELETE FROM outbox WHERE folder_id=? AND {_PENDING} AND deleted=1", (folder_id,))
@@ -443,17 +444,27 @@ class Store:
             )
             return self.conn.changes()
 
-    def replayed_rows(self, folder_id: str, rows: list[tuple[str, str, int, int]]) -> list[int]:
-        """Remember the (device, incarnation, seq, version) keys of sealed rows read from the hub;
-        returns the indexes of rows whose key was read before under another version (replays)."""
+    def replayed_rows(self, folder_id: str, rows: list[tuple[str, str, int, int, str]]) -> list[int]:
+        """Remember the (device, incarnation, seq, version, path) of sealed rows read from the
+        hub; returns the indexes of rows whose key was read before under another version
+        (replays). Also remembers the newest version read of each path (see read_version)."""
         with self.conn:
             self.conn.executemany(
                 "INSERT INTO sealed_rows(folder_id, device_id, incarnation, seq, version) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT DO NOTHING", [(folder_id, *r) for r in rows])
-            return [i for i, (dev, inc, seq, version) in enumerate(rows)
+                " ON CONFLICT DO NOTHING", [(folder_id, *r[:4]) for r in rows])
+            self.conn.executemany(
+                "INSERT INTO sealed_paths(folder_id, path, version) VALUES (?, ?, ?) ON CONFLICT DO UPDATE"
+                " SET version = max(version, excluded.version)", [(folder_id, r[4], r[3]) for r in rows])
+            return [i for i, (dev, inc, seq, version, _path) in enumerate(rows)
                     if self.conn.execute("SELECT version FROM sealed_rows WHERE folder_id=? AND device_id=?"
                                          " AND incarnation=? AND seq=?",
                                          (folder_id, dev, inc, seq)).fetchone()[0] != version]
+
+    def read_version(self, folder_id: str, path: str) -> int | None:
+        """The newest version of `path` read from the hub's changelog (encrypted folders)."""
+        row = self.conn.execute("SELECT version FROM sealed_paths WHERE folder_id=? AND path=?",
+                                (folder_id, path)).fetchone()
+        return row[0] if row else None
 
     def prune_outbox(self, keep_after: int) -> None:
         """Forget pushed rows older than `keep_after` (epoch s): the hub holds them now."""

@@ -92,6 +92,7 @@ class SealedFolderHub:
 
     def push(self, folder_id: str, rows: list[dict]) -> list[PushResult]:
         sent: dict[int, dict] = {}
+        rows_by_seq = {r["seq"]: r["path"] for r in rows}
         for r in rows:
             sr = self.sealer.seal_row(
                 RowPlaintext(r["path"], r["kind"], r["size"], r["mtime_ns"], r["sha256"], r["deleted"],
@@ -101,11 +102,20 @@ class SealedFolderHub:
                               "sha256": sr.sha256, "target": None, "deleted": sr.deleted, "base": r["base"],
                               "moved_from": None, "conflict_of": None, "sealed": sr.sealed}
         results = self.hub.push(folder_id, list(sent.values()))
-        return [replace(r, head=self._open_head(r.head, sent[r.seq]["path"])) if r.head else r for r in results]
+        return [replace(r, head=self._open_head(r.head, sent[r.seq]["path"], rows_by_seq[r.seq]))
+                if r.head else r for r in results]
 
-    def _open_head(self, head: HeadVersion, hub_path: str) -> HeadVersion:
+    def _not_rolled_back(self, path: str, version: int) -> None:
+        """A head older than a version of the path this device has read is the hub going back."""
+        seen = self.store.read_version(self.folder_id, path)
+        if seen is not None and version < seen:
+            raise SealBroken(f"folder {self.folder_id}: the hub answers with a version of {path!r} older than one "
+                             "this device has read (a rollback)")
+
+    def _open_head(self, head: HeadVersion, hub_path: str, path: str) -> HeadVersion:
         row = self._open(hub_path, head.kind, head.sha256, head.deleted, head.sealed, head.device_id,
                          head.incarnation, head.seq)
+        self._not_rolled_back(path, head.version)
         return HeadVersion(head.version, head.device_id, row.kind, row.size, row.mtime_ns, row.sha256, row.deleted,
                            row.target, head.device_name)
 
@@ -124,7 +134,7 @@ class SealedFolderHub:
 
     def pull(self, folder_id: str, after: int, limit: int = 1000) -> list[Change]:
         opened = [self._open_change(c) for c in self.hub.pull(folder_id, after, limit)]
-        replays = self.store.replayed_rows(folder_id, [(c.device_id, c.incarnation, c.seq, c.version)
+        replays = self.store.replayed_rows(folder_id, [(c.device_id, c.incarnation, c.seq, c.version, c.path)
                                                        for c in opened])
         if replays:
             c = opened[replays[0]]
@@ -139,7 +149,10 @@ class SealedFolderHub:
         return [self._open_change(c) for c in self.hub.heads(folder_id)]
 
     def heads_at(self, folder_id: str, paths: Sequence[str]) -> list[Change]:
-        return [self._open_change(c) for c in self.hub.heads_at(folder_id, [self.sealer.seal_path(p) for p in paths])]
+        heads = [self._open_change(c) for c in self.hub.heads_at(folder_id, [self.sealer.seal_path(p) for p in paths])]
+        for h in heads:
+            self._not_rolled_back(h.path, h.version)
+        return heads
 
     def history(self, folder_id: str, path: str | None, limit: int = 100,
                 before: int | None = None) -> list[HistoryEntry]:

@@ -22,7 +22,7 @@ from shoal.core.text import printable
 from shoal.config import Config, default_config_text, load_config, read_hub_password, write_new_config
 from shoal.errors import ShoalError
 from shoal.localstore import Store, open_store
-from shoal.localstore.store import tighten_state_dir
+from shoal.localstore.store import resync_meta, tighten_state_dir
 
 log = logging.getLogger("shoal")
 
@@ -127,6 +127,7 @@ def status_report(device: LocalDevice, *, check_hub: bool = True, store: Store |
             "waiting": store.pending_count(f.id),
             "last_sync": _iso(row.last_sync_at) if row else None,
             "paused": row.paused if row else None,
+            "resynced": _iso(int(resynced)) if (resynced := store.get_meta(resync_meta(f.id))) else None,
             "conflicts": sum(1 for c in conflicts if c["folder"] == f.id),
             "errors": [{"path": e.path, "kind": e.kind, "message": e.message, "retries": e.retries}
                        for e in errors if e.folder_id == f.id],

@@ -127,6 +127,12 @@ def tighten_state_dir(state_dir: Path, *, dir_mode: int = STATE_DIR_MODE) -> Non
             continue
 
 
+def resync_meta(folder_id: str) -> str:
+    """The meta key holding when a folder was last resynced from the hub's heads (epoch s): the
+    device was away longer than the hub keeps history (`shoal status` says so)."""
+    return f"resynced:{folder_id}"
+
+
 def folder_key_meta(folder_id: str) -> str:
     """The meta key holding the fingerprint of an encrypted folder's key (SealedFolderHub)."""
     return f"folder_key:{folder_id}"

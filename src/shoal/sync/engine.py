@@ -26,6 +26,7 @@ from shoal.core.reconcile import PUSH_OVER_HEAD, SAME, Resolution, Version, reso
 from shoal.scan.scanner import ScanResult, check_marker, scan_folders
 from shoal.errors import FolderKeyProblem, FolderPaused, HubMismatch, HubRowRefused, HubUnreachable, ShoalError
 from shoal.localstore import Store
+from shoal.localstore.store import resync_meta
 from shoal.model import KIND_FILE, Change, ErrorKind, FileState, HeadVersion, OutboxState, PushStatus
 from shoal.progress import ProgressSink
 from shoal.sync.apply import Applier
@@ -527,7 +528,7 @@ class SyncEngine:
         fr.pulled += len(changes)
         cursor = max([cursor, *(h.version for h in heads.values())])
         self.store.update_folder(f.id, pull_cursor=cursor)
-        self.store.set_meta(f"resynced:{f.id}", str(int(self.clock())))
+        self.store.set_meta(resync_meta(f.id), str(int(self.clock())))
         return cursor
 
     def _remote_mass_delete(self, hub: Hub, f: FolderConfig,

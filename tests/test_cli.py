@@ -164,3 +164,32 @@ def test_config_check_warns_on_remote_hub_without_verify_full(tmp_path):
     path.write_text("device:\n  name: x\nhub:\n  url: postgresql://u@hub.example.org/shoal?sslmode=verify-full\n")
     proc = _cli(path, "config", "check")
     assert proc.returncode == 0 and proc.stderr == "", proc
+
+
+@pytest.mark.parametrize("module, termux, expected", [
+    ("apsw", True, "pkg install python-apsw"),
+    ("apsw", False, "pip install apsw"),
+    ("cryptography.hazmat.primitives", True, "pkg install python-cryptography"),
+    ("yaml", False, "pip install pyyaml"),
+    ("watchdog.observers", True, "pip install watchdog"),
+    ("numpy", False, None),
+    (None, True, None),
+])
+def test_a_missing_dependency_is_named(module, termux, expected):
+    from shoal.__main__ import missing_dependency_hint
+
+    hint = missing_dependency_hint(module, termux)
+    assert (hint is None) if expected is None else (expected in hint)
+
+
+def test_a_missing_dependency_is_one_line_not_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "apsw.py").write_text("raise ImportError('no apsw here', name='apsw')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "shoal", "status"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["shoal: shoal needs the Python package apsw: install it with "
+                                                "`pip install apsw` (or reinstall shoal)"]

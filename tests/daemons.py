@@ -1,7 +1,8 @@
 """Real `shoal run` daemons as subprocesses, each with its own config file and state dir.
 
 By default a daemon connects with its own device login from `shoal hub add-device` (URL over
-TCP and a 0600 password_file in its config); `owner=True` connects as the hub's owner."""
+TCP and a 0600 password_file in its config); `owner=True` connects as the hub's owner. With a
+`passphrase`, its folders are end-to-end encrypted (`encryption: passphrase_file:`, a 0600 file)."""
 
 from __future__ import annotations
 
@@ -41,10 +42,16 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
 class DaemonDevice:
     def __init__(self, base: Path, name: str, hub: TestHub | str, folders: dict[str, str] | None = None,
                  debounce: str = "200ms", interval: str = "5m", *, owner: bool = False,
-                 space: str | None = None, host: str | None = None, port: int | None = None):
+                 space: str | None = None, host: str | None = None, port: int | None = None,
+                 passphrase: str | None = None):
         self.name = name
         self.base = base / name
         self.base.mkdir(parents=True)
+        self.passphrase_file: Path | None = None
+        if passphrase is not None:
+            self.passphrase_file = self.base / "passphrase"
+            self.passphrase_file.write_text(passphrase + "\n")
+            self.passphrase_file.chmod(0o600)
         self.state = self.base / "state"
         self.config = self.base / "config.yaml"
         self.folders = folders or {"docs": str(self.base / "docs")}
@@ -62,8 +69,14 @@ class DaemonDevice:
     def config_dict(self) -> dict:
         return {"device": {"name": self.name}, "state_dir": str(self.state),
                 "hub": self.hub_dict(),
-                "folders": [{"id": fid, "path": p} for fid, p in self.folders.items()],
+                "folders": [self.folder_dict(fid, p) for fid, p in self.folders.items()],
                 "sync": {"debounce": self.debounce, "interval": self.interval}}
+
+    def folder_dict(self, folder_id: str, path: str) -> dict:
+        d = {"id": folder_id, "path": path}
+        if self.passphrase_file is not None:  # every folder of the device, with the one passphrase
+            d["encryption"] = {"passphrase_file": str(self.passphrase_file)}
+        return d
 
     def hub_dict(self) -> dict:
         d = {"url": self.hub_url}

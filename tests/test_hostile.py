@@ -1,9 +1,16 @@
 """Malicious and hostile input at the receiving device: generated remote paths and metadata,
 a symlink swapped in between check and write, a rogue device's forged content, a full disk,
-clocks hours off."""
+clocks hours off.
+
+The tests through the hub run with plain and with end-to-end encrypted folders (`both_ways`):
+sealed, the rogue is a device of the space that knows the passphrase and seals its hostile values
+(tests.rogue), so they reach the victim authenticated and must still be checked after opening.
+The two tests that hand Changes straight to the Applier (below the sealing layer), and the full
+disk (a local write failure, whatever the folder), run plain."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -14,7 +21,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.devices import Device, assert_converged
+from tests.devices import assert_converged
+from tests.fixtures.devices import both_ways
+from tests.rogue import BLOCK, Rogue
 from shoal.core.paths import validate_remote_path
 from shoal.errors import PathRefused
 from shoal.model import Change
@@ -33,12 +42,21 @@ def _tree(root: Path) -> set[str]:
 
 @pytest.fixture
 def rogue(hub_url):
-    """A registered device pushing whatever it likes straight through the hub API."""
+    """A registered device pushing whatever it likes straight through the hub API (plain, with
+    CONTENT on the hub, until `keyed`)."""
     hub = open_hub(hub_url, None, str(uuid.uuid4()), str(uuid.uuid4()))
     hub.register("rogue")
-    hub.put_small_contents([(SHA, CONTENT)], 128 * 1024)
-    yield hub
-    hub.close()
+    hub.put_small_contents([(SHA, CONTENT)], BLOCK)
+    r = Rogue(hub)
+    yield r
+    r.close()
+
+
+def keyed(rogue: Rogue, victim) -> Rogue:
+    """The rogue knows the victim folder's key if it has one (and has put CONTENT sealed)."""
+    rogue.knows_key_of(victim)
+    rogue.put_small_contents([(SHA, CONTENT)])
+    return rogue
 
 
 _path_chars = st.sampled_from(list("ab./\\:\x00 ~*?<>|") + ["..", ".shoal", "con", "é", "e\u0301", "/", "//"])
@@ -66,7 +84,7 @@ def test_generated_remote_paths_never_escape_the_folder(tmp_path_factory, rogue,
     store = open_store(sandbox / "state")
     store.ensure_folder("f", str(root))
     ch = Change("f", path, "file", len(CONTENT), mtime, SHA, version=10**9, device_id="rogue")
-    with Applier(store, "f", root, lambda w: Downloader(rogue, w), {"f": root}, now=lambda: 1.7e9) as ap:
+    with Applier(store, "f", root, lambda w: Downloader(rogue.hub, w), {"f": root}, now=lambda: 1.7e9) as ap:
         stats = ap.apply([ch])
     store.close()
     after_outside = _tree(sandbox) - {str(p.relative_to(sandbox)) for p in root.rglob("*")}
@@ -103,29 +121,36 @@ def test_symlink_swapped_into_parent_between_check_and_write(tmp_path, rogue, mo
     monkeypatch.setattr(FolderWriter, "flush_all", swap_then_flush)
     ch = Change("f", "sub/evil.txt", "file", len(CONTENT), 1_700_000_000 * 10**9, SHA, version=1,
                 device_id="rogue")
-    with Applier(store, "f", root, lambda w: Downloader(rogue, w), {"f": root}, now=lambda: 1.7e9) as ap:
+    with Applier(store, "f", root, lambda w: Downloader(rogue.hub, w), {"f": root}, now=lambda: 1.7e9) as ap:
         ap.apply([ch])
     assert list(outside.iterdir()) == [], "the write followed the swapped-in symlink"
     # a fresh writer sees the symlink and refuses the path outright
     monkeypatch.setattr(FolderWriter, "flush_all", real_flush)
     ch2 = Change("f", "sub/evil2.txt", "file", len(CONTENT), 1_700_000_000 * 10**9, SHA, version=2,
                  device_id="rogue")
-    with Applier(store, "f", root, lambda w: Downloader(rogue, w), {"f": root}, now=lambda: 1.7e9) as ap:
+    with Applier(store, "f", root, lambda w: Downloader(rogue.hub, w), {"f": root}, now=lambda: 1.7e9) as ap:
         stats = ap.apply([ch2])
     assert stats.refused == 1 and list(outside.iterdir()) == []
     assert any(e.kind == "refused" and e.path == "sub/evil2.txt" for e in store.errors("f"))
     store.close()
 
 
-def test_rogue_content_with_wrong_hash_never_reaches_the_folder(tmp_path, hub, rogue):
-    b = Device(tmp_path, "beta", hub)
+@both_ways
+def test_rogue_content_with_wrong_hash_never_reaches_the_folder(make_device, rogue):
+    b = make_device("beta")
+    keyed(rogue, b)
     # The rogue declares content S made of the blocks of other bytes. The hub checks one-block
-    # contents against their hash; of two blocks it cannot tell (that would mean reading them all).
+    # contents against their hash; of two blocks it cannot tell (that would mean reading them all;
+    # sealed, it cannot tell at all: a content id is a keyed hash).
     other = b"a second block"
-    rogue.put_blocks([(hashlib.sha256(other).hexdigest(), other)])
+    [other_name] = rogue.put_blocks([other])
     lie = hashlib.sha256(b"what the file should be").hexdigest()
-    rogue.put_content(lie, len(CONTENT) + len(other), len(CONTENT),
-                      [SHA, hashlib.sha256(other).hexdigest()])
+    rogue.put_content(lie, len(CONTENT) + len(other), len(CONTENT), [rogue.block(CONTENT)[0], other_name])
+    # And one whose block list fits its size (a full block and a short one), each block sound:
+    # only the whole file's SHA-256, checked after the download, gives it away.
+    full = os.urandom(BLOCK)
+    lie_big = hashlib.sha256(b"what the big file should be").hexdigest()
+    rogue.put_content(lie_big, BLOCK + len(other), BLOCK, rogue.put_blocks([full]) + [other_name])
     rows = [
         {"seq": 1, "path": "forged.txt", "kind": "file", "size": len(CONTENT) + len(other), "mtime_ns": 1,
          "sha256": lie, "target": None, "deleted": False, "base": None},
@@ -133,20 +158,26 @@ def test_rogue_content_with_wrong_hash_never_reaches_the_folder(tmp_path, hub, r
          "sha256": SHA, "target": None, "deleted": False, "base": None},
         {"seq": 3, "path": "x" * 300, "kind": "file", "size": len(CONTENT), "mtime_ns": 1,
          "sha256": SHA, "target": None, "deleted": False, "base": None},
+        {"seq": 4, "path": "forged-big.bin", "kind": "file", "size": BLOCK + len(other), "mtime_ns": 1,
+         "sha256": lie_big, "target": None, "deleted": False, "base": None},
     ]
-    assert [r.status for r in rogue.push("docs", rows)] == ["accepted"] * 3
+    assert [r.status for r in rogue.push("docs", rows)] == ["accepted"] * 4
     b.sync()
-    assert not (b.root / "forged.txt").exists()
+    assert not (b.root / "forged.txt").exists() and not (b.root / "forged-big.bin").exists()
     assert b.read("good.txt") == CONTENT
-    kinds = {e.path: e.kind for e in b.store.errors("docs")}
-    assert kinds["forged.txt"] == "block" and kinds["x" * 300] == "refused"
+    errors = {e.path: e for e in b.store.errors("docs")}
+    assert errors["forged.txt"].kind == "block" and errors["x" * 300].kind == "refused"
+    assert errors["forged-big.bin"].kind == "block"
+    assert "does not match its SHA-256" in errors["forged-big.bin"].message
     assert not list((b.root / ".shoal" / "tmp").glob("*.part")) or all(
         p.stat().st_size == 0 for p in (b.root / ".shoal" / "tmp").glob("*.part"))
 
 
-def test_rogue_row_is_refused_at_the_hub(rogue):
+@both_ways
+def test_rogue_row_is_refused_at_the_hub(make_device, rogue):
     from shoal.errors import HubError
 
+    keyed(rogue, make_device("beta"))
     with pytest.raises(HubError):
         rogue.push("docs", [{"seq": 9, "path": "a", "kind": "fifo", "size": 1, "mtime_ns": 1,
                              "sha256": SHA, "target": None, "deleted": False, "base": None}])
@@ -164,14 +195,13 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_disk_full_while_downloading(tmp_path, hub, small_disk):
-    a = Device(tmp_path, "alpha", hub)
-    b = Device(tmp_path / "b", "beta", hub)
+def test_disk_full_while_downloading(tmp_path, make_device, small_disk):
+    a = make_device("alpha")
+    b = make_device("beta", base=tmp_path / "b")
     b.root.rmdir()
     b.root = small_disk / "folder"
     b.root.mkdir()
-    b.config = b.config.__class__(**{**b.config.__dict__, "folders": (
-        b.config.folders[0].__class__("docs", b.root),)})
+    b.config = dataclasses.replace(b.config, folders=(dataclasses.replace(b.config.folders[0], path=b.root),))
     b.engine.config = b.config
     big = os.urandom(5 * 1024 * 1024)
     a.write("big.bin", big)
@@ -190,11 +220,12 @@ def test_disk_full_while_downloading(tmp_path, hub, small_disk):
     assert_converged([a, b])
 
 
-def test_clocks_hours_apart_still_converge(tmp_path, hub):
+@both_ways
+def test_clocks_hours_apart_still_converge(make_device):
     import time as _time
 
-    a = Device(tmp_path, "alpha", hub)
-    b = Device(tmp_path, "beta", hub)
+    a = make_device("alpha")
+    b = make_device("beta")
     a.engine.clock = lambda: _time.time() + 5 * 3600  # alpha's clock runs five hours fast
     b.engine.clock = lambda: _time.time() - 3 * 3600
     a.write("f.txt", "v1")
@@ -257,40 +288,52 @@ def _declare_content_as(conn, sha: str, hostile: str, blocks: list[str] | None =
         conn.execute("DROP TABLE copy_rows")
 
 
-def test_a_hash_that_is_a_path_never_names_a_file(tmp_path, hub_url, rogue):
+@both_ways
+def test_a_hash_that_is_a_path_never_names_a_file(tmp_path, hub_url, make_device, rogue):
     """A rogue row whose sha256 is `../../../escaped` (and a content declared under that name),
     and another whose content's block list names a path: both refused, logged and shown, nothing
-    written outside the folder, the other files of the page arrive."""
-    b = Device(tmp_path, "beta", hub_url)
+    written outside the folder, the other files of the page arrive. Plain, the hub is made to
+    serve them (its checks dropped); sealed, the rogue seals the hashes into its rows itself."""
+    b = make_device("beta")
     b.sync()
+    keyed(rogue, b)
     good = {"a-good.txt": b"first good file", "z-good.txt": b"last good file"}
-    rogue.put_small_contents([(hashlib.sha256(v).hexdigest(), v) for v in good.values()], 128 * 1024)
+    rogue.put_small_contents([(hashlib.sha256(v).hexdigest(), v) for v in good.values()])
     big = os.urandom(300 * 1024)  # several blocks: the resumable download path
     big_sha = hashlib.sha256(big).hexdigest()
-    names = []
-    for off in range(0, len(big), 128 * 1024):
-        chunk = big[off:off + 128 * 1024]
-        rogue.put_blocks([(hashlib.sha256(chunk).hexdigest(), chunk)])
-        names.append(hashlib.sha256(chunk).hexdigest())
-    rogue.put_content(big_sha, len(big), 128 * 1024, names)
-    rows = [{"seq": i, "path": p, "kind": "file", "size": len(v), "mtime_ns": 1_700_000_000 * 10**9,
-             "sha256": hashlib.sha256(v).hexdigest(), "target": None, "deleted": False, "base": None}
-            for i, (p, v) in enumerate([("a-good.txt", good["a-good.txt"]), ("victim.txt", CONTENT),
-                                        ("big-victim.bin", big), ("blocks-victim.bin", big),
-                                        ("z-good.txt", good["z-good.txt"])], start=1)]
-    assert {r.status for r in rogue.push("docs", rows)} == {"accepted"}
+    names = rogue.put_blocks([big[off:off + BLOCK] for off in range(0, len(big), BLOCK)])
+    rogue.put_content(big_sha, len(big), BLOCK, names)
 
     evil = "../../../escaped"  # from .shoal/tmp: three levels up is the folder's parent
     evil_big = "../../../escaped-big"
     evil_blocks = "f" * 63 + "0"  # a well-formed hash whose block list names a path
-    with _superuser(hub_url) as su:
-        _drop_hash_checks(su)
-        _declare_content_as(su, SHA, evil)
-        _declare_content_as(su, big_sha, evil_big)
-        _declare_content_as(su, big_sha, evil_blocks, blocks=["../../../escaped-block"] * len(names))
-        for path, sha in (("victim.txt", evil), ("big-victim.bin", evil_big), ("blocks-victim.bin", evil_blocks)):
-            for table in ("changes", "heads"):
-                su.execute(f"UPDATE shoal.{table} SET sha256 = %s WHERE path = %s", (sha, path))
+    files = [("a-good.txt", good["a-good.txt"]), ("victim.txt", CONTENT), ("big-victim.bin", big),
+             ("blocks-victim.bin", big), ("z-good.txt", good["z-good.txt"])]
+    hostile = {"victim.txt": evil, "big-victim.bin": evil_big, "blocks-victim.bin": evil_blocks}
+    rows = [{"seq": i, "path": p, "kind": "file", "size": len(v), "mtime_ns": 1_700_000_000 * 10**9,
+             "sha256": hashlib.sha256(v).hexdigest(), "target": None, "deleted": False, "base": None}
+            for i, (p, v) in enumerate(files, start=1)]
+    if rogue.sealed:
+        # The hub sees content ids only (well-formed whatever they name): the rogue declares its
+        # contents under the hostile hashes and seals those into its rows. A block list naming a
+        # path still takes a hub that lacks its checks.
+        rogue.put_content(evil, len(CONTENT), BLOCK, [rogue.block(CONTENT)[0]])
+        rogue.put_content(evil_big, len(big), BLOCK, names)
+        with _superuser(hub_url) as su:
+            _drop_hash_checks(su)
+            _declare_content_as(su, rogue.hub_sha(big_sha), rogue.hub_sha(evil_blocks),
+                                blocks=["../../../escaped-block"] * len(names))
+        rows = [{**r, "sha256": hostile.get(r["path"], r["sha256"])} for r in rows]
+    assert {r.status for r in rogue.push("docs", rows)} == {"accepted"}
+    if not rogue.sealed:
+        with _superuser(hub_url) as su:
+            _drop_hash_checks(su)
+            _declare_content_as(su, SHA, evil)
+            _declare_content_as(su, big_sha, evil_big)
+            _declare_content_as(su, big_sha, evil_blocks, blocks=["../../../escaped-block"] * len(names))
+            for path, sha in hostile.items():
+                for table in ("changes", "heads"):
+                    su.execute(f"UPDATE shoal.{table} SET sha256 = %s WHERE path = %s", (sha, path))
 
     outside_before = set(os.listdir(tmp_path / "beta"))
     report = b.sync()
@@ -307,25 +350,37 @@ def test_a_hash_that_is_a_path_never_names_a_file(tmp_path, hub_url, rogue):
     assert report.folders[0].refused >= 2
     # Nothing in .shoal/tmp is named after hub data either.
     assert not [n for n in os.listdir(b.root / ".shoal" / "tmp") if "escaped" in n or ".." in n]
-    b.close()
 
 
-def test_hostile_hashes_in_a_retried_head_are_refused(tmp_path, hub_url, rogue):
+@both_ways
+def test_hostile_hashes_in_a_retried_head_are_refused(tmp_path, hub_url, make_device, rogue):
     """The retry path (heads_at, after a failed write) validates hashes like the pull does."""
-    b = Device(tmp_path, "beta", hub_url)
+    b = make_device("beta")
+    keyed(rogue, b)
     row = {"seq": 1, "path": "later.txt", "kind": "file", "size": len(CONTENT), "mtime_ns": 1,
            "sha256": SHA, "target": None, "deleted": False, "base": None}
-    assert rogue.push("docs", [row])[0].status == "accepted"
+    [first] = rogue.push("docs", [row])
+    assert first.status == "accepted"
     b.sync()
     assert b.read("later.txt") == CONTENT
-    with _superuser(hub_url) as su:
-        _drop_hash_checks(su)
-        _declare_content_as(su, SHA, "../../../escaped-head")
-        su.execute("UPDATE shoal.heads SET sha256 = '../../../escaped-head', version = version + 1000"
-                   " WHERE path = 'later.txt'")
+    evil = "../../../escaped-head"
+    if rogue.sealed:
+        # The rogue seals a new version of the path naming the hostile hash (its content
+        # declared under it); the victim's pull cursor is moved past it, as if the changelog had
+        # nothing new for it: only the retried head (heads_at) serves it.
+        rogue.put_content(evil, len(CONTENT), BLOCK, [rogue.block(CONTENT)[0]])
+        assert rogue.push("docs", [{**row, "seq": 2, "sha256": evil, "base": first.version}])[0].status == "accepted"
+        with _superuser(hub_url) as su:
+            [(last,)] = su.execute("SELECT max(id) FROM shoal.changes").fetchall()
+        b.store.update_folder("docs", pull_cursor=last)
+    else:
+        with _superuser(hub_url) as su:
+            _drop_hash_checks(su)
+            _declare_content_as(su, SHA, evil)
+            su.execute("UPDATE shoal.heads SET sha256 = %s, version = version + 1000"
+                       " WHERE path = 'later.txt'", (evil,))
     b.store.record_error("docs", "later.txt", "write", "disk full (test)", 0, 0)
     b.engine.cycle(retry_now=True)
     assert not list(tmp_path.rglob("escaped*"))
     assert b.read("later.txt") == CONTENT
     assert any(e.path == "later.txt" and e.kind == "refused" for e in b.store.errors("docs"))
-    b.close()

@@ -1,5 +1,6 @@
 """The network between device and hub: connections cut or stalled mid-transfer by a proxy,
-and TLS with sslmode=verify-full against a hub whose certificate a test CA signed."""
+and TLS with sslmode=verify-full against a hub whose certificate a test CA signed. A push whose
+reply is lost is replayed with encrypted folders too (sealing is deterministic: the same bytes)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import psycopg
 import pytest
 
 from tests.devices import Device, assert_converged
+from tests.fixtures.devices import both_ways, passphrase_for
+from tests.rogue import folder_sealer
 from tests.fixtures.hubs import TestHub
 from tests.pgserver import TcpPostgres
 from shoal.errors import HubUnreachable
@@ -32,9 +35,11 @@ def tcp_hub(tmp_path):
     pg.cleanup()
 
 
-def _count_changes(pg, path):
+def _count_changes(pg, path, sealer=None):
+    """Rows of `path` in the hub's changelog (found by its sealed path when `sealer` is given)."""
     with psycopg.connect(pg.admin_dsn("hub")) as conn:
-        return conn.execute("SELECT count(*) FROM shoal.changes WHERE path=%s", (path,)).fetchone()[0]
+        return conn.execute("SELECT count(*) FROM shoal.changes WHERE path=%s",
+                            (sealer.seal_path(path) if sealer else path,)).fetchone()[0]
 
 
 def test_connection_cut_mid_download_resumes_and_converges(tmp_path, tcp_hub):
@@ -63,11 +68,12 @@ def test_connection_cut_mid_download_resumes_and_converges(tmp_path, tcp_hub):
         proxy.close()
 
 
-def test_reply_lost_after_the_hub_committed_a_push_is_replayed_once(tmp_path, tcp_hub):
+@both_ways
+def test_reply_lost_after_the_hub_committed_a_push_is_replayed_once(tmp_path, tcp_hub, encryption):
     proxy = Proxy(("127.0.0.1", tcp_hub.port))
     try:
-        a = Device(tmp_path, "alpha", tcp_hub.hub, port=proxy.port)
-        b = Device(tmp_path, "beta", tcp_hub.hub)
+        a = Device(tmp_path, "alpha", tcp_hub.hub, port=proxy.port, passphrase=passphrase_for(encryption))
+        b = Device(tmp_path, "beta", tcp_hub.hub, passphrase=passphrase_for(encryption))
         for i in range(300):
             a.write(f"many/f{i:03}.txt", f"file {i}")
         # The hub commits the push, then the network drops its reply: the device cannot know.
@@ -89,7 +95,10 @@ def test_reply_lost_after_the_hub_committed_a_push_is_replayed_once(tmp_path, tc
         assert not [p for p in heads if ".sync-conflict-" in p] and not a.store.conflicts()
         with psycopg.connect(tcp_hub.admin_dsn("hub")) as conn:
             assert conn.execute("SELECT count(*) FROM shoal.changes").fetchone()[0] == 301
-        assert all(_count_changes(tcp_hub, f"many/f{i:03}.txt") == 1 for i in range(0, 300, 37) if i != 7)
+            sealed = conn.execute("SELECT DISTINCT sealed IS NOT NULL FROM shoal.changes").fetchall()
+        assert sealed == [(encryption == "sealed",)]
+        sealer = folder_sealer(b) if encryption == "sealed" else None
+        assert all(_count_changes(tcp_hub, f"many/f{i:03}.txt", sealer) == 1 for i in range(0, 300, 37) if i != 7)
     finally:
         proxy.close()
 

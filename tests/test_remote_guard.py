@@ -1,6 +1,7 @@
 """The mass-delete guard on pulled changes (issue 9, item 10): a device that pushes deletions of
 most of a folder's files (or empties them) does not get them applied on other devices until
-their users confirm with `shoal sync --now --allow-mass-delete`."""
+their users confirm with `shoal sync --now --allow-mass-delete`. The guard weighs the opened rows
+of an encrypted folder: the tests of renames, pages and emptied files run both ways (`both_ways`)."""
 
 from __future__ import annotations
 
@@ -11,23 +12,16 @@ import yaml
 
 from tests.daemons import shoal
 from tests.devices import Device, assert_converged, sync_all
+from tests.fixtures.devices import both_ways
 from shoal.sync import engine
 
 N = 30
 
 
 @pytest.fixture
-def devices(tmp_path, hub_url):
-    made: list[Device] = []
-
-    def make(name: str, **kw) -> Device:
-        d = Device(tmp_path, name, hub_url, **kw)
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        d.close()
+def devices(make_device):
+    """devices(name, **kw): a Device of the test's hub (encrypted when `encryption` is "sealed")."""
+    return make_device
 
 
 def _fill(d: Device, n: int = N) -> None:
@@ -83,6 +77,7 @@ def test_cli_remote_mass_delete_pauses_until_confirmed(tmp_path, hub_url):
     rogue.close()
 
 
+@both_ways
 def test_deletions_spread_over_pages_are_counted_together(devices, monkeypatch):
     a, b = devices("alpha"), devices("beta")
     _fill(a)
@@ -103,6 +98,7 @@ def test_deletions_spread_over_pages_are_counted_together(devices, monkeypatch):
     assert_converged([a, b])
 
 
+@both_ways
 def test_mass_replacement_with_empty_files_is_guarded(devices):
     a, b = devices("alpha"), devices("beta")
     _fill(a)
@@ -131,6 +127,7 @@ def test_deletions_under_the_threshold_apply(devices):
     assert_converged([a, b])
 
 
+@both_ways
 def test_a_renamed_directory_is_not_a_mass_delete(devices):
     """A rename sends a deletion per file, but each content reappears at its new path."""
     a, b = devices("alpha"), devices("beta")

@@ -1,7 +1,11 @@
 """Faults and safety rails at the device level, through the engine and a real PostgreSQL hub:
 rogue paths, corrupt blocks, interrupted transfers, a restarted or re-created hub, the
 newest-wins policy, send-only and receive-only folders, the mass-delete and marker guards,
-and random edit/sync schedules on three devices that must converge without losing a version."""
+and random edit/sync schedules on three devices that must converge without losing a version.
+
+Most run with plain and with end-to-end encrypted folders (`both_ways`): then the rogue device
+seals its hostile rows with the folder's key (tests.rogue), corrupt and missing blocks are the
+sealed ones, and the hub's rows are found by their sealed path or content id."""
 
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ from hypothesis import strategies as st
 from psycopg.conninfo import make_conninfo
 
 from tests.devices import Device, assert_converged, sync_all
+from tests.fixtures.devices import TEST_PASSPHRASE, both_ways, passphrase_for
+from tests.rogue import Rogue, folder_sealer
 from shoal.core.blocks import block_ranges
 from shoal.errors import HubError, HubUnreachable
 from shoal.sync import transfer
@@ -42,6 +48,16 @@ def _owner(url: str) -> psycopg.Connection:
     return conn
 
 
+def _sealer(d: Device):
+    """The sealer of d's folder, None if it is not encrypted."""
+    return folder_sealer(d) if d.config.folders[0].encrypted else None
+
+
+def _hub_block(sealer, data: bytes) -> str:
+    """The hub's name of a block: its SHA-256, or (sealed) the SHA-256 of the sealed block."""
+    return sealer.seal_block(data)[0] if sealer else _sha(data)
+
+
 def _trash_shas(d: Device) -> set[str]:
     t = d.root / ".shoal" / "trash"
     return {_sha(p.read_bytes()) for p in t.rglob("*") if p.is_file() and not p.is_symlink()} if t.exists() else set()
@@ -53,22 +69,15 @@ def _trash_contents(d: Device) -> list[bytes]:
 
 
 @pytest.fixture
-def devices(tmp_path, hub):
-    made: list[Device] = []
-
-    def make(name: str, **kw) -> Device:
-        d = Device(tmp_path, name, hub, **kw)
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        d.close()
+def devices(make_device):
+    """devices(name, **kw): a Device of the test's hub (encrypted when `encryption` is "sealed")."""
+    return make_device
 
 
 # -- rogue paths -------------------------------------------------------------------------------
 
 
+@both_ways
 def test_rogue_paths_are_refused_and_the_good_files_arrive(tmp_path, hub_url, devices):
     b = devices("beta")
     canary = tmp_path / "canary"
@@ -77,9 +86,9 @@ def test_rogue_paths_are_refused_and_the_good_files_arrive(tmp_path, hub_url, de
     (b.root / "link").symlink_to(canary, target_is_directory=True)
     b.sync()
 
-    rogue = open_hub(hub_url, None, str(uuid.uuid4()), str(uuid.uuid4()))
+    rogue = Rogue(open_hub(hub_url, None, str(uuid.uuid4()), str(uuid.uuid4()))).knows_key_of(b)
     payload = b"written by a rogue device"
-    rogue.register("rogue")
+    rogue.hub.register("rogue")
     rogue.put_small_contents([(_sha(payload), payload)], BLOCK)
     # b.root is tmp/beta/folder: these would land in tmp/canary if followed.
     bad = [
@@ -98,6 +107,9 @@ def test_rogue_paths_are_refused_and_the_good_files_arrive(tmp_path, hub_url, de
         "con",
         "link/through-symlink.txt",
     ]
+    if rogue.sealed:
+        # The hub only sees the sealed path: it takes a NUL byte the device must refuse.
+        bad.append("nul\x00.txt")
     good = {"good.txt": b"good one", "sub/dir/good2.txt": b"good two"}
     rogue.put_small_contents([(_sha(v), v) for v in good.values()], BLOCK)
     rows = []
@@ -110,9 +122,10 @@ def test_rogue_paths_are_refused_and_the_good_files_arrive(tmp_path, hub_url, de
     rows.append({**rows[0], "seq": len(rows) + 1, "path": "zz-last.txt"})
     good["zz-last.txt"] = good["good.txt"]
     assert {r.status for r in rogue.push(FOLDER, rows)} == {"accepted"}
-    # A NUL byte cannot even be stored by the hub (text and jsonb refuse it).
-    with pytest.raises(HubError):
-        rogue.push(FOLDER, [{**rows[0], "seq": 999, "path": "nul\x00.txt"}])
+    if not rogue.sealed:
+        # A NUL byte cannot even be stored by the hub (text and jsonb refuse it).
+        with pytest.raises(HubError):
+            rogue.push(FOLDER, [{**rows[0], "seq": 999, "path": "nul\x00.txt"}])
     rogue.close()
 
     report = b.sync()
@@ -135,6 +148,7 @@ def test_rogue_paths_are_refused_and_the_good_files_arrive(tmp_path, hub_url, de
 # -- corrupt and interrupted transfers ---------------------------------------------------------------
 
 
+@both_ways
 def test_corrupt_block_never_reaches_the_folder_and_is_fetched_again(hub_url, devices, monkeypatch):
     a, b = devices("alpha"), devices("beta")
     big = os.urandom(600 * 1024)
@@ -142,7 +156,8 @@ def test_corrupt_block_never_reaches_the_folder_and_is_fetched_again(hub_url, de
     a.write("small.txt", "small file")
     a.write("sub/other.txt", "another")
     a.sync()
-    blocks = [_sha(big[o:o + n]) for o, n in block_ranges(len(big))]
+    sealer = _sealer(a)
+    blocks = [_hub_block(sealer, big[o:o + n]) for o, n in block_ranges(len(big))]
     assert len(blocks) == 5
     victim = blocks[2]
     with _owner(hub_url) as conn:
@@ -178,7 +193,7 @@ def test_block_corrupted_in_transit_is_fetched_again_in_the_same_cycle(devices, 
     big = os.urandom(600 * 1024)
     a.write("big.bin", big)
     a.sync()
-    victim = _sha(big[BLOCK:2 * BLOCK])
+    victim = _hub_block(_sealer(a), big[BLOCK:2 * BLOCK])
     real_get_blocks = Hub.get_blocks
     damaged: list[str] = []
 
@@ -196,6 +211,7 @@ def test_block_corrupted_in_transit_is_fetched_again_in_the_same_cycle(devices, 
     assert report.folders[0].failed == 0 and not b.store.errors(FOLDER)
 
 
+@both_ways
 def test_interrupted_download_resumes(hub_url, devices, monkeypatch):
     monkeypatch.setattr(transfer, "GROUP_BYTES", 512 * 1024)  # several round trips for one file
     a, b = devices("alpha"), devices("beta")
@@ -204,7 +220,7 @@ def test_interrupted_download_resumes(hub_url, devices, monkeypatch):
     a.sync()
 
     real_get_blocks = Hub.get_blocks
-    calls = {"n": 0}
+    calls = {"n": 0, "bytes": 0}
 
     def failing_get_blocks(self, shas):
         got = real_get_blocks(self, shas)
@@ -212,6 +228,7 @@ def test_interrupted_download_resumes(hub_url, devices, monkeypatch):
             calls["n"] += 1
             if calls["n"] > 1:
                 raise HubUnreachable("hub unreachable: cut by the test")
+            calls["bytes"] += sum(len(v) for v in got.values())
         return got
 
     monkeypatch.setattr(Hub, "get_blocks", failing_get_blocks)
@@ -231,18 +248,23 @@ def test_interrupted_download_resumes(hub_url, devices, monkeypatch):
     monkeypatch.setattr(Hub, "get_blocks", counting_get_blocks)
     b.sync()
     assert b.read("big.bin") == big
-    assert 0 < fetched["bytes"] < len(big), "the download started over"
-    assert fetched["bytes"] == len(big) - 512 * 1024  # exactly the blocks the first attempt lacked
+    with _owner(hub_url) as conn:  # what the hub stores of it (sealed blocks are a little longer)
+        [(stored,)] = conn.execute("SELECT sum(octet_length(data)) FROM shoal.blocks").fetchall()
+    assert 0 < fetched["bytes"] < stored, "the download started over"
+    # exactly the blocks the first attempt lacked: all but its first group (4 of the 24 blocks)
+    assert calls["bytes"] * 6 == stored and fetched["bytes"] == stored - calls["bytes"]
     assert not part.exists()
     assert_converged([a, b])
 
 
+@both_ways
 def test_interrupted_upload_resumes_without_resending_blocks(hub_url, devices, monkeypatch):
     monkeypatch.setattr(transfer, "GROUP_BYTES", 512 * 1024)
     a, b = devices("alpha"), devices("beta")
     big = os.urandom(3 * 1024 * 1024)
     a.write("big.bin", big)
-    all_blocks = {_sha(big[o:o + n]) for o, n in block_ranges(len(big))}
+    sealer = _sealer(a)  # (sealed: the folder's key is made on the hub here, before any sync)
+    all_blocks = {_hub_block(sealer, big[o:o + n]) for o, n in block_ranges(len(big))}
 
     real_put_blocks = Hub.put_blocks
     first: list[str] = []
@@ -278,6 +300,7 @@ def test_interrupted_upload_resumes_without_resending_blocks(hub_url, devices, m
     assert_converged([a, b])
 
 
+@both_ways
 def test_every_replaced_version_is_kept_in_the_trash(devices):
     """Remote changes replacing one path several times within one second each keep the version
     they replace (the trash name has a one-second stamp: two of them must not collide)."""
@@ -302,7 +325,9 @@ def test_every_replaced_version_is_kept_in_the_trash(devices):
 # -- the hub restarted ----------------------------------------------------------------------------------
 
 
-def test_hub_restarted_between_cycles(tmp_path):
+def test_hub_restarted_between_cycles(tmp_path, encryption):
+    """The hub's server stops and starts again: an edit waits in the outbox and arrives once.
+    (Plain only in the suite: its sealed run is test_daemon_e2e's hub-down test, with daemons.)"""
     from tests.fixtures.hubs import TestHub
     from tests.pgserver import TcpPostgres
 
@@ -312,7 +337,8 @@ def test_hub_restarted_between_cycles(tmp_path):
         hub.init()
         url = hub.owner_url  # the owner, for looking at the hub's tables
         quick = {"connect_timeout": "3"}
-        a, b = Device(tmp_path, "alpha", hub, url_params=quick), Device(tmp_path, "beta", hub, url_params=quick)
+        kw = {"url_params": quick, "passphrase": passphrase_for(encryption)}
+        a, b = Device(tmp_path, "alpha", hub, **kw), Device(tmp_path, "beta", hub, **kw)
         try:
             a.write("doc.txt", "before the restart")
             a.write("keep.txt", "unchanged")
@@ -332,9 +358,12 @@ def test_hub_restarted_between_cycles(tmp_path):
             sync_all([a, b])
             assert_converged([a, b])
             assert b.read("doc.txt") == b"edited while the hub was down"
+            sealer = _sealer(a)
+            hub_path, hub_sha = (sealer.seal_path, sealer.content_id) if sealer else (str, str)
             with _owner(url) as conn:
-                rows = conn.execute("SELECT sha256 FROM shoal.changes WHERE path = 'doc.txt' ORDER BY id").fetchall()
-            assert rows == [(_sha(b"before the restart"),), (_sha(b"edited while the hub was down"),)]
+                rows = conn.execute("SELECT sha256 FROM shoal.changes WHERE path = %s ORDER BY id",
+                                    (hub_path("doc.txt"),)).fetchall()
+            assert rows == [(hub_sha(_sha(b"before the restart")),), (hub_sha(_sha(b"edited while the hub was down")),)]
         finally:
             a.close()
             b.close()
@@ -345,7 +374,7 @@ def test_hub_restarted_between_cycles(tmp_path):
 # -- policies and modes -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("newer", ["alpha", "beta"])
+@pytest.mark.parametrize("newer,encryption", [("alpha", "plain"), ("beta", "plain"), ("beta", "sealed")])
 def test_newest_wins_trashes_the_older_version_without_a_conflict_copy(devices, newer):
     a = devices("alpha", conflict="newest-wins")
     b = devices("beta", conflict="newest-wins")
@@ -388,11 +417,7 @@ def test_send_only_and_receive_only(devices):
     sync_all([n, s, r])
     assert s.read("from-sender.txt") == b"s1", "a send-only folder applied a remote change"
     assert n.read("from-normal.txt") == b"n1", "a receive-only folder pushed a local edit"
-    hub = n.hub()
-    try:
-        heads = {h.path: h.sha256 for h in hub.heads(FOLDER) if not h.deleted}
-    finally:
-        hub.close()
+    heads = {h.path: h.sha256 for h in n.heads() if not h.deleted}  # (opened, if sealed)
     assert heads == {"from-sender.txt": _sha(b"edited on normal"), "from-normal.txt": _sha(b"n1")}
     assert s.store.pending_count(FOLDER) == 0 and r.store.pending_count(FOLDER) == 0
 
@@ -400,6 +425,10 @@ def test_send_only_and_receive_only(devices):
 # -- hub identity ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("encryption", ["plain", pytest.param("sealed", marks=pytest.mark.xfail(
+    strict=True, reason="src bug: SyncEngine._check_hub_identity resets the store (and the key pin) but keeps "
+    "the old hub's FolderSealer in SyncEngine._sealers, so the folder's key is never put on the new hub and "
+    "every push is refused ('folder docs is not encrypted on the hub') until the process restarts"))])
 def test_new_hub_identity_deletes_nothing_and_the_new_hub_gets_everything(make_hub, devices):
     a, b = devices("alpha"), devices("beta")
     a.write("a1.txt", "from alpha")
@@ -469,11 +498,7 @@ def test_missing_marker_pauses_and_deletes_nothing(devices):
     assert report.folders[0].paused and "marker" in report.folders[0].paused
     b.sync()
     assert len(b.files()) == 5, "a folder without its marker sent deletions"
-    hub = b.hub()
-    try:
-        assert not any(h.deleted for h in hub.heads(FOLDER))
-    finally:
-        hub.close()
+    assert not any(h.deleted for h in b.heads())
     assert a.sync().folders[0].paused
     assert not (a.root / ".shoal" / "folder-id").exists(), "the marker was silently recreated"
 
@@ -505,16 +530,31 @@ def _check_nothing_lost(ds: list[Device], protected: set[str]) -> None:
     assert not lost, f"versions lost: {sorted(x[:12] for x in lost)}"
 
 
+#: One path replaced on beta by three remote versions in quick succession.
+QUICK_SUCCESSION = [("write", 0, 0, 1), ("sync", 0), ("sync", 1), ("write", 0, 0, 2), ("sync", 0), ("sync", 1),
+                    ("write", 0, 0, 3), ("sync", 0), ("sync", 1)]
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@example(  # one path replaced on beta by three remote versions in quick succession
-    schedule=[("write", 0, 0, 1), ("sync", 0), ("sync", 1), ("write", 0, 0, 2), ("sync", 0), ("sync", 1),
-              ("write", 0, 0, 3), ("sync", 0), ("sync", 1)],
-    conflict="keep-both")
+@example(schedule=QUICK_SUCCESSION, conflict="keep-both")
 @given(schedule=ops, conflict=st.sampled_from(["keep-both", "newest-wins"]))
 def test_random_schedules_converge_without_losing_a_version(pg_dsn, schedule, conflict):
     """A version is protected once it was on a device's disk when that device synced. It may
     leave every disk only by a user's own delete or overwrite; otherwise it must stay at some
     path or in some trash, and after everyone synced, at a path on every device or in a trash."""
+    _random_schedule(pg_dsn, schedule, conflict, None)
+
+
+@pytest.mark.slow
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(schedule=QUICK_SUCCESSION, conflict="keep-both")
+@given(schedule=ops, conflict=st.sampled_from(["keep-both", "newest-wins"]))
+def test_random_schedules_converge_without_losing_a_version_sealed(pg_dsn, schedule, conflict):
+    """The same with encrypted folders: fewer examples (each also unwraps three folder keys)."""
+    _random_schedule(pg_dsn, schedule, conflict, TEST_PASSPHRASE)
+
+
+def _random_schedule(pg_dsn, schedule, conflict, passphrase: str | None) -> None:
     name = "prop_" + uuid.uuid4().hex[:12]
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -527,7 +567,7 @@ def test_random_schedules_converge_without_losing_a_version(pg_dsn, schedule, co
         c.close()
         # The owner's login on purpose: this is about convergence, and a login per device per
         # example (`shoal hub add-device` x 3 x 15) would cost half a minute.
-        ds = [Device(base, n, url, owner=True, conflict=conflict) for n in NAMES]
+        ds = [Device(base, n, url, owner=True, conflict=conflict, passphrase=passphrase) for n in NAMES]
         protected: set[str] = set()
         for op in schedule:
             kind, d = op[0], ds[op[1]]
@@ -575,9 +615,11 @@ def _long_path() -> str:
     return path
 
 
-def test_a_long_path_never_blocks_the_folder(tmp_path, hub_url):
+@both_ways
+def test_a_long_path_never_blocks_the_folder(tmp_path, hub_url, make_device, encryption):
     """`shoal sync --now` pushes the normal files and reports the long one (or syncs it, on a hub
-    whose index holds it); another device gets every normal file either way."""
+    whose index holds it); another device gets every normal file either way. (Sealed, the hub
+    sees a sealed path a third longer: over its 4096 bytes, refused.)"""
     import json
 
     import yaml
@@ -586,9 +628,14 @@ def test_a_long_path_never_blocks_the_folder(tmp_path, hub_url):
 
     docs = tmp_path / "alpha-docs"
     cfg = tmp_path / "alpha.yaml"
+    folder = {"id": "docs", "path": str(docs)}
+    if encryption == "sealed":
+        (tmp_path / "alpha-passphrase").write_text(TEST_PASSPHRASE + "\n")
+        (tmp_path / "alpha-passphrase").chmod(0o600)
+        folder["encryption"] = {"passphrase_file": str(tmp_path / "alpha-passphrase")}
     cfg.write_text(yaml.safe_dump({
         "device": {"name": "alpha"}, "state_dir": str(tmp_path / "alpha-state"), "hub": {"url": str(hub_url)},
-        "folders": [{"id": "docs", "path": str(docs)}]}))
+        "folders": [folder]}))
     long = _long_path()
     (docs / long).parent.mkdir(parents=True)
     (docs / long).write_text("a file deep down")
@@ -601,7 +648,8 @@ def test_a_long_path_never_blocks_the_folder(tmp_path, hub_url):
     status = json.loads(shoal(cfg, "status", "--json", check=True).stdout)
     [folder] = status["folders"]
     refused = [e for e in folder["errors"] if e["path"] == long]
-    b = Device(tmp_path, "beta", hub_url)
+    assert refused or encryption == "plain", "a sealed path of 3.4 KB (4.5 KB on the hub) was taken"
+    b = make_device("beta", hub_url)
     b.sync()
     got = b.files()
     for p, text in normal.items():
@@ -621,13 +669,12 @@ def test_a_long_path_never_blocks_the_folder(tmp_path, hub_url):
     assert shoal(cfg, "sync", "--now").returncode == 0
     b.sync()
     assert b.read("after.txt") == b"later"
-    b.close()
 
 
 POISON_SQL = """
 CREATE FUNCTION public.poison_rows() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.path LIKE '%poison%' THEN
+    IF NEW.path LIKE '%poison%' OR NEW.path = ANY({sealed}) THEN
         RAISE EXCEPTION 'refused by the test: %', NEW.path USING ERRCODE = '{code}';
     END IF;
     RETURN NEW;
@@ -636,9 +683,17 @@ CREATE TRIGGER poison_rows BEFORE INSERT ON shoal.changes FOR EACH ROW EXECUTE F
 """
 
 
-def _poison(url: str, code: str = "54000") -> None:
+def _poison(url: str, code: str = "54000", sealed_paths: list[str] = ()) -> None:
+    """Make the hub refuse rows whose path has "poison" in it, or (sealed) is one of `sealed_paths`."""
+    array = "ARRAY[" + ", ".join(f"'{p}'" for p in sealed_paths) + "]::text[]"  # base64url: no quotes
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(POISON_SQL.format(code=code))
+        conn.execute(POISON_SQL.format(code=code, sealed=array))
+
+
+def _sealed_paths(d: Device, paths) -> list[str]:
+    """The hub's keys of `paths` in d's folder, if it is encrypted (registers it, makes the key)."""
+    sealer = _sealer(d)
+    return [sealer.seal_path(p) for p in paths] if sealer else []
 
 
 def _cure(url: str) -> None:
@@ -647,6 +702,7 @@ def _cure(url: str) -> None:
         conn.execute("DROP FUNCTION public.poison_rows()")
 
 
+@both_ways
 def test_refused_rows_are_found_by_bisecting_and_the_rest_is_pushed(hub_url, devices, monkeypatch):
     import shoal.sync.engine as engine_mod
 
@@ -656,7 +712,7 @@ def test_refused_rows_are_found_by_bisecting_and_the_rest_is_pushed(hub_url, dev
     names[5], names[6], names[17] = "d/poison-1.txt", "poison-2.txt", "x/poison-3.txt"
     for n in names:
         a.write(n, f"content of {n}")
-    _poison(hub_url)
+    _poison(hub_url, sealed_paths=_sealed_paths(a, [n for n in names if "poison" in n]))
     report = a.sync()
     assert report.ok, report.error
     fr = report.folders[0]
@@ -683,13 +739,14 @@ def test_refused_rows_are_found_by_bisecting_and_the_rest_is_pushed(hub_url, dev
     assert b.read("poison-2.txt") == b"edited"
 
 
+@both_ways
 def test_a_refusal_of_the_whole_space_leaves_rows_pending(hub_url, devices):
     """A quota (configuration limit) refuses every row alike: that is not one bad row, so nothing
     is marked refused; the rows wait and go once the hub takes them."""
     a = devices("alpha")
     for i in range(3):
         a.write(f"poison-{i}.txt", str(i))
-    _poison(hub_url, "53400")
+    _poison(hub_url, "53400", sealed_paths=_sealed_paths(a, [f"poison-{i}.txt" for i in range(3)]))
     with pytest.raises(HubError):
         a.sync()
     assert a.store.pending_count(FOLDER) == 3

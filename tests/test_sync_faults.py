@@ -425,10 +425,7 @@ def test_send_only_and_receive_only(devices):
 # -- hub identity ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("encryption", ["plain", pytest.param("sealed", marks=pytest.mark.xfail(
-    strict=True, reason="src bug: SyncEngine._check_hub_identity resets the store (and the key pin) but keeps "
-    "the old hub's FolderSealer in SyncEngine._sealers, so the folder's key is never put on the new hub and "
-    "every push is refused ('folder docs is not encrypted on the hub') until the process restarts"))])
+@both_ways  # sealed: the folder's key goes to the new hub too (an engine once kept the old hub's)
 def test_new_hub_identity_deletes_nothing_and_the_new_hub_gets_everything(make_hub, devices):
     a, b = devices("alpha"), devices("beta")
     a.write("a1.txt", "from alpha")

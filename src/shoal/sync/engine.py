@@ -224,6 +224,10 @@ class SyncEngine:
                         known, hub_id)
             for row in self.store.folders():
                 self.store.reset_for_new_hub(row.id, int(self.clock()))
+            # What this engine knew of the old hub's folders (keys, plaintext history) is void:
+            # an encrypted folder's key goes to the new hub like its files.
+            self._sealers.clear()
+            self._plain_folders.clear()
         self.store.set_meta("hub_id", hub_id)
         return known is not None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import stat
 import time
@@ -462,13 +461,10 @@ class Store:
             self.conn.executemany(
                 "INSERT INTO sealed_paths(folder_id, path, version) VALUES (?, ?, ?) ON CONFLICT DO UPDATE"
                 " SET version = max(version, excluded.version)", [(folder_id, r[4], r[3]) for r in rows])
-            if not rows:
-                return []
-            keys = json.dumps([[i, dev, inc, seq, version] for i, (dev, inc, seq, version, _) in enumerate(rows)])
-            return sorted(i for (i,) in self.conn.execute(
-                "SELECT j.value ->> 0 FROM json_each(?) AS j JOIN sealed_rows s ON s.folder_id = ?"
-                " AND s.device_id = j.value ->> 1 AND s.incarnation = j.value ->> 2 AND s.seq = j.value ->> 3"
-                " WHERE s.version <> j.value ->> 4", (keys, folder_id)))
+            return [i for i, (dev, inc, seq, version, _path) in enumerate(rows)
+                    if self.conn.execute("SELECT version FROM sealed_rows WHERE folder_id=? AND device_id=?"
+                                         " AND incarnation=? AND seq=?",
+                                         (folder_id, dev, inc, seq)).fetchone()[0] != version]
 
     def read_version(self, folder_id: str, path: str) -> int | None:
         """The newest version of `path` read from the hub's changelog (encrypted folders)."""

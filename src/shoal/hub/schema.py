@@ -108,7 +108,17 @@ def _apply_api(conn: psycopg.Connection, *, force: bool) -> bool:
 # directly could learn another space's channel (channel_of) or act outside shoal.enter.
 INTERNAL_FUNCTIONS = ("shoal.enter(uuid)", "shoal.refuse_open_transaction()", "shoal.is_foreign_device_login()", "shoal.channel_of(text)",
                       "shoal.store_blocks(text, text[], bytea[])", "shoal.add_usage(text, bigint, bigint)", "shoal.check_hashes(text[])",
-                      "shoal.reap_device_sessions(interval, interval)")
+                      "shoal.reap_device_sessions(interval, interval)",
+                      # Garbage collection and statistics (gc.sql): the hub owner's, across spaces.
+                      "shoal.gc_spaces()", "shoal.gc_folders(text)", "shoal.gc_begin()",
+                      "shoal.gc_plan_folder(text, text, timestamptz, boolean)",
+                      "shoal.gc_collect_changes(text, text, bigint, integer)",
+                      "shoal.gc_plan_contents(text, timestamptz, boolean)", "shoal.gc_contents(text, bigint, integer)",
+                      "shoal.gc_plan_block_spaces(text, timestamptz, boolean)",
+                      "shoal.gc_block_spaces(text, bigint, integer)", "shoal.gc_repair_block_spaces(text)",
+                      "shoal.gc_open_transactions()", "shoal.gc_still_open(text[])", "shoal.gc_plan_orphans()",
+                      "shoal.gc_orphan_blocks(bigint, integer, bigint)",
+                      "shoal.stats_folders(text)", "shoal.stats_space(text)", "shoal.stats_hub()")
 # Built-in functions a device login must not call in the hub's database: advisory locks (hub-wide,
 # guessable keys; taking thousands exhausts the lock table) and large objects (storage outside
 # any quota). Function privileges are per database, so this touches nothing else on the server.

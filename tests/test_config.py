@@ -221,7 +221,7 @@ INVALID = [
     ("devise:\n  name: x\n", ["config.yaml:1: devise: unknown key (allowed: device, state_dir, hub, folders, sync, log)"]),
     (
         "device:\n  name: x\nhub:\n  ulr: embedded\n",
-        ["config.yaml:4: hub.ulr: unknown key (allowed: url, password_env, password_file, serve)"],
+        ["config.yaml:4: hub.ulr: unknown key (allowed: url, password_env, password_file, serve, keep_versions)"],
     ),
     (
         "folders:\n  - id: a\n    path: /a\n  - id: b\n    path: /b\n    pth: /c\n",
@@ -247,7 +247,7 @@ INVALID = [
     ("- a\n- b\n", ["config.yaml:1: top level: must be a mapping (keys: device, state_dir, hub, folders, sync, log)"]),
     ("just text\n", ["config.yaml:1: top level: must be a mapping (keys: device, state_dir, hub, folders, sync, log)"]),
     ("device: pixel\n", ["config.yaml:1: device: must be a mapping (keys: name)"]),
-    ("hub: postgresql://h/db\n", ["config.yaml:1: hub: must be a mapping (keys: url, password_env, password_file, serve)"]),
+    ("hub: postgresql://h/db\n", ["config.yaml:1: hub: must be a mapping (keys: url, password_env, password_file, serve, keep_versions)"]),
     ("folders:\n  id: a\n  path: /a\n", ["config.yaml:1: folders: must be a list of folders (mappings with id and path)"]),
     ("folders: photos\n", ["config.yaml:1: folders: must be a list of folders (mappings with id and path)"]),
     ("folders:\n  - /a\n", ["config.yaml:2: folders[0]: must be a mapping (keys: id, path, mode, ignore, encryption)"]),
@@ -477,7 +477,7 @@ def test_config_example_loads_and_documents_every_key():
     for key in (
         "device", "name", "state_dir", "hub", "url", "password_env", "password_file", "folders",
         "id", "path", "mode", "ignore", "sync", "interval", "debounce", "conflict", "trash_days",
-        "log", "level", "serve", "listen", "encryption", "passphrase_file",
+        "log", "level", "serve", "listen", "encryption", "passphrase_file", "keep_versions",
     ):  # fmt: skip
         lines = [line for line in text.splitlines() if re.match(rf"\s*#?\s*(- )?{key}:", line)]
         assert lines, f"config.example.yaml does not document {key}"

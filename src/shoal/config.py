@@ -50,6 +50,7 @@ class HubConfig:
     password_file: Path | None = None
     url_line: int | None = field(default=None, compare=False)  # where the file set hub.url
     serve_listen: str | None = None  # hub.serve.listen, HOST:PORT (valid: parse_listen)
+    keep_versions: float = 30 * 86400.0  # seconds; the daily GC of an embedded hub keeps versions this long
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,7 @@ class _Reader:
             config_path,
             self.device(top.subsection("device", ("name",))),
             state_dir,
-            self.hub(top.subsection("hub", ("url", "password_env", "password_file", "serve"))),
+            self.hub(top.subsection("hub", ("url", "password_env", "password_file", "serve", "keep_versions"))),
             self.folders(top, state_dir),
             self.sync(top.subsection("sync", ("interval", "debounce", "conflict", "trash_days"))),
             LogConfig(level=top.subsection("log", ("level",)).choice("level", LOG_LEVELS, "info")),
@@ -312,8 +313,9 @@ class _Reader:
                 serve.check("listen", False, "only the device whose daemon owns the embedded hub serves it: "
                                              "set it only with hub.url: embedded")
                 listen = None
+        keep_versions = hub.duration("keep_versions", HubConfig.keep_versions, allow_zero=False)
         return HubConfig(url=url, password_env=password_env, password_file=password_file, url_line=url_line,
-                         serve_listen=listen)
+                         serve_listen=listen, keep_versions=keep_versions)
 
     def folders(self, top: _Section, state_dir: Path) -> tuple[FolderConfig, ...]:
         if not top.has("folders"):

@@ -19,6 +19,7 @@ from shoal.localstore import Store
 from shoal.config import Config, load_config
 from shoal.core.backoff import backoff_delay
 from shoal.core.debounce import Debouncer
+from shoal.core.durations import format_duration
 from shoal.daemon.control import ControlServer, socket_path
 from shoal.daemon.watcher import FolderWatcher
 from shoal.errors import AlreadyRunning, ConfigError, FolderPaused, HubUnreachable, ShoalError
@@ -32,6 +33,8 @@ DEVICE_SESSION_LIMITS = ("60 seconds", "5 minutes")  # idle in a transaction, on
 LOCK_NAME = "daemon.lock"
 CONFIG_POLL = 1.0
 BACKOFF_CAP = 300.0
+GC_FIRST = 60.0  # the daemon that owns an embedded hub collects its garbage this long after start,
+GC_INTERVAL = 86400.0  # then daily (an hour after a failure)
 
 
 class Cancelled(BaseException):
@@ -154,6 +157,8 @@ class Daemon:
         self.listener.start()
         if self.config.hub.url == "embedded" and self.config.hub.serve_listen:
             threading.Thread(target=self._serve_hub, name="shoal-serve", daemon=True).start()
+        if self.config.hub.url == "embedded":
+            threading.Thread(target=self._collect_garbage, name="shoal-gc", daemon=True).start()
         log.info("shoal daemon running (pid %d), %d folders, watcher: %s",
                  os.getpid(), len(self.config.folders), self.watcher.state)
         try:
@@ -289,6 +294,27 @@ class Daemon:
                     conn.close()
                 except Exception:
                     pass
+
+    def _collect_garbage(self) -> None:
+        """`shoal hub gc --keep hub.keep_versions` on the embedded hub this daemon owns, in its own
+        connection and thread: its batches are short transactions, so syncing goes on meanwhile."""
+        from shoal.hub.client import connect
+        from shoal.hub.gc import collect_garbage
+
+        delay = GC_FIRST
+        while not self.stopping.wait(delay):
+            delay = GC_INTERVAL
+            try:
+                conn = connect(self.device.hub_url(), self._password())
+                try:
+                    report = collect_garbage(conn, keep=self.config.hub.keep_versions,
+                                             should_stop=self.stopping.is_set)
+                finally:
+                    conn.close()
+                log.info("hub gc (keep %s): %s", format_duration(self.config.hub.keep_versions), report.summary())
+            except Exception as e:  # noqa: BLE001 - reported; tried again in an hour
+                log.warning("hub gc failed: %s", e)
+                delay = 3600.0
 
     def _serve_hub(self) -> None:
         """Serve the embedded hub on hub.serve.listen through the TLS front (hub/front.py),

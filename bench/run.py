@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 if not __package__:  # run as `python bench/run.py`: import the package from the repository root, as -m does
     sys.path[0] = str(REPO)
 
-from bench import (encryption, front_pull, idle_cpu, index_large, latency, latency_big, latency_tls,  # noqa: E402
+from bench import (encryption, front_pull, gc, idle_cpu, index_large, latency, latency_big, latency_tls,  # noqa: E402
                    peak_rss, push_100k, rescan_100k, sync_100k)
 from bench.report import RESULTS_DIR, Row, log, print_table  # noqa: E402
 from bench.scale import FULL, QUICK  # noqa: E402
@@ -50,6 +50,7 @@ BENCHMARKS = {
     "front_pull": front_pull.measure,  # issue 10: the served hub's TLS front vs the Unix socket
     "latency_tls": latency_tls.measure,  # issue 10: latency with B joined through the TLS front
     "encryption": encryption.measure,  # issue 11: first sync of an encrypted folder vs a plain one
+    "gc": gc.measure,  # issue 12: `shoal hub gc` on a hub of 1,000,000 changes
 }
 
 

@@ -229,3 +229,43 @@ def test_a_failed_sync_reaches_the_other_devices(tmp_path, hub):
     finally:
         laptop.close()
         phone.close()
+
+
+def test_a_device_away_longer_than_the_hub_keeps_history_resyncs_from_the_heads(tmp_path, hub, encryption):
+    """A device offline across a garbage collection that removed changes it had not pulled
+    resyncs from the current heads: a deletion it missed is applied (to its trash), its
+    local-only file is kept and pushed, nothing deleted comes back; its status says so."""
+    import psycopg
+
+    from shoal.app import status_report
+    from shoal.hub.gc import collect_garbage
+
+    passphrase = TEST_PASSPHRASE if encryption == "sealed" else None
+    laptop, phone, old = (Device(tmp_path, n, hub, passphrase=passphrase) for n in ("laptop", "phone", "old"))
+    devices = [laptop, phone, old]
+    try:
+        laptop.write("gone.txt", "deleted while the old phone was away")
+        laptop.write("kept.txt", "v1")
+        sync_all(devices)
+        old.write("local-only.txt", "made offline")  # not synced yet
+        (laptop.root / "gone.txt").unlink()
+        laptop.write("kept.txt", "v2")
+        sync_all([laptop, phone])
+        with psycopg.connect(hub.owner_url) as conn:
+            report = collect_garbage(conn, keep=0, grace=0)  # the old phone is not active: not waited for
+        assert report.tombstones >= 1 and report.changes >= 2  # gone.txt's versions, kept.txt's v1
+        old.sync()
+        assert not (old.root / "gone.txt").exists() and any(t.startswith("gone") for t in old.trash())
+        assert old.read("kept.txt") == b"v2" and old.read("local-only.txt") == b"made offline"
+        sync_all(devices)
+        heads = assert_converged(devices)
+        assert sorted(heads) == ["kept.txt", "local-only.txt"]
+        assert laptop.read("local-only.txt") == b"made offline"
+
+        class Dev:  # what status_report reads of a LocalDevice
+            config = old.config
+            store = old.store
+        assert status_report(Dev(), check_hub=False)["folders"][0]["resynced"]
+    finally:
+        for d in devices:
+            d.close()

@@ -77,7 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="confirm the deletions that paused a folder")
     c = cmd("status", "device, hub, daemon and per-folder state")
     json_option(c)
-    c = cmd("conflicts", "the conflicts recorded")
+    c = cmd("conflicts", "the conflicts recorded; `conflicts resolve PATH --keep mine|theirs|both` acts on one")
+    c.add_argument("action", nargs="?", choices=["resolve"], help="resolve: keep one version (or both)")
+    c.add_argument("path", nargs="?", metavar="PATH", help="resolve: the file or its conflict copy")
+    c.add_argument("--keep", choices=["mine", "theirs", "both"],
+                   help="resolve: this device's version, the other device's, or both (the copy stays)")
+    c.add_argument("--all", action="store_true", help="resolve: every conflict recorded")
+    c.add_argument("--folder", metavar="ID", help="resolve: only this folder's conflicts")
     json_option(c)
     c = cmd("log", "the versions of a file the hub keeps, or a folder's latest changes")
     c.add_argument("path", nargs="?", metavar="PATH", help="a file (in a folder, or relative to --folder)")
@@ -104,9 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = cmd("config", "configuration file tools")
     c.add_argument("action", choices=["check"], help="check: validate the config file")
     c = cmd("hub", "hub administration")
-    c.add_argument("action", choices=["init", "add-device", "revoke-device", "quota"],
+    c.add_argument("action", choices=["init", "add-device", "revoke-device", "quota", "gc", "stats"],
                    help="init: create or migrate the hub schema; add-device NAME: a hub login for "
-                        "a new device; revoke-device NAME: disable it; quota SPACE: set a space's quota")
+                        "a new device; revoke-device NAME: disable it; quota SPACE: set a space's quota; "
+                        "gc: remove old versions and what nothing references; stats: what the hub holds")
     c.add_argument("name", nargs="?", help="the device NAME (add-device, revoke-device) or SPACE (quota)")
     c.add_argument("--url", metavar="URL",
                    help="init: the hub to set up, as a URL (default: the config's hub)")
@@ -118,8 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--expires", metavar="DURATION", type=_duration,
                    help="add-device: how long the invite can be used, once (default: 24h)")
     c.add_argument("--qr", action="store_true", help="add-device: also draw the invite as a QR code")
+    c.add_argument("--keep", metavar="DURATION", type=_duration_or_zero,
+                   help="gc: keep versions replaced or deleted less than this long ago "
+                        "(default: the config's hub.keep_versions, else 30d); the current version of every "
+                        "file and what an active device has not pulled yet are always kept")
+    c.add_argument("--grace", metavar="DURATION", type=_duration_or_zero,
+                   help="gc: keep unreferenced contents and blocks younger than this: they may belong to a "
+                        "push in flight (default: 1h; 0s only when no device is pushing)")
+    c.add_argument("--dry-run", action="store_true", help="gc: count what would be removed, remove nothing")
     c.add_argument("--json", action="store_true",
-                   help='add-device: print {"invite": TOKEN, "expires": TIME, ...} as JSON')
+                   help='add-device: print {"invite": TOKEN, "expires": TIME, ...} as JSON; '
+                        "gc, stats: print the report as JSON")
     c = cmd("join", "set this device up from an invite (`shoal hub add-device` on the hub prints it)")
     c.add_argument("token", help="the invite: shoal1.…")
     c.add_argument("--folder", metavar="ID=PATH", action="append", default=[],
@@ -315,6 +331,9 @@ def _print_status(r: dict) -> None:
               f" last sync {last}; {f['conflicts']} conflicts")
         if f["paused"]:
             say(f"        PAUSED: {f['paused']}")
+        if f.get("resynced"):
+            say(f"        resynced from the hub's current files at {f['resynced']} (this device was away "
+                "longer than the hub keeps history)")
         for e in f["errors"][:10]:
             say(f"        error ({e['kind']}): {e['path']}: {e['message']}")
         if len(f["errors"]) > 10:
@@ -322,6 +341,10 @@ def _print_status(r: dict) -> None:
 
 
 def cmd_conflicts(args) -> int:
+    if args.action == "resolve":
+        return _resolve_conflicts(args)
+    if args.path or args.keep or args.all:
+        raise UsageError("PATH, --keep and --all go with `shoal conflicts resolve`")
     device = _device(args)
     try:
         rows = device.store.conflicts()
@@ -451,6 +474,25 @@ def cmd_revert(args) -> int:
                     dry_run=args.dry_run)
 
 
+def _resolve_conflicts(args) -> int:
+    from shoal.sync.engine import SyncEngine  # psycopg
+    from shoal.sync.resolve import resolve_conflicts
+
+    if args.keep is None or (args.path is None) == (not args.all):
+        raise UsageError("shoal conflicts resolve PATH --keep mine|theirs|both (or --all instead of PATH)")
+    client = daemon_client(_config_path(args))
+    device = _device(args)
+    try:
+        folder_id, rel = _locate(device.config, args.path, args.folder)
+        engine = SyncEngine(device.config, device.store, device.open_hub)
+        done = resolve_conflicts(engine, rel, args.keep, folder_id=folder_id, sync=client is None)
+    finally:
+        device.close()
+    for folder, path, kept in done.kept:
+        say(f"{folder}: {path}: resolved, kept {kept if kept != 'path' else 'the version at the path'}")
+    return client.sync_now(None, False) if client is not None else 0
+
+
 def cmd_devices(args) -> int:
     device = _device(args)
     try:
@@ -538,6 +580,15 @@ def _duration(text: str) -> float:
     if seconds <= 0:
         raise argparse.ArgumentTypeError("must be longer than 0s")
     return seconds
+
+
+def _duration_or_zero(text: str) -> float:
+    from shoal.core.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _folder_specs(specs: list[str]) -> list[tuple[str, str]]:
@@ -649,7 +700,7 @@ def cmd_hub(args) -> int:
     from shoal.hub import admin as hub_admin
     from shoal.hub.schema import hub_init
 
-    if args.action != "init":
+    if args.action not in ("init", "gc", "stats"):
         if not args.name:
             what = "SPACE" if args.action == "quota" else "device NAME"
             raise UsageError(f"shoal hub {args.action} needs a {what}")
@@ -676,6 +727,8 @@ def cmd_hub(args) -> int:
             if remaining:
                 say(f"{remaining} session(s) of {role} could not be terminated; they can no longer "
                     "call the hub API (a superuser can end them with pg_terminate_backend)")
+        elif args.action in ("gc", "stats"):
+            _hub_gc_or_stats(args, conn)
         else:
             u = hub_admin.set_quota(conn, args.name, max_changes=args.changes, max_bytes=args.bytes)
             say(f"space {u['space']}: {u['changes']} changes (quota {u['max_changes'] or 'none'}), "
@@ -683,6 +736,34 @@ def cmd_hub(args) -> int:
     finally:
         conn.close()
     return 0
+
+
+def _hub_gc_or_stats(args, conn) -> None:
+    from shoal.hub import gc
+
+    if args.action == "stats":
+        stats = gc.hub_stats(conn)
+        if args.json:
+            _print_json(stats)
+            return
+        say(f"hub: {stats['hub']['blocks']} blocks, {human_bytes(stats['hub']['bytes'])}")
+        for s in stats["spaces"]:
+            say(f"space {s['space']}: {s['contents']} contents, {s['blocks']} blocks, "
+                f"{human_bytes(s['bytes_stored'])} stored, {human_bytes(s['bytes_referenced'])} referenced by files")
+            for f in s["folders"]:
+                say(f"  folder {f['folder_id']}: {f['files']} files, {f['versions']} versions, "
+                    f"{f['tombstones']} deleted, {human_bytes(f['bytes_referenced'])} referenced, "
+                    f"oldest change kept {f['oldest_change'] or 'none'}")
+        return
+    keep = args.keep
+    if keep is None:
+        keep = gc.DEFAULT_KEEP if args.url else load_config(_config_path(args)).hub.keep_versions
+    report = gc.collect_garbage(conn, keep=keep, grace=gc.DEFAULT_GRACE if args.grace is None else args.grace,
+                                dry_run=args.dry_run)
+    if args.json:
+        _print_json(report.as_json())
+    else:
+        say(f"hub gc: {report.summary()}")
 
 
 def cmd_service(args) -> int:

@@ -430,7 +430,7 @@ class Daemon:
         with self.lock:
             pending, self.requests = self.requests, []
         for request, send, done, result in pending:
-            log.info("%s requested over the control socket", request.get("op"))
+            log.info("%s requested over the control socket", "restore" if request.get("op") == "restore" else "sync")
             self.sink.listeners.append(send)
             try:
                 if request.get("op") == "restore":

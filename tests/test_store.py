@@ -406,21 +406,23 @@ def test_upgrade_from_every_earlier_version(tmp_path):
         check_upgrade_from(tmp_path, version)
 
 
+REAL_LATEST = available_migrations()[-1][0]
+NOTES = REAL_LATEST + 1  # the number of the first test migration (after every real one)
 TEST_MIGRATIONS = [
-    (2, "0002_test_notes.sql",
+    (NOTES, f"{NOTES:04d}_test_notes.sql",
      "ALTER TABLE files ADD COLUMN note TEXT NOT NULL DEFAULT 'v2';\n"
      "CREATE TABLE test_notes (path TEXT PRIMARY KEY);\n"
      "INSERT INTO test_notes(path) SELECT path FROM files;"),
-    (3, "0003_test_more.sql",
+    (NOTES + 1, f"{NOTES + 1:04d}_test_more.sql",
      "CREATE TABLE test_more (n INTEGER);\nINSERT INTO test_more VALUES (3);"),
 ]
 
 
 @pytest.fixture
 def extra_migrations(monkeypatch):
-    """Pretend the package ships migrations 2 and 3 (test-only, harmless schema additions)."""
+    """Pretend the package ships two more migrations after its own (test-only, harmless)."""
     real = available_migrations()
-    assert [n for n, _, _ in real] == [1], "update TEST_MIGRATIONS' numbers when a migration is added"
+    assert [n for n, _, _ in real] == list(range(1, REAL_LATEST + 1))
     fake = lambda: real + TEST_MIGRATIONS  # noqa: E731
     monkeypatch.setattr(migrate_mod, "available_migrations", fake)
     monkeypatch.setattr(store_mod, "available_migrations", fake)
@@ -429,12 +431,12 @@ def extra_migrations(monkeypatch):
 
 def test_upgrade_from_every_earlier_version_with_test_migrations(tmp_path, extra_migrations):
     latest = migrate_mod.available_migrations()[-1][0]
-    assert latest == 3
+    assert latest == NOTES + 1
     for version in range(1, latest):
         check_upgrade_from(tmp_path, version)
         s = open_store(tmp_path / f"from-v{version}")
-        # The test migrations really ran, data migration included (from v2 on it ran on an empty table).
-        expected_notes = [("kept.txt",)] if version < 2 else []
+        # The test migrations really ran, data migration included (from NOTES on it ran on an empty table).
+        expected_notes = [("kept.txt",)] if version < NOTES else []
         assert s.conn.execute("SELECT path FROM test_notes").fetchall() == expected_notes
         assert s.conn.execute("SELECT note FROM files").fetchall() == [("v2",)]
         assert s.conn.execute("SELECT n FROM test_more").fetchall() == [(3,)]
@@ -445,15 +447,16 @@ def test_a_failing_migration_leaves_no_trace(tmp_path, monkeypatch):
     state_dir = tmp_path / "s"
     make_store_at_version(state_dir, 1)
     broken = available_migrations() + [
-        (2, "0002_broken.sql", "CREATE TABLE half_done (x);\nINSERT INTO no_such_table VALUES (1);")]
+        (NOTES, f"{NOTES:04d}_broken.sql", "CREATE TABLE half_done (x);\nINSERT INTO no_such_table VALUES (1);")]
     monkeypatch.setattr(migrate_mod, "available_migrations", lambda: broken)
     monkeypatch.setattr(store_mod, "available_migrations", lambda: broken)
     with pytest.raises(StoreError):
         open_store(state_dir)
     conn = apsw.Connection(str(state_dir / STORE_FILENAME))
     try:
-        # One transaction per migration: neither its schema change nor its row was kept.
-        assert current_version(conn) == 1
+        # One transaction per migration: the real ones stay, neither the broken one's schema
+        # change nor its row was kept.
+        assert current_version(conn) == REAL_LATEST
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
         assert "half_done" not in tables
         assert conn.execute("SELECT path FROM files").fetchall() == [("kept.txt",)]
@@ -469,7 +472,7 @@ def test_an_existing_backup_is_never_overwritten(tmp_path, extra_migrations):
     old_backup = state_dir / f"{STORE_FILENAME}.bak-v1"
     old_backup.write_bytes(b"an older backup the user may still need")
     s = open_store(state_dir)
-    assert current_version(s.conn) == 3
+    assert current_version(s.conn) == NOTES + 1
     s.close()
     assert old_backup.read_bytes() == b"an older backup the user may still need"
     backups = sorted(p.name for p in state_dir.iterdir() if p.name.startswith(f"{STORE_FILENAME}.bak-v1"))

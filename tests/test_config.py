@@ -235,7 +235,8 @@ INVALID = [
     ("folders:\n  - id: a\n    path: /a\n    encryption: secret\n",
      ["config.yaml:4: folders[0].encryption: must be a mapping (keys: passphrase_file)",
       "config.yaml:4: folders[0].encryption.passphrase_file: is required"]),
-    ("sync:\n  every: 5m\n", ["config.yaml:2: sync.every: unknown key (allowed: interval, debounce, conflict, trash_days)"]),
+    ("sync:\n  every: 5m\n", ["config.yaml:2: sync.every: unknown key (allowed: interval, debounce, conflict, trash_days, "
+                             "max_upload_rate, max_download_rate)"]),
     ("log: {level: info, file: x}\n", ["config.yaml:1: log.file: unknown key (allowed: level)"]),
     ("device: {name: a, name: b}\n", ["config.yaml:1: device.name: duplicate key (first on line 1)"]),
     ("base: &b {level: info}\nlog:\n  <<: *b\n", [
@@ -477,6 +478,7 @@ def test_config_example_loads_and_documents_every_key():
     for key in (
         "device", "name", "state_dir", "hub", "url", "password_env", "password_file", "folders",
         "id", "path", "mode", "ignore", "sync", "interval", "debounce", "conflict", "trash_days",
+        "max_upload_rate", "max_download_rate",
         "log", "level", "serve", "listen", "encryption", "passphrase_file", "keep_versions",
     ):  # fmt: skip
         lines = [line for line in text.splitlines() if re.match(rf"\s*#?\s*(- )?{key}:", line)]

@@ -26,6 +26,7 @@ import platformdirs
 import yaml
 
 from shoal.core.durations import DURATION_HINT, parse_duration
+from shoal.core.rates import RATE_HINT, parse_rate
 from shoal.errors import ConfigError, ShoalError, UsageError
 from shoal.model import ConflictPolicy, FolderMode
 from shoal.platform import is_termux, write_file_atomic
@@ -76,6 +77,8 @@ class SyncConfig:
     debounce: float = 1.0  # seconds
     conflict: ConflictPolicy = ConflictPolicy.KEEP_BOTH
     trash_days: int = 30
+    max_upload_rate: float = 0.0  # bytes per second; 0 = unlimited
+    max_download_rate: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "conflict", ConflictPolicy(self.conflict))
@@ -265,7 +268,8 @@ class _Reader:
             state_dir,
             self.hub(top.subsection("hub", ("url", "password_env", "password_file", "serve", "keep_versions"))),
             self.folders(top, state_dir),
-            self.sync(top.subsection("sync", ("interval", "debounce", "conflict", "trash_days"))),
+            self.sync(top.subsection("sync", ("interval", "debounce", "conflict", "trash_days",
+                                              "max_upload_rate", "max_download_rate"))),
             LogConfig(level=top.subsection("log", ("level",)).choice("level", LOG_LEVELS, "info")),
         )
         return None if self.problems else config
@@ -396,6 +400,8 @@ class _Reader:
             debounce=sync.duration("debounce", 1.0, allow_zero=True),
             conflict=sync.choice("conflict", CONFLICT_POLICIES, ConflictPolicy.KEEP_BOTH.value),
             trash_days=30 if trash_days is None else int(trash_days),
+            max_upload_rate=sync.rate("max_upload_rate"),
+            max_download_rate=sync.rate("max_download_rate"),
         )
 
 
@@ -475,6 +481,21 @@ class _Section:
             self.check(name, False, "must be longer than 0 (a duration such as 10s, 5m or 1h)")
             return default
         return seconds
+
+    def rate(self, name: str) -> float:
+        """Bytes per second (core.rates); 0.0 (unlimited) when absent."""
+        raw = self.text(name, RATE_HINT.removeprefix("must be "))
+        if raw is None:
+            return 0.0
+        try:
+            rate = parse_rate(raw)
+        except ValueError:
+            self.check(name, False, RATE_HINT)
+            return 0.0
+        if 0 < rate < 1:
+            self.check(name, False, "must be 0 (unlimited) or at least 1 byte per second")
+            return 0.0
+        return rate
 
 
 def _shown_key(name: str) -> str:
@@ -789,6 +810,8 @@ def default_config_text(
         "  # debounce: 1s          # quiet time after a file event before it is synced",
         "  # conflict: keep-both   # keep-both | newest-wins",
         "  # trash_days: 30        # how long replaced or deleted files are kept in the trash",
+        "  # max_upload_rate: 0    # 0 = unlimited; e.g. 500KB/s, 2MB/s (KB = 1000 bytes, KiB = 1024)",
+        "  # max_download_rate: 0",
         "",
         "log:",
         "  # level: info           # debug | info | warning | error",

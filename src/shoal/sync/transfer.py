@@ -7,6 +7,12 @@ whose name is a digest of the content's SHA-256 (never a value from the hub itse
 interrupted download resumes after the last block that still verifies. A block whose bytes
 do not match its SHA-256 is refused and fetched again; it never reaches the folder. Every hash
 the hub hands out (a content's, its block list) is checked to be 64 lowercase hex digits first.
+
+Bandwidth limits (`sync.max_upload_rate`, `sync.max_download_rate`): a Throttle per direction,
+shared by every folder of an engine, is paid before each round trip of blocks for the bytes that
+will actually move (blocks the hub already has cost nothing). With a limit, a round trip carries
+about half a second's worth of blocks instead of GROUP_BYTES, so the rate is smooth to within a
+block (blocks are at most 16 MiB; one block is never split).
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shoal.core.blocks import MIN_BLOCK, block_ranges, block_size_for
+from shoal.core.ratelimit import TokenBucket
 from shoal.core.paths import validate_sha256
 from shoal.errors import FileProblem, PathRefused
 from shoal.model import ErrorKind
@@ -28,6 +37,60 @@ GROUP_BYTES = 8 << 20  # blocks sent or fetched per round trip
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 
 OnBytesMoved = Callable[[int], None]  # told the bytes just uploaded or downloaded
+
+LIMITED_GROUP_SECONDS = 0.5  # with a limit, a round trip carries about this long's worth of bytes
+WAIT_SLICE = 0.5  # a long wait is slept in slices, telling `progress` 0 bytes between them
+
+
+class Throttle:
+    """One direction's bandwidth limit: `rate` bytes per second, 0 = none. Thread-safe; shared
+    by every folder (and every write thread) of an engine. `clock` and `sleep` are for tests."""
+
+    def __init__(self, rate: float = 0.0, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.rate = float(rate)
+        self._clock = clock
+        self._sleep = sleep
+        self._bucket = TokenBucket(self.rate, clock())
+        self._lock = threading.Lock()
+
+    @property
+    def limited(self) -> bool:
+        return self.rate > 0
+
+    def group_bytes(self) -> int:
+        """How many bytes of blocks one round trip should carry."""
+        if not self.limited:
+            return GROUP_BYTES
+        return max(MIN_BLOCK, min(GROUP_BYTES, int(self.rate * LIMITED_GROUP_SECONDS)))
+
+    def wait(self, nbytes: int, tick: OnBytesMoved | None = None) -> None:
+        """Block until `nbytes` may move. A long wait is slept in slices, calling tick(0) after
+        each (the daemon's progress sink raises there when it is stopping)."""
+        if not self.limited or nbytes <= 0:
+            return
+        with self._lock:
+            now = self._clock()
+            end = now + self._bucket.take(nbytes, now)
+        while (left := end - self._clock()) > 0:
+            self._sleep(min(left, WAIT_SLICE))
+            if tick is not None:
+                tick(0)
+
+
+@dataclass(frozen=True)
+class TransferLimits:
+    """The upload and download Throttles of one engine (from `sync.max_*_rate`)."""
+
+    upload: Throttle = field(default_factory=Throttle)
+    download: Throttle = field(default_factory=Throttle)
+
+    @classmethod
+    def of(cls, upload_rate: float, download_rate: float) -> TransferLimits:
+        return cls(Throttle(upload_rate), Throttle(download_rate))
+
+
+_UNLIMITED = Throttle()
 
 
 @dataclass
@@ -51,13 +114,16 @@ def _read_exact(fd: int, offset: int, length: int) -> bytes:
 
 
 def upload_contents(hub: Hub, files: Iterable[tuple[str, str, int]], stats: UploadStats,
-                    progress: OnBytesMoved | None = None) -> set[str]:
-    """Make the contents of (sha256, os path, size) files available on the hub.
+                    progress: OnBytesMoved | None = None, throttle: Throttle | None = None) -> set[str]:
+    """Make the contents of (sha256, os path, size) files available on the hub, at most as fast
+    as `throttle` allows.
 
     Returns the set of sha256 that are on the hub afterwards; a file that changed since it
     was hashed (its bytes no longer match) or cannot be read is left out, not raised.
     Raises HubUnreachable / HubError for hub failures.
     """
+    throttle = throttle or _UNLIMITED
+    group_bytes = throttle.group_bytes()
     wanted: dict[str, tuple[str, int]] = {}
     for sha, path, size in files:
         wanted.setdefault(sha, (path, size))
@@ -86,22 +152,23 @@ def upload_contents(hub: Hub, files: Iterable[tuple[str, str, int]], stats: Uplo
                 continue  # changed since it was hashed: the next scan records the new content
             small.append((sha, data))
             small_bytes += len(data)
-            if small_bytes >= GROUP_BYTES or len(small) >= 2000:
-                _flush_small(hub, small, stats, ok, progress)
+            if small_bytes >= group_bytes or len(small) >= 2000:
+                _flush_small(hub, small, stats, ok, progress, throttle)
                 small, small_bytes = [], 0
             continue
-        if _upload_large(hub, sha, path, size, stats, progress):
+        if _upload_large(hub, sha, path, size, stats, progress, throttle):
             ok.add(sha)
-    _flush_small(hub, small, stats, ok, progress)
+    _flush_small(hub, small, stats, ok, progress, throttle)
     return ok
 
 
 def _flush_small(hub: Hub, small: list[tuple[str, bytes]], stats: UploadStats, ok: set[str],
-                 progress: OnBytesMoved | None) -> None:
+                 progress: OnBytesMoved | None, throttle: Throttle) -> None:
     if not small:
         return
-    hub.put_small_contents(small, MIN_BLOCK)
     n = sum(len(d) for _, d in small)
+    throttle.wait(n, progress)
+    hub.put_small_contents(small, MIN_BLOCK)
     stats.contents += len(small)
     stats.blocks_sent += len(small)
     stats.bytes_sent += n
@@ -111,7 +178,7 @@ def _flush_small(hub: Hub, small: list[tuple[str, bytes]], stats: UploadStats, o
 
 
 def _upload_large(hub: Hub, sha: str, path: str, size: int, stats: UploadStats,
-                  progress: OnBytesMoved | None) -> bool:
+                  progress: OnBytesMoved | None, throttle: Throttle) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -130,10 +197,10 @@ def _upload_large(hub: Hub, sha: str, path: str, size: int, stats: UploadStats,
             names.append(name)
             group.append((name, stored))
             group_bytes += length
-            if group_bytes >= GROUP_BYTES:
-                _send_group(hub, group, stats, progress)
+            if group_bytes >= throttle.group_bytes():
+                _send_group(hub, group, stats, progress, throttle)
                 group, group_bytes = [], 0
-        _send_group(hub, group, stats, progress)
+        _send_group(hub, group, stats, progress, throttle)
         if whole.hexdigest() != sha or os.pread(fd, 1, size):
             return False  # changed while uploading: the next scan records the new content
     except OSError:
@@ -146,7 +213,7 @@ def _upload_large(hub: Hub, sha: str, path: str, size: int, stats: UploadStats,
 
 
 def _send_group(hub: Hub, group: list[tuple[str, bytes]], stats: UploadStats,
-                progress: OnBytesMoved | None) -> None:
+                progress: OnBytesMoved | None, throttle: Throttle) -> None:
     if not group:
         return
     missing = hub.missing_blocks([s for s, _ in group])
@@ -154,6 +221,7 @@ def _send_group(hub: Hub, group: list[tuple[str, bytes]], stats: UploadStats,
     sent = {}
     for s, d in send:
         sent[s] = d  # a content may repeat a block: send it once
+    throttle.wait(sum(len(d) for d in sent.values()), progress)
     hub.put_blocks(list(sent.items()))
     stats.blocks_sent += len(sent)
     stats.bytes_sent += sum(len(d) for d in sent.values())
@@ -183,12 +251,15 @@ def check_content_info(sha: str, info: ContentInfo) -> None:
 
 
 class Downloader:
-    """Fetches contents from the hub into temp files of one folder, verifying every block."""
+    """Fetches contents from the hub into temp files of one folder, verifying every block, at
+    most as fast as `throttle` allows."""
 
-    def __init__(self, hub: Hub, writer: FolderWriter, progress: OnBytesMoved | None = None):
+    def __init__(self, hub: Hub, writer: FolderWriter, progress: OnBytesMoved | None = None,
+                 throttle: Throttle | None = None):
         self.hub = hub
         self.writer = writer
         self.progress = progress
+        self.throttle = throttle or _UNLIMITED
         self.infos: dict[str, ContentInfo] = {}
         self.cache: dict[str, bytes] = {}  # prefetched small blocks
         self.bytes_fetched = 0
@@ -202,6 +273,7 @@ class Downloader:
             self.infos.update((s, info) for s, info in got.items() if s in asked)  # nothing unasked
         batch: list[str] = []
         size = 0
+        group_bytes = self.throttle.group_bytes()
         for sha in need:
             info = self.infos.get(sha)
             try:
@@ -212,14 +284,15 @@ class Downloader:
             if info and len(info.blocks) == 1 and info.blocks[0] not in self.cache:
                 batch.append(info.blocks[0])
                 size += info.size
-                if size >= GROUP_BYTES or len(batch) >= 2000:
-                    self._fetch_into_cache(batch)
+                if size >= group_bytes or len(batch) >= 2000:
+                    self._fetch_into_cache(batch, size)
                     batch, size = [], 0
-        self._fetch_into_cache(batch)
+        self._fetch_into_cache(batch, size)
 
-    def _fetch_into_cache(self, names: list[str]) -> None:
+    def _fetch_into_cache(self, names: list[str], size: int) -> None:
         if not names:
             return
+        self.throttle.wait(size, self.progress)
         for s, stored in self.hub.get_blocks(names).items():
             data = self.hub.open_block(s, stored)
             if data is not None:
@@ -301,13 +374,16 @@ class Downloader:
             if have != resume_at:  # truncating a new file would make ext4 flush it on close
                 os.ftruncate(fd, resume_at)
             i = start
+            most = self.throttle.group_bytes()
             while i < len(ranges):
                 group = []
                 group_bytes = 0
-                while i < len(ranges) and (not group or group_bytes + ranges[i][1] <= GROUP_BYTES):
+                while i < len(ranges) and (not group or group_bytes + ranges[i][1] <= most):
                     group.append(i)
                     group_bytes += ranges[i][1]
                     i += 1
+                self.throttle.wait(sum(ranges[j][1] for j in group if info.blocks[j] not in self.cache),
+                                   self.progress)
                 blocks = self._get_verified([info.blocks[j] for j in group])
                 for j in group:
                     data = blocks[info.blocks[j]]

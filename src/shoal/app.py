@@ -9,20 +9,27 @@ need a hub: `shoal scan`, `shoal config check` and the daemon's first scan start
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
+import json
 import logging
 import logging.handlers
+import os
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
+from shoal.core.conditions import PauseState
 from shoal.core.devices import is_silent
 from shoal.core.text import printable
 from shoal.config import Config, default_config_text, load_config, read_hub_password, write_new_config
-from shoal.errors import ShoalError
+from shoal.errors import FolderPaused, ShoalError
 from shoal.localstore import Store, open_store
 from shoal.localstore.store import resync_meta, tighten_state_dir
+from shoal.platform import write_file_atomic
 
 log = logging.getLogger("shoal")
 
@@ -102,16 +109,84 @@ class LocalDevice:
             return False, str(e)
 
 
-def _iso(epoch: int | None) -> str | None:
+PAUSE_FILE = "pause.json"
+
+
+def read_pauses(state_dir: Path) -> PauseState:
+    """The user's pauses (`shoal pause`) kept in the state dir; none if there is no file, and
+    whatever cannot be read is no pause. Raises nothing."""
+    try:
+        return PauseState.from_json(json.loads((Path(state_dir) / PAUSE_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return PauseState()
+
+
+def change_pauses(state_dir: Path, change) -> PauseState:
+    """Apply `change` (PauseState -> PauseState) to the state dir's pause file under a lock (a
+    CLI and a daemon may change it at once), written atomically; returns the new state. Works
+    whether a daemon runs or not: the daemon reads the file before every cycle. Raises OSError."""
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(state_dir / (PAUSE_FILE + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        new = change(read_pauses(state_dir))
+        write_file_atomic(state_dir / PAUSE_FILE, json.dumps(new.to_json(), indent=1) + "\n")
+        return new
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def pause_holds(config: Config, pauses: PauseState, now: float) -> dict[str, str]:
+    """The folders the user's pauses hold back at `now`, each with the reason shown (and how to
+    resume), for SyncEngine.cycle(hold=...)."""
+    holds = {}
+    for f in config.folders:
+        held = pauses.holding(f.id, now)
+        if held is not None:
+            pause, whole_device = held
+            until = f" until {_iso(pause.until)}" if pause.until is not None else ""
+            how = "shoal resume" if whole_device else f"shoal resume --folder {f.id}"
+            holds[f.id] = (f"paused by the user{' (the whole device)' if whole_device else ''}{until}; "
+                           f"`{how}` to sync it")
+    return holds
+
+
+def raise_if_held(report) -> None:
+    """After a cycle the user asked for (`shoal sync --now`): raise FolderPaused (exit 1) naming
+    the folders a user's pause held back. A pause means paused; run conditions, which `sync
+    --now` overrides, are never in a requested cycle's holds."""
+    held = [fr for fr in report.folders if fr.held]
+    if held:
+        raise FolderPaused("; ".join(f"folder {fr.folder_id}: {fr.held}" for fr in held))
+
+
+def pause_report(pauses: PauseState, folder_id: str | None, now: float) -> dict | None:
+    """The user's pause as `shoal status --json` shows it: for the device (folder_id None)
+    `{"until": ISO|null}`; for a folder `{"until": ..., "whole_device": bool}`; None when not
+    paused (an expired pause is none)."""
+    if folder_id is None:
+        device = pauses.device
+        return {"until": _iso(device.until)} if device is not None and device.active(now) else None
+    held = pauses.holding(folder_id, now)
+    if held is None:
+        return None
+    return {"until": _iso(held[0].until), "whole_device": held[1]}
 
 
 def status_report(device: LocalDevice, *, check_hub: bool = True, store: Store | None = None) -> dict:
     """Everything `shoal status` shows, as plain data (also served by the daemon, which passes
     a read-only `store` of its own: the device's connection belongs to the running cycle)."""
     store = store or device.store
+    now = time.time()
+    pauses = read_pauses(device.config.state_dir)
     folders = []
     errors = store.errors()
     conflicts = store.conflicts()
@@ -127,6 +202,7 @@ def status_report(device: LocalDevice, *, check_hub: bool = True, store: Store |
             "waiting": store.pending_count(f.id),
             "last_sync": _iso(row.last_sync_at) if row else None,
             "paused": row.paused if row else None,
+            "user_paused": pause_report(pauses, f.id, now),
             "resynced": _iso(int(resynced)) if (resynced := store.get_meta(resync_meta(f.id))) else None,
             "conflicts": sum(1 for c in conflicts if c["folder"] == f.id),
             "errors": [{"path": e.path, "kind": e.kind, "message": e.message, "retries": e.retries}
@@ -138,6 +214,7 @@ def status_report(device: LocalDevice, *, check_hub: bool = True, store: Store |
         "state_dir": str(device.config.state_dir),
         "hub": {"url": "embedded" if device.config.hub.url == "embedded" else _redact(device.config.hub.url)},
         "folders": folders,
+        "paused": pause_report(pauses, None, now),
         "last_run": store.last_run(),
     }
     if device.config.hub.serve_listen:

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from shoal import __version__
-from shoal.app import LocalDevice, devices_report, setup_logging, status_report
+from shoal.app import (LocalDevice, change_pauses, devices_report, pause_holds, raise_if_held, read_pauses,
+                       setup_logging, status_report)
 from shoal.config import hub_security_notices, load_config, read_hub_password, resolve_config_path
 from shoal.core.text import printable
 from shoal.daemon.control import daemon_client
@@ -75,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--folder", metavar="ID", help="only this folder (default: every folder)")
     c.add_argument("--allow-mass-delete", action="store_true",
                    help="confirm the deletions that paused a folder")
+    c = cmd("pause", "hold syncing back (watching and indexing go on) until `shoal resume`")
+    c.add_argument("--folder", metavar="ID", help="only this folder (default: the whole device)")
+    c.add_argument("--for", dest="duration", metavar="DURATION", type=_duration,
+                   help="resume by itself after this long (30m, 2h, 1d; default: until `shoal resume`)")
+    c = cmd("resume", "sync again after `shoal pause`")
+    c.add_argument("--folder", metavar="ID",
+                   help="only this folder (default: the whole device and every folder paused on its own)")
     c = cmd("status", "device, hub, daemon and per-folder state")
     json_option(c)
     c = cmd("conflicts", "the conflicts recorded; `conflicts resolve PATH --keep mine|theirs|both` acts on one")
@@ -267,16 +275,68 @@ def cmd_sync(args) -> int:
 
     device = _device(args)
     try:
+        # A user's pause holds a folder back here too (paused means paused); run conditions
+        # (sync.when) do not: the user asked for now.
+        hold = pause_holds(device.config, read_pauses(device.config.state_dir), time.time())
         with TerminalProgressBar("sync") as progress:
             engine = SyncEngine(device.config, device.store, device.open_hub, progress=progress)
             report = engine.cycle([args.folder] if args.folder else None,
-                                  allow_mass_delete=args.allow_mass_delete, retry_now=True)
+                                  allow_mass_delete=args.allow_mass_delete, retry_now=True, hold=hold)
         for line in report.summary_lines():
             say(line)
         raise_if_paused(report)
+        raise_if_held(report)
         return 0
     finally:
         device.close()
+
+
+def _iso_utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def cmd_pause(args) -> int:
+    """`shoal pause [--folder ID] [--for DURATION]`: through the running daemon (it takes effect
+    at once), else written to the state dir's pause file for the daemon to find when it starts."""
+    return _pause_or_resume(args, "pause")
+
+
+def cmd_resume(args) -> int:
+    return _pause_or_resume(args, "resume")
+
+
+def _pause_or_resume(args, op: str) -> int:
+    path = _config_path(args)
+    config = load_config(path)
+    folder = args.folder
+    if folder is not None and config.folder(folder) is None:
+        raise UsageError(f"no folder with id {folder!r} in {path}")
+    until = time.time() + args.duration if op == "pause" and args.duration else None
+    client = daemon_client(path)
+    if client is not None:
+        reply = client.request({"op": op, "folder": folder, "until": until})
+        if not reply.get("ok"):
+            say(f"shoal: {reply.get('error') or op + ' failed'}", file=sys.stderr)
+            return int(reply.get("exit_code", 1))
+    else:
+        try:
+            if op == "pause":
+                change_pauses(config.state_dir, lambda s: s.paused(folder, until=until, now=time.time()))
+            else:
+                change_pauses(config.state_dir, lambda s: s.resumed(folder))
+        except OSError as e:
+            raise ShoalError(f"cannot write the pause state in {config.state_dir}: {e.strerror or e}") from e
+    what = f"folder {folder}" if folder else "the whole device"
+    if op == "pause":
+        how = f"shoal resume --folder {folder}" if folder else "shoal resume"
+        say(f"{what}: paused" + (f" until {_iso_utc(until)}" if until else "")
+            + f"; watching and indexing go on; `{how}` to sync again")
+        return 0
+    say(f"{what}: resumed" + ("" if folder else " (and every folder paused on its own)")
+        + ("" if client is not None else "; syncing starts with the daemon (`shoal run`)"))
+    if folder and read_pauses(config.state_dir).holding(folder, time.time()):
+        say("note: the whole device is still paused; `shoal resume` resumes it", file=sys.stderr)
+    return 0
 
 
 def cmd_status(args) -> int:
@@ -320,6 +380,10 @@ def _print_status(r: dict) -> None:
     d = r.get("daemon", {})
     say(f"daemon  {'running, pid ' + str(d.get('pid')) if d.get('running') else 'not running'}"
           + (f"; watcher: {d['watcher']}" if d.get("watcher") else ""))
+    if r.get("paused"):
+        until = r["paused"].get("until")
+        say(f"paused  the whole device, by the user{' until ' + until if until else ''}; watching and "
+            "indexing go on; `shoal resume` to sync again")
     if r.get("config_error"):
         say("config  INVALID (running on the last good config):")
         for line in r["config_error"]:
@@ -331,6 +395,10 @@ def _print_status(r: dict) -> None:
               f" last sync {last}; {f['conflicts']} conflicts")
         if f["paused"]:
             say(f"        PAUSED: {f['paused']}")
+        if f.get("user_paused") and not f["user_paused"]["whole_device"]:
+            until = f["user_paused"].get("until")
+            say(f"        paused by the user{' until ' + until if until else ''}; indexing goes on; "
+                f"`shoal resume --folder {f['id']}` to sync again")
         if f.get("resynced"):
             say(f"        resynced from the hub's current files at {f['resynced']} (this device was away "
                 "longer than the hub keeps history)")
@@ -789,6 +857,7 @@ def cmd_doctor(args) -> int:
 
 _COMMANDS = {
     "init": cmd_init, "scan": cmd_scan, "sync": cmd_sync, "status": cmd_status,
+    "pause": cmd_pause, "resume": cmd_resume,
     "folder": cmd_folder, "log": cmd_log, "restore": cmd_restore, "revert": cmd_revert, "conflicts": cmd_conflicts, "devices": cmd_devices, "dupes": cmd_dupes, "config": cmd_config,
     "hub": cmd_hub, "service": cmd_service, "run": cmd_run, "doctor": cmd_doctor, "join": cmd_join,
 }

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from shoal.app import LocalDevice, load_or_create_config, setup_logging, status_report
+from shoal.app import (LocalDevice, change_pauses, load_or_create_config, pause_holds, raise_if_held,
+                       read_pauses, setup_logging, status_report)
 from shoal.localstore import Store
 from shoal.config import Config, load_config
 from shoal.core.backoff import backoff_delay
@@ -122,7 +123,8 @@ class Daemon:
         self.debouncer: Debouncer[DirtyDir] = Debouncer(config.sync.debounce)
         self.events_lock = threading.Lock()  # the watcher's threads mark, the main loop reads
         self.requests: list[tuple[dict, callable, threading.Event, dict]] = []
-        self.paused = False
+        self.holds: dict[str, str] = {}  # folder id -> why syncing is held back (pause, run condition)
+        self.owed: set[str] = set()  # folders held back at their last cycle: synced once they are free
         self.hub_ok: bool | None = None
         self.hub_error: str | None = None
         self.unreachable_since: float | None = None
@@ -170,12 +172,20 @@ class Daemon:
                     dirty = self.debouncer.due(now)
                 # Notifications wake at most one cycle per NOTIFY_MIN_GAP, however many arrive.
                 pull_due = self.pull_wanted and time.monotonic() - self.last_cycle >= NOTIFY_MIN_GAP
-                if not self.paused and (now >= self.next_cycle or dirty or pull_due):
-                    # A full rescan when it is time; otherwise only where the watcher saw events
-                    # (nothing at all when another device's push woke us).
-                    self._cycle(only_scan=None if now >= self.next_cycle else _parts(dirty))
-                    if self.watcher.problems:
-                        self.watcher.update(self.config.folders)  # a folder may exist now
+                full_due = now >= self.next_cycle
+                # Held folders (paused, waiting for a run condition) are scanned like the others
+                # and synced once free; looked at again every time round (a pause ends, Wi-Fi
+                # comes back).
+                holds = self._current_holds(now, probe=bool(full_due or dirty or pull_due or self.owed))
+                if full_due or dirty or pull_due or self.owed:
+                    if full_due or dirty or pull_due:
+                        # A full rescan when it is time; otherwise only where the watcher saw
+                        # events (nothing at all when another device's push woke us).
+                        self._cycle(only_scan=None if full_due else _parts(dirty), hold=holds)
+                        if self.watcher.problems:
+                            self.watcher.update(self.config.folders)  # a folder may exist now
+                    elif self.owed - holds.keys():
+                        self._cycle(only_scan={}, hold=holds)  # push and pull what waited
                 timeout = min(CONFIG_POLL, max(0.0, self.next_cycle - time.time()))
                 with self.events_lock:
                     deadline = self.debouncer.next_deadline()
@@ -199,9 +209,14 @@ class Daemon:
 
     def _cycle(self, folder: str | None = None, allow_mass_delete: bool = False,
                requested: bool = False,
-               only_scan: dict[str, list[tuple[str, bool]] | None] | None = None) -> tuple[bool, str | None, list]:
+               only_scan: dict[str, list[tuple[str, bool]] | None] | None = None,
+               hold: dict[str, str] | None = None) -> tuple[bool, str | None, list]:
         """One cycle; returns (ok, error, report lines). Never raises (but Cancelled).
-        `requested`: a user asked for it (`sync --now`), so failed writes are retried now."""
+        `requested`: a user asked for it (`sync --now`), so failed writes are retried now, and
+        only the user's pauses hold folders back (it overrides the run conditions). `hold`:
+        folders only scanned, and why (see SyncEngine.cycle)."""
+        if requested:
+            hold = pause_holds(self.config, read_pauses(self.config.state_dir), time.time())
         self.pull_wanted = False
         self.last_cycle = time.monotonic()
         lines: list[str] = []
@@ -211,8 +226,11 @@ class Daemon:
                 # files changed within the debounce time for later (still being written).
                 report = self.engine.cycle([folder] if folder else None, allow_mass_delete=allow_mass_delete,
                                            min_age=0.0 if requested else self.config.sync.debounce,
-                                           retry_now=requested, only_scan=only_scan)
-            self.hub_ok, self.hub_error, self.unreachable_since, self.failures = True, None, None, 0
+                                           retry_now=requested, only_scan=only_scan, hold=hold)
+            held = {fr.folder_id for fr in report.folders if fr.held}
+            self.owed = (self.owed - {fr.folder_id for fr in report.folders}) | held
+            if not all(fr.paused or fr.held for fr in report.folders):  # else the hub was not asked
+                self.hub_ok, self.hub_error, self.unreachable_since, self.failures = True, None, None, 0
             for fr in report.folders:
                 if fr.scan and fr.scan.deferred:  # files still being written: look again soon
                     with self.events_lock:
@@ -221,8 +239,11 @@ class Daemon:
                 self.next_cycle = time.time() + self.config.sync.interval
             lines = report.summary_lines()
             raise_if_paused(report)
+            if requested:
+                raise_if_held(report)
             return True, None, lines
         except HubUnreachable as e:
+            self.owed = set()  # the retry (next_cycle) syncs every folder that is free then
             self.failures += 1
             if self.hub_ok is not False:
                 log.warning("%s; local changes wait in the outbox", e)
@@ -407,13 +428,8 @@ class Daemon:
                 return {"ok": True, "status": self.status()}
             except Exception as e:  # noqa: BLE001 - answer, never kill the control thread
                 return {"ok": False, "error": f"status failed: {type(e).__name__}: {e}"}
-        if op == "pause":
-            self.paused = True
-            return {"ok": True}
-        if op == "resume":
-            self.paused = False
-            self.wake.set()
-            return {"ok": True}
+        if op in ("pause", "resume"):
+            return self._pause_or_resume(op, request)
         if op in ("sync-now", "restore"):
             done = threading.Event()
             result: dict = {}
@@ -425,6 +441,37 @@ class Daemon:
                     return {"ok": False, "error": "the daemon is stopping", "exit_code": 1}
             return result
         return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def _pause_or_resume(self, op: str, request: dict) -> dict:
+        """`shoal pause` / `shoal resume` asked of the daemon: {"folder": ID|null, "until": epoch|null}.
+        Written to the state dir's pause file (so it outlives the daemon); takes effect now."""
+        folder = request.get("folder")
+        if folder is not None and self.config.folder(folder) is None:
+            return {"ok": False, "error": f"no folder with id {folder!r} in {self.config_path}", "exit_code": 2}
+        until = request.get("until")
+        if until is not None and (isinstance(until, bool) or not isinstance(until, (int, float))):
+            return {"ok": False, "error": "until: must be a time (epoch seconds)", "exit_code": 2}
+        try:
+            if op == "pause":
+                pauses = change_pauses(self.config.state_dir,
+                                       lambda s: s.paused(folder, until=until, now=time.time()))
+            else:
+                pauses = change_pauses(self.config.state_dir, lambda s: s.resumed(folder))
+        except OSError as e:
+            return {"ok": False, "error": f"cannot write the pause state: {e}", "exit_code": 1}
+        log.info("%s %s over the control socket", "folder " + folder if folder else "the whole device",
+                 "paused" + (time.strftime(" until %Y-%m-%dT%H:%M:%SZ", time.gmtime(until)) if until else "")
+                 if op == "pause" else "resumed")
+        self.wake.set()
+        return {"ok": True, "pauses": pauses.to_json()}
+
+    def _current_holds(self, now: float, probe: bool = True) -> dict[str, str]:
+        """Which folders are held back now and why: the user's pauses (the state dir's pause
+        file, read every time: a `shoal pause` without the daemon, an expiry) and the run
+        conditions (read only with `probe`: when there is something to sync; else the last
+        verdict stands). Kept for `shoal status`."""
+        self.holds = pause_holds(self.config, read_pauses(self.config.state_dir), now)
+        return self.holds
 
     def _serve_requests(self) -> None:
         with self.lock:
@@ -480,7 +527,7 @@ class Daemon:
                                if self.unreachable_since else None))
         if "serve" in report["hub"]:
             report["hub"]["serve"].update(serving=self.front is not None, error=self.front_error)
-        report["daemon"] = {"running": True, "pid": os.getpid(), "paused": self.paused,
+        report["daemon"] = {"running": True, "pid": os.getpid(), "held": dict(self.holds),
                             "watcher": self.watcher.state}
         if self.config_error:
             report["config_error"] = self.config_error

@@ -59,6 +59,7 @@ class FolderReport:
     bytes_down: int = 0
     paused: str | None = None
     waiting: int = 0  # outbox rows still pending after the cycle
+    held: str | None = None  # why it was only scanned (`cycle(hold=...)`): the user's pause, a run condition
 
 
 @dataclass
@@ -84,6 +85,8 @@ class CycleReport:
                 parts.append(f"{fr.failed} failed (retried later)")
             if fr.waiting:
                 parts.append(f"{fr.waiting} waiting")
+            if fr.held:
+                parts = [f"only scanned, {fr.held}"]
             lines.append(f"{fr.folder_id}: " + ", ".join(parts))
         return lines
 
@@ -133,7 +136,8 @@ class SyncEngine:
 
     def cycle(self, folder_ids: Iterable[str] | None = None, *, allow_mass_delete: bool = False,
               min_age: float = 0.0, retry_now: bool = False,
-              only_scan: dict[str, list[tuple[str, bool]] | None] | None = None) -> CycleReport:
+              only_scan: dict[str, list[tuple[str, bool]] | None] | None = None,
+              hold: dict[str, str] | None = None) -> CycleReport:
         """Scan, push, pull and apply the chosen folders. Raises HubUnreachable if the hub
         cannot be reached (after the scan: local changes wait in the outbox).
 
@@ -142,8 +146,11 @@ class SyncEngine:
         (directory, recursive) parts or whole (None): where the daemon's watcher saw events. A
         daemon woken because another device pushed need not rescan anything (every local file is
         checked again right before a remote change replaces it); folders not scanned only have
-        their marker checked."""
+        their marker checked. `hold` maps folders to why they are held back (paused by the user,
+        waiting for a run condition): they are scanned like the others, nothing else; when every
+        folder is held or paused the hub is not contacted at all."""
         self._retry_now = retry_now
+        hold = hold or {}
         folders = self._folders(folder_ids)
         report = CycleReport()
         now = int(self.clock())
@@ -162,14 +169,17 @@ class SyncEngine:
                     self.store.ensure_folder(f.id, str(f.path))
                     stored = self.store.folder(f.id).paused  # a key problem is looked at again below
                     paused = check_marker(self.store, f.id, f.path) or (None if is_key_pause(stored) else stored)
-                report.folders.append(FolderReport(f.id, scan=scan, paused=paused))
+                report.folders.append(FolderReport(f.id, scan=scan, paused=paused, held=hold.get(f.id)))
+            if hold and all(fr.paused or fr.held for fr in report.folders):
+                self.store.update_run(run_id, status="held", finished_at=int(self.clock()))
+                return report
             self.store.update_run(run_id, phase="connect")
             hub = self.hub_factory()
             try:
                 hub_id = hub.register(self.device_name)
                 report.hub_reset = self._check_hub_identity(hub_id)
                 for f, fr in zip(folders, report.folders):
-                    if fr.paused:
+                    if fr.paused or fr.held:
                         continue
                     try:
                         self._sync_folder(hub, f, fr, run_id, allow_mass_delete=allow_mass_delete)

@@ -236,7 +236,7 @@ INVALID = [
      ["config.yaml:4: folders[0].encryption: must be a mapping (keys: passphrase_file)",
       "config.yaml:4: folders[0].encryption.passphrase_file: is required"]),
     ("sync:\n  every: 5m\n", ["config.yaml:2: sync.every: unknown key (allowed: interval, debounce, conflict, trash_days, "
-                             "max_upload_rate, max_download_rate)"]),
+                             "max_upload_rate, max_download_rate, when)"]),
     ("log: {level: info, file: x}\n", ["config.yaml:1: log.file: unknown key (allowed: level)"]),
     ("device: {name: a, name: b}\n", ["config.yaml:1: device.name: duplicate key (first on line 1)"]),
     ("base: &b {level: info}\nlog:\n  <<: *b\n", [
@@ -480,6 +480,7 @@ def test_config_example_loads_and_documents_every_key():
         "id", "path", "mode", "ignore", "sync", "interval", "debounce", "conflict", "trash_days",
         "max_upload_rate", "max_download_rate",
         "log", "level", "serve", "listen", "encryption", "passphrase_file", "keep_versions",
+        "when", "wifi_only", "charging_only", "min_battery", "hours",
     ):  # fmt: skip
         lines = [line for line in text.splitlines() if re.match(rf"\s*#?\s*(- )?{key}:", line)]
         assert lines, f"config.example.yaml does not document {key}"

@@ -380,6 +380,12 @@ def _print_status(r: dict) -> None:
     d = r.get("daemon", {})
     say(f"daemon  {'running, pid ' + str(d.get('pid')) if d.get('running') else 'not running'}"
           + (f"; watcher: {d['watcher']}" if d.get("watcher") else ""))
+    rc = r.get("run_conditions")
+    if rc and rc.get("waiting_for"):
+        say(f"when    {rc['text']} (sync.when, checked {rc['checked']}); scanning goes on; "
+            "`shoal sync --now` syncs anyway")
+    if rc and rc.get("unreadable"):
+        say(f"when    cannot read {', '.join(rc['unreadable'])} here: not waited for (see `shoal doctor`)")
     if r.get("paused"):
         until = r["paused"].get("until")
         say(f"paused  the whole device, by the user{' until ' + until if until else ''}; watching and "

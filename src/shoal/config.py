@@ -25,6 +25,7 @@ import pathspec
 import platformdirs
 import yaml
 
+from shoal.core.conditions import HOURS_HINT, RunConditions, parse_hours
 from shoal.core.durations import DURATION_HINT, parse_duration
 from shoal.core.rates import RATE_HINT, parse_rate
 from shoal.errors import ConfigError, ShoalError, UsageError
@@ -79,6 +80,7 @@ class SyncConfig:
     trash_days: int = 30
     max_upload_rate: float = 0.0  # bytes per second; 0 = unlimited
     max_download_rate: float = 0.0
+    when: RunConditions = field(default_factory=RunConditions)  # sync.when: run conditions
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "conflict", ConflictPolicy(self.conflict))
@@ -269,7 +271,7 @@ class _Reader:
             self.hub(top.subsection("hub", ("url", "password_env", "password_file", "serve", "keep_versions"))),
             self.folders(top, state_dir),
             self.sync(top.subsection("sync", ("interval", "debounce", "conflict", "trash_days",
-                                              "max_upload_rate", "max_download_rate"))),
+                                              "max_upload_rate", "max_download_rate", "when"))),
             LogConfig(level=top.subsection("log", ("level",)).choice("level", LOG_LEVELS, "info")),
         )
         return None if self.problems else config
@@ -402,7 +404,24 @@ class _Reader:
             trash_days=30 if trash_days is None else int(trash_days),
             max_upload_rate=sync.rate("max_upload_rate"),
             max_download_rate=sync.rate("max_download_rate"),
+            when=self.when(sync.subsection("when", ("wifi_only", "charging_only", "min_battery", "hours"))),
         )
+
+    def when(self, when: _Section) -> RunConditions:
+        """sync.when: the run conditions (core.conditions)."""
+        battery = when.text("min_battery", "a percentage from 0 to 100")
+        ok = battery is not None and re.fullmatch(r"\s*\d{1,3}\s*%?\s*", battery) is not None
+        min_battery = int(battery.strip().rstrip("%")) if ok else 0
+        when.check("min_battery", battery is None or (ok and min_battery <= 100), "must be a percentage from 0 to 100")
+        hours_text = when.text("hours", "a time window such as \"22:00-07:00\"")
+        hours = None
+        if hours_text is not None:
+            try:
+                hours = parse_hours(hours_text)
+            except ValueError:
+                when.check("hours", False, HOURS_HINT)
+        return RunConditions(wifi_only=when.flag("wifi_only"), charging_only=when.flag("charging_only"),
+                             min_battery=min_battery if min_battery <= 100 else 0, hours=hours)
 
 
 class _Section:
@@ -481,6 +500,13 @@ class _Section:
             self.check(name, False, "must be longer than 0 (a duration such as 10s, 5m or 1h)")
             return default
         return seconds
+
+    def flag(self, name: str) -> bool:
+        """true or false (as YAML 1.2 spells them); False when absent."""
+        raw = self.text(name, "true or false")
+        value = None if raw is None else {"true": True, "false": False}.get(raw.strip().lower())
+        self.check(name, raw is None or value is not None, "must be true or false")
+        return bool(value)
 
     def rate(self, name: str) -> float:
         """Bytes per second (core.rates); 0.0 (unlimited) when absent."""

@@ -11,6 +11,7 @@ import random
 import signal
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,8 +20,10 @@ from shoal.app import (LocalDevice, change_pauses, load_or_create_config, pause_
 from shoal.localstore import Store
 from shoal.config import Config, load_config
 from shoal.core.backoff import backoff_delay
+from shoal.core.conditions import Reading, Verdict, evaluate, needed_readings
 from shoal.core.debounce import Debouncer
 from shoal.core.durations import format_duration
+from shoal.daemon.conditions import ConditionProbe
 from shoal.daemon.control import ControlServer, socket_path
 from shoal.daemon.watcher import FolderWatcher
 from shoal.errors import AlreadyRunning, ConfigError, FolderPaused, HubUnreachable, ShoalError
@@ -125,6 +128,10 @@ class Daemon:
         self.requests: list[tuple[dict, callable, threading.Event, dict]] = []
         self.holds: dict[str, str] = {}  # folder id -> why syncing is held back (pause, run condition)
         self.owed: set[str] = set()  # folders held back at their last cycle: synced once they are free
+        self.probe = ConditionProbe()  # sync.when: Wi-Fi, charger, battery
+        self.reading: Reading | None = None
+        self.verdict: Verdict | None = None  # the run conditions' last verdict (None: none are set)
+        self.verdict_at: float | None = None
         self.hub_ok: bool | None = None
         self.hub_error: str | None = None
         self.unreachable_since: float | None = None
@@ -470,8 +477,24 @@ class Daemon:
         file, read every time: a `shoal pause` without the daemon, an expiry) and the run
         conditions (read only with `probe`: when there is something to sync; else the last
         verdict stands). Kept for `shoal status`."""
-        self.holds = pause_holds(self.config, read_pauses(self.config.state_dir), now)
-        return self.holds
+        holds = pause_holds(self.config, read_pauses(self.config.state_dir), now)
+        conds = self.config.sync.when
+        if not conds.any:
+            self.verdict = self.reading = self.verdict_at = None
+        else:
+            if probe or self.reading is None:
+                self.reading = self.probe.read(needed_readings(conds), time.monotonic())
+                self.verdict_at = now
+            verdict = evaluate(conds, self.reading, datetime.now().time())
+            if self.verdict is None or verdict.waiting_for != self.verdict.waiting_for:
+                log.info("run conditions: %s", verdict.text() + "; indexing goes on" if verdict.waiting_for
+                         else "met, syncing")
+            self.verdict = verdict
+            if not verdict.may_sync:
+                for f in self.config.folders:
+                    holds.setdefault(f.id, f"{verdict.text()} (sync.when); `shoal sync --now` syncs anyway")
+        self.holds = holds
+        return holds
 
     def _serve_requests(self) -> None:
         with self.lock:
@@ -527,7 +550,14 @@ class Daemon:
                                if self.unreachable_since else None))
         if "serve" in report["hub"]:
             report["hub"]["serve"].update(serving=self.front is not None, error=self.front_error)
-        report["daemon"] = {"running": True, "pid": os.getpid(), "held": dict(self.holds),
+        for f in report["folders"]:
+            f["held"] = self.holds.get(f["id"])
+        if self.verdict is not None:
+            report["run_conditions"] = {
+                "waiting_for": list(self.verdict.waiting_for), "unreadable": list(self.verdict.unreadable),
+                "text": self.verdict.text(),
+                "checked": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.verdict_at or time.time()))}
+        report["daemon"] = {"running": True, "pid": os.getpid(),
                             "watcher": self.watcher.state}
         if self.config_error:
             report["config_error"] = self.config_error

@@ -1,5 +1,5 @@
-"""`shoal doctor`: check the config, state dir, store, folders, watch limits, hub password and
-hub, and say what to fix.
+"""`shoal doctor`: check the config, state dir, store, folders, watch limits, hub password,
+run conditions (which of sync.when this machine can read) and hub, and say what to fix.
 
 Every check is a small function returning a Finding (status, check, detail, fix), or None
 when it does not apply here; the pure ones take plain values so they can be tested without
@@ -459,6 +459,9 @@ def diagnose(config_path: Path) -> list[Finding]:
     if password:
         findings.append(password)
     findings += passphrase_checks(config)
+    conditions = _run_conditions_finding(config)
+    if conditions:
+        findings.append(conditions)
     findings += hub_checks(config, password_ok=password is None or password.status == OK)
     return findings
 
@@ -507,6 +510,49 @@ def hub_tls_check(state_dir: Path, listen: str | None) -> Finding | None:
         return Finding(FAIL, check, f"cannot read the hub CA {paths.ca_cert}: {e}",
                        "move the hub-tls directory away and restart shoal (every device must join again)")
     return Finding(OK, check, f"CA fingerprint (SHA-256) {fingerprint}; keys 0600 in {paths.dir} (0700)")
+
+
+RUN_CONDITIONS_FIX = ("on Termux: pkg install termux-api, and install the Termux:API app from where Termux came "
+                      "from (F-Droid or GitHub); on Linux: NetworkManager (nmcli) tells Wi-Fi, "
+                      "/sys/class/power_supply the charger and battery")
+
+
+def run_conditions_check(conds, reading, at) -> Finding | None:
+    """sync.when (core.conditions.RunConditions) against what this machine lets shoal read
+    (`reading`, core.conditions.Reading) at local time `at`: WARN naming every condition that
+    cannot be read (it does not hold sync back: nothing fails because of it); else ok with the
+    readings and whether sync may run now. None when no condition is set. Raises nothing."""
+    from shoal.core.conditions import evaluate
+
+    if not conds.any:
+        return None
+    verdict = evaluate(conds, reading, at)
+    if verdict.unreadable:
+        return Finding(WARN, "run conditions", f"{', '.join(verdict.unreadable)} cannot be read on this machine, "
+                       "so that condition does not hold sync back", RUN_CONDITIONS_FIX)
+    shown = []
+    if reading.wifi is not None:
+        shown.append(f"Wi-Fi: {'connected' if reading.wifi else 'not connected'}")
+    if reading.charging is not None:
+        shown.append("charging" if reading.charging else "not charging")
+    if reading.battery is not None:
+        shown.append(f"battery {reading.battery}%")
+    now = verdict.text() if not verdict.may_sync else "sync may run now"
+    return Finding(OK, "run conditions", "; ".join([*shown, now]))
+
+
+def _run_conditions_finding(config: Config) -> Finding | None:
+    import time
+    from datetime import datetime
+
+    from shoal.core.conditions import needed_readings
+    from shoal.daemon.conditions import ConditionProbe
+
+    conds = config.sync.when
+    if not conds.any:
+        return None
+    reading = ConditionProbe().read(needed_readings(conds), time.monotonic())
+    return run_conditions_check(conds, reading, datetime.now().time())
 
 
 def format_finding(f: Finding) -> list[str]:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.server", "tests.fixtures.hubs", "tests.fixtures.devices"]
+pytest_plugins = ["tests.fixtures.server", "tests.fixtures.hubs", "tests.fixtures.devices",
+                  "tests.fixtures.exfat"]
 
 
 @pytest.fixture

@@ -25,7 +25,17 @@ except ImportError:  # Python 3.10
         __format__ = str.__format__
 
 KIND_FILE = "file"
+KIND_EXEC = "exec"  # a regular file with its exec bit set (the only permission bit that syncs)
 KIND_SYMLINK = "symlink"
+CONTENT_KINDS = frozenset({KIND_FILE, KIND_EXEC})  # kinds whose sha256 names a content to transfer
+
+
+@dataclass(frozen=True)
+class FsTraits:
+    """What a folder's filesystem does, probed once per folder root (scan.fsprobe)."""
+
+    folds_case: bool  # `a.txt` and `A.txt` are one file (exFAT, FAT, Android shared storage, macOS)
+    modes: bool  # a file's exec bit is kept (not on exFAT/FAT, where every file looks executable)
 
 
 class FolderMode(StrEnum):

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from shoal.core.blocks import block_size_for
+from shoal.model import CONTENT_KINDS
 from shoal.errors import SealBroken, WrongPassphrase
 
 KEY_BYTES = 32
@@ -227,7 +228,7 @@ class FolderSealer:
 
     def visible_size(self, row: RowPlaintext) -> int:
         """The size the hub sees: the content's sealed size (0 for deletions and symlinks)."""
-        if row.deleted or row.kind != "file":
+        if row.deleted or row.kind not in CONTENT_KINDS:
             return 0
         return sealed_size(row.size)
 

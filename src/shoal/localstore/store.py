@@ -15,7 +15,7 @@ import apsw
 
 from shoal.errors import StoreCorrupt, StoreError
 from shoal.localstore.migrate import apply_migrations, available_migrations, current_version
-from shoal.model import Change, ErrorKind, FileState, OutboxState
+from shoal.model import Change, ErrorKind, FileState, FsTraits, OutboxState
 
 STORE_FILENAME = "shoal.db"
 APPLICATION_ID = 0x53484F4C  # "SHOL": marks the file as a shoal store
@@ -275,6 +275,16 @@ class Store:
         ids = [r[0] for r in self.conn.execute("SELECT id FROM folders ORDER BY id")]
         return [self.folder(i) for i in ids]  # type: ignore[misc]
 
+    def fs_traits(self, folder_id: str, root: str) -> FsTraits | None:
+        """The folder's filesystem traits as probed at `root`; None if never probed there."""
+        row = self.conn.execute("SELECT fs_folds_case, fs_modes FROM folders WHERE id=? AND fs_root=?",
+                                (folder_id, root)).fetchone()
+        return None if row is None else FsTraits(bool(row[0]), bool(row[1]))
+
+    def set_fs_traits(self, folder_id: str, root: str, traits: FsTraits) -> None:
+        self.conn.execute("UPDATE folders SET fs_root=?, fs_folds_case=?, fs_modes=? WHERE id=?",
+                          (root, int(traits.folds_case), int(traits.modes), folder_id))
+
     def update_folder(self, folder_id: str, **fields) -> None:
         allowed = {"marker_seen", "first_scan_at", "paused", "pull_cursor", "last_sync_at", "path"}
         bad = set(fields) - allowed
@@ -335,7 +345,8 @@ class Store:
         return [
             _file(r)
             for r in self.conn.execute(
-                f"SELECT {_FILE_COLS} FROM files WHERE sha256=? AND deleted=0 AND kind='file'", (sha256,)
+                f"SELECT {_FILE_COLS} FROM files WHERE sha256=? AND deleted=0 AND kind IN ('file', 'exec')",
+                (sha256,)
             )
         ]
 

@@ -25,7 +25,8 @@ from shoal.core.guards import (MARKER_CREATE, MARKER_PAUSE, is_mass_delete, is_m
 from shoal.core.ignore import IgnoreRules
 from shoal.core.paths import FOLDER_ID_FILE, SHOAL_DIR, TMP_DIR
 from shoal.localstore import Store
-from shoal.model import KIND_FILE, KIND_SYMLINK, ErrorKind, FileState
+from shoal.model import KIND_EXEC, KIND_FILE, KIND_SYMLINK, ErrorKind, FileState, FsTraits
+from shoal.scan.fsprobe import folder_traits
 
 HASH_BUFFER = 1 << 20
 HASH_THREADS = 2
@@ -151,9 +152,10 @@ def _sorted_entries(os_dir: str, rel_dir: str, on_error) -> list[tuple[str, str,
 
 
 def walk(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None], *,
-         start: str = "", recursive: bool = True) -> Iterator[DiskEntry]:
+         start: str = "", recursive: bool = True, modes: bool = True) -> Iterator[DiskEntry]:
     """Every file and symlink under `root` (or under its subdirectory `start`; only the
     directory's own files when not `recursive`), in the index's path order, ignored ones left out.
+    A file with its owner's exec bit is KIND_EXEC, unless the filesystem has no `modes`.
 
     Entries of one directory are sorted by NFC name, directories as `name/`, which makes the
     whole walk ordered exactly like `ORDER BY path` over '/'-joined NFC paths. Iterative (a
@@ -191,7 +193,8 @@ def walk(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None
                 continue
             mode = st.st_mode
             if stat.S_ISREG(mode):
-                yield DiskEntry(rel, e.path, KIND_FILE, st.st_size, st.st_mtime_ns, st.st_ino)
+                kind = KIND_EXEC if modes and mode & stat.S_IXUSR else KIND_FILE
+                yield DiskEntry(rel, e.path, kind, st.st_size, st.st_mtime_ns, st.st_ino)
             elif stat.S_ISLNK(mode):
                 yield DiskEntry(rel, e.path, KIND_SYMLINK, st.st_size, st.st_mtime_ns, st.st_ino)
             # sockets, fifos, devices: not synced
@@ -317,6 +320,7 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
         return result
     if row.paused:
         store.update_folder(folder_id, paused=None)
+    traits = folder_traits(store, folder_id, root)
     first_scan = row.first_scan_at is None
     rules = IgnoreRules(ignore)
     unreadable_dirs: list[str] = []
@@ -342,7 +346,7 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
     with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="shoal-hash") as pool:
         # A first scan sends no deletions, so it needs no table of added contents for moves.
         rec = _Recorder(store, folder_id, result, now, min_age, progress, pool, track_moves=not first_scan)
-        part = _Merge(store, folder_id, root, rules, on_error, under_unreadable, rec, result, deletions)
+        part = _Merge(store, folder_id, root, rules, on_error, under_unreadable, rec, result, deletions, traits)
         for start, recursive in parts:
             live_indexed += _merge(part, start, recursive)
         rec.flush()
@@ -385,12 +389,13 @@ class _Merge(NamedTuple):
     rec: _Recorder
     result: ScanResult
     deletions: list[FileState]
+    traits: FsTraits
 
 
 def _merge(m: _Merge, start: str, recursive: bool) -> int:
     """Merge-join one part of the folder on disk with its index rows; returns the live rows seen."""
     live_indexed = 0
-    disk = walk(m.root, m.rules, m.on_error, start=start, recursive=recursive)
+    disk = walk(m.root, m.rules, m.on_error, start=start, recursive=recursive, modes=m.traits.modes)
     index = m.store.iter_files(m.folder_id, under=start, recursive=recursive)
     d = next(disk, None)
     i = next(index, None)
@@ -411,6 +416,8 @@ def _merge(m: _Merge, start: str, recursive: bool) -> int:
             m.result.bytes += d.size
             if not i.deleted:
                 live_indexed += 1
+            if not m.traits.modes and d.kind == KIND_FILE and i.kind == KIND_EXEC:
+                d = d._replace(kind=KIND_EXEC)  # no modes here: the exec bit is the index's
             if (not i.deleted and i.kind == d.kind and i.size == d.size
                     and i.mtime_ns == d.mtime_ns and i.inode == d.inode):
                 m.result.unchanged += 1

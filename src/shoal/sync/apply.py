@@ -10,22 +10,26 @@ into place; the replaced file goes to the trash; then the index records the new 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
 import random
 import stat as statmod
+import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoal.core.backoff import backoff_delay
-from shoal.core.paths import validate_remote_path, validate_sha256
+from shoal.core.conflicts import conflict_name, unique_path
+from shoal.core.paths import casefold_key, validate_remote_path, validate_sha256
+from shoal.scan.fsprobe import folder_traits
 from shoal.scan.scanner import READ_RETRY_SECONDS, sha256_file
 from shoal.errors import FileProblem, HubError, PathRefused
 from shoal.localstore import Store
-from shoal.model import KIND_FILE, KIND_SYMLINK, Change, ErrorKind, FileState
+from shoal.model import CONTENT_KINDS, KIND_EXEC, KIND_FILE, KIND_SYMLINK, Change, ErrorKind, FileState
 from shoal.sync.folder_io import FolderWriter
 from shoal.sync.transfer import Downloader, OnBytesMoved
 
@@ -54,10 +58,21 @@ def _same_stat(a: os.stat_result | None, b: os.stat_result | None) -> bool:
         b.st_size, b.st_mtime_ns, b.st_ino, statmod.S_IFMT(b.st_mode))
 
 
-def _matches_index(st: os.stat_result, idx: FileState) -> bool:
-    kind = KIND_SYMLINK if statmod.S_ISLNK(st.st_mode) else KIND_FILE
-    return (kind == idx.kind and st.st_size == idx.size and st.st_mtime_ns == idx.mtime_ns
-            and st.st_ino == idx.inode)
+def disk_kind(st: os.stat_result, modes: bool) -> str:
+    """The kind of what is on disk (a regular file's exec bit counts only where there are modes)."""
+    if statmod.S_ISLNK(st.st_mode):
+        return KIND_SYMLINK
+    return KIND_EXEC if modes and st.st_mode & statmod.S_IXUSR else KIND_FILE
+
+
+def _same_kind(disk: str, indexed: str, modes: bool) -> bool:
+    """Without modes, a file on disk is whichever of file/exec the index says."""
+    return disk == indexed or (not modes and disk in CONTENT_KINDS and indexed in CONTENT_KINDS)
+
+
+def _matches_index(st: os.stat_result, idx: FileState, modes: bool) -> bool:
+    return (_same_kind(disk_kind(st, modes), idx.kind, modes) and st.st_size == idx.size
+            and st.st_mtime_ns == idx.mtime_ns and st.st_ino == idx.inode)
 
 
 class Applier:
@@ -75,6 +90,10 @@ class Applier:
         self.now = now
         self.progress = progress
         self.stats = ApplyStats()
+        self.traits = folder_traits(store, folder_id, self.root)
+        self._names: dict[str, dict[str, str]] = {}  # a case-folding folder's directories as listed
+        self._planned: dict[str, str] = {}  # casefold key -> path written by this page
+        self._copies: set[str] = set()  # collision copies: indexed by the next scan, which pushes them
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -118,7 +137,7 @@ class Applier:
                 kind = KIND_SYMLINK
             else:
                 sha, _ = sha256_file(os_path)
-                target, kind = None, KIND_FILE
+                target, kind = None, disk_kind(st, self.traits.modes)
         except OSError as e:
             self._error(path, ErrorKind.READ, f"cannot read: {e.strerror}", READ_RETRY_SECONDS)
             return None
@@ -133,6 +152,8 @@ class Applier:
         raises HubUnreachable if the hub goes away while contents are fetched."""
         writes: list[tuple[Change, os.stat_result | None]] = []
         self._pending = self.store.pending_paths(self.folder_id)
+        self._names.clear()
+        self._planned.clear()
         for ch in changes:
             try:
                 item = self._decide(ch)
@@ -141,6 +162,9 @@ class Applier:
                 continue
             except OSError as e:
                 self._failed(ch.path, ErrorKind.WRITE, f"cannot apply: {e.strerror}")
+                continue
+            except FileProblem as e:
+                self._failed(ch.path, e.kind, str(e))
                 continue
             if item is not None:
                 writes.append(item)
@@ -151,7 +175,7 @@ class Applier:
     def _decide(self, ch: Change) -> tuple[Change, os.stat_result | None] | None:
         validate_remote_path(ch.path)
         validate_sha256(ch.sha256)  # a hash from the hub is never trusted to be one
-        if ch.kind not in (KIND_FILE, KIND_SYMLINK):
+        if ch.kind not in (KIND_FILE, KIND_EXEC, KIND_SYMLINK):
             raise PathRefused(f"path refused: unknown kind {ch.kind!r}")
         if ch.kind == KIND_SYMLINK and (not ch.target or "\0" in ch.target):
             raise PathRefused("path refused: symlink without a valid target")
@@ -161,13 +185,17 @@ class Applier:
         if ch.path in self._pending:
             self.stats.concurrent += 1
             return None  # a local change waits to be pushed: the hub decides the conflict
+        if self.traits.folds_case:
+            occupant = self._occupant(ch.path)
+            if occupant is not None:
+                return self._collision(ch, occupant, idx)
         st = self.writer.lstat(ch.path)
         if st is not None and statmod.S_ISDIR(st.st_mode):
             if ch.deleted:
                 self._tombstone(ch, idx)
                 return None
             raise FileProblem(f"cannot write {ch.path}: a directory is in the way")
-        if st is not None and (idx is None or idx.deleted or not _matches_index(st, idx)):
+        if st is not None and (idx is None or idx.deleted or not _matches_index(st, idx, self.traits.modes)):
             local = self._index_local(ch.path, st, idx)
             if local is None:
                 return None
@@ -191,7 +219,73 @@ class Applier:
         if st is not None and idx is not None and idx.sha256 == ch.sha256 and idx.kind == ch.kind:
             self.store.set_version(self.folder_id, ch.path, ch.version)
             return None
+        if st is not None and idx is not None and idx.sha256 == ch.sha256 and {idx.kind, ch.kind} <= CONTENT_KINDS:
+            # Only the exec bit changed: set it in place (a folder without modes keeps it in the index).
+            if self.traits.modes:
+                st = self.writer.set_exec(ch.path, ch.kind == KIND_EXEC)
+            self.store.put_file(idx._replace(kind=ch.kind, version=ch.version, inode=st.st_ino,
+                                             size=st.st_size, mtime_ns=st.st_mtime_ns))
+            return None
+        if self.traits.folds_case:
+            self._planned[casefold_key(ch.path)] = ch.path
         return ch, st
+
+    # -- case-folding folders -------------------------------------------------------
+
+    def _occupant(self, path: str) -> str | None:
+        """On a case-folding folder: the other path that holds `path`'s place, on disk or among
+        this page's writes (`A.txt` when `a.txt` is asked for, also through a directory named
+        in another case), or None if `path` is free or is itself what is there."""
+        planned = self._planned.get(casefold_key(path))
+        if planned is not None and planned != path:
+            return planned
+        real: list[str] = []
+        for part in path.split("/"):
+            reldir = "/".join(real)
+            names = self._names.get(reldir)
+            if names is None:
+                names = self._names[reldir] = {casefold_key(n): n for n in self.writer.names(reldir)}
+            found = names.get(casefold_key(part))
+            if found is None:
+                return None  # from here on nothing is on disk
+            real.append(unicodedata.normalize("NFC", found))
+        occupant = "/".join(real)
+        return None if occupant == path else occupant
+
+    def _collision(self, ch: Change, occupant: str, idx: FileState | None) -> tuple[Change, None] | None:
+        """`ch.path` folds to `occupant`, another path this device has. A deletion has nothing of
+        its own to remove; a rename of the occupant that only changes case is done in place;
+        anything else is written beside it as a conflict copy, so neither version is lost."""
+        if ch.deleted:
+            self._tombstone(ch, idx)
+            return None
+        occ = self.store.get_file(self.folder_id, occupant)
+        st = self.writer.lstat(occupant)
+        if (ch.moved_from == occupant and occ is not None and not occ.deleted and st is not None
+                and occ.sha256 == ch.sha256 and occ.kind == ch.kind
+                and occupant.rpartition("/")[0] == ch.path.rpartition("/")[0]
+                and _matches_index(st, occ, self.traits.modes)):
+            self.writer.rename_case(occupant, ch.path)
+            new_st = self.writer.lstat(ch.path)
+            self.store.put_file(occ._replace(path=ch.path, version=ch.version, inode=new_st.st_ino,
+                                             mtime_ns=new_st.st_mtime_ns))
+            self.store.put_file(occ._replace(deleted=True, size=0, inode=0))
+            reldir = occupant.rpartition("/")[0]
+            self._names.setdefault(reldir, {})[casefold_key(ch.path)] = ch.path.rpartition("/")[2]
+            self.stats.written += 1
+            return None
+        parent = occupant.rpartition("/")[0] if "/" in ch.path else ""
+        if parent and ch.path.count("/") != occupant.count("/"):
+            parent = parent.rpartition("/")[0]  # the occupant is deeper: a directory of another case
+        name = ch.path.rpartition("/")[2]
+        copy = unique_path(conflict_name(f"{parent}/{name}" if parent else name, ch.mtime_ns, ch.device_name or "remote"),
+                           lambda p: self._occupant(p) is not None or self.writer.lstat(p) is not None)
+        log.warning("%s: %s and %s are one name on this case-insensitive folder: keeping %s as %s",
+                    self.folder_id, ch.path, occupant, ch.path, copy)
+        self.store.record_conflict(self.folder_id, ch.path, copy, None, ch.device_name, int(self.now()), ch.version)
+        self._copies.add(copy)
+        self._planned[casefold_key(copy)] = copy
+        return dataclasses.replace(ch, path=copy, version=None, moved_from=None, conflict_of=None), None
 
     def _tombstone(self, ch: Change, idx: FileState | None) -> None:
         self.store.put_file(FileState(self.folder_id, ch.path, ch.kind, 0, ch.mtime_ns, 0, ch.sha256, True,
@@ -231,7 +325,7 @@ class Applier:
         return None
 
     def _write_all(self, writes: list[tuple[Change, os.stat_result | None]]) -> None:
-        local = {ch.sha256: self.store.find_by_sha(ch.sha256) for ch, _ in writes if ch.kind == KIND_FILE}
+        local = {ch.sha256: self.store.find_by_sha(ch.sha256) for ch, _ in writes if ch.kind in CONTENT_KINDS}
         need_hub = [sha for sha, found in local.items() if not found]
         if need_hub:
             self.downloader.prefetch(need_hub)
@@ -241,7 +335,7 @@ class Applier:
         # syscall-bound, and the syscalls release the GIL.
         small = {ch.path: self._pool.submit(self.downloader.write_small, ch.sha256, ch.mtime_ns)
                  for ch, _ in writes
-                 if ch.kind == KIND_FILE and not local[ch.sha256] and self.downloader.has_small(ch.sha256)}
+                 if ch.kind in CONTENT_KINDS and not local[ch.sha256] and self.downloader.has_small(ch.sha256)}
         for ch, st in writes:
             try:
                 if ch.path in small:
@@ -258,6 +352,8 @@ class Applier:
                                or self.downloader.fetch(ch.sha256, ch.size))
                         fetched[ch.sha256] = tmp
                     self.writer.set_temp_mtime(tmp, ch.mtime_ns)
+                if ch.kind == KIND_EXEC and self.traits.modes:
+                    self.writer.set_temp_exec(tmp, True)
             except PathRefused as e:
                 self._refuse(ch.path, str(e))
                 continue
@@ -302,6 +398,9 @@ class Applier:
         self.writer.fsync_touched_dirs()
         with self.store.transaction():
             for ch, st in installed:
+                if ch.path in self._copies:
+                    self.stats.written += 1  # left to the next scan to index: it syncs like any file
+                    continue
                 self.store.put_file(FileState(self.folder_id, ch.path, ch.kind, st.st_size, st.st_mtime_ns,
                                               st.st_ino, ch.sha256, False, ch.target, ch.version))
                 self.store.clear_error(self.folder_id, ch.path)

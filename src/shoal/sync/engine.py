@@ -27,7 +27,7 @@ from shoal.scan.scanner import ScanResult, check_marker, scan_folders
 from shoal.errors import FolderKeyProblem, FolderPaused, HubMismatch, HubRowRefused, HubUnreachable, ShoalError
 from shoal.localstore import Store
 from shoal.localstore.store import resync_meta
-from shoal.model import KIND_FILE, Change, ErrorKind, FileState, HeadVersion, OutboxState, PushStatus
+from shoal.model import CONTENT_KINDS, Change, ErrorKind, FileState, HeadVersion, OutboxState, PushStatus
 from shoal.progress import ProgressSink
 from shoal.sync.apply import Applier
 from shoal.sync.folder_io import FolderWriter, purge_trash
@@ -310,15 +310,15 @@ class SyncEngine:
                 return again
             after = rows[-1].seq  # the page's last seq is the latest row of its path: kept by _coalesce
             stats = UploadStats()
-            total = sum(c.size for c in rows if not c.deleted and c.kind == KIND_FILE)
+            total = sum(c.size for c in rows if not c.deleted and c.kind in CONTENT_KINDS)
             self.progress.phase(f.id, "push", len(rows), total)
             root = str(f.path)
             uploaded = upload_contents(
                 hub, ((c.sha256, os.path.join(root, c.path), c.size) for c in rows
-                      if not c.deleted and c.kind == KIND_FILE), stats,
+                      if not c.deleted and c.kind in CONTENT_KINDS), stats,
                 progress=lambda n: self.progress.advance(0, n))
             fr.bytes_up += stats.bytes_sent
-            sendable = [c for c in rows if c.deleted or c.kind != KIND_FILE or c.sha256 in uploaded]
+            sendable = [c for c in rows if c.deleted or c.kind not in CONTENT_KINDS or c.sha256 in uploaded]
             conflicts: list[tuple[Change, HeadVersion]] = []
             for i in range(0, len(sendable), PUSH_BATCH):
                 batch = sendable[i:i + PUSH_BATCH]
@@ -580,14 +580,14 @@ class SyncEngine:
                     if old is not None and not old.deleted and old.sha256 == ch.sha256:
                         kept_elsewhere.add(ch.moved_from)
                         destroyed.discard(ch.moved_from)
-                maybe_empty = ch.kind == KIND_FILE and (ch.size == 0 or ch.sha256 == EMPTY_SHA)
+                maybe_empty = ch.kind in CONTENT_KINDS and (ch.size == 0 or ch.sha256 == EMPTY_SHA)
                 if not (ch.deleted or maybe_empty):
                     destroyed.discard(ch.path)  # a later version with content: not lost
                     continue
                 idx = self.store.get_file(f.id, ch.path)
                 if idx is None or idx.deleted:
                     continue
-                emptied = not ch.deleted and idx.kind == KIND_FILE and idx.size > 0
+                emptied = not ch.deleted and idx.kind in CONTENT_KINDS and idx.size > 0
                 if (ch.deleted and ch.path not in kept_elsewhere) or emptied:
                     destroyed.add(ch.path)
                     devices.add(sanitize_device_name(ch.device_name or (ch.device_id or "?")[:8])[:40])

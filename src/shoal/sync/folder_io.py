@@ -166,6 +166,38 @@ class FolderWriter:
     def set_temp_mtime(self, name: str, mtime_ns: int) -> None:
         os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=self.tmp_fd, follow_symlinks=False)
 
+    def set_temp_exec(self, name: str, executable: bool) -> None:
+        """Set or clear the exec bits of a temp file (where its read bits are), nothing else."""
+        st = os.stat(name, dir_fd=self.tmp_fd, follow_symlinks=False)
+        os.chmod(name, _with_exec(st.st_mode, executable), dir_fd=self.tmp_fd)
+
+    def set_exec(self, relpath: str, executable: bool) -> os.stat_result:
+        """Set or clear the exec bits of a file of the folder in place; returns its new stat."""
+        pfd, name = self.parent(relpath, create=False)
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), dir_fd=pfd)
+        try:
+            os.fchmod(fd, _with_exec(os.fstat(fd).st_mode, executable))
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
+
+    def names(self, reldir: str) -> list[str]:
+        """The entry names of a directory of the folder as they are on disk ([] if it is missing)."""
+        try:
+            return os.listdir(self.dir_fd(reldir, create=False))
+        except (FileNotFoundError, NotADirectoryError, PathRefused):
+            return []
+
+    def rename_case(self, src: str, dst: str) -> None:
+        """Rename a file to a name that differs only in case, on a filesystem that folds case
+        (where `dst` already "exists": it is `src`)."""
+        spfd, sname = self.parent(src, create=False)
+        dpfd, dname = self.parent(dst, create=False)
+        if spfd != dpfd or dname in os.listdir(dpfd):
+            raise FileProblem(f"cannot rename {src}: {dst} is another file", path=dst)
+        os.rename(sname, dname, src_dir_fd=spfd, dst_dir_fd=dpfd)
+        self._touched.update({src.rpartition("/")[0], dst.rpartition("/")[0]})
+
     def flush_all(self) -> None:
         """Make every temp file written so far durable, with one syncfs of the filesystem."""
         _syncfs(self.tmp_fd)
@@ -213,6 +245,12 @@ class FolderWriter:
             if fd is not None:
                 os.fsync(fd)
         self._touched.clear()
+
+
+def _with_exec(mode: int, executable: bool) -> int:
+    """`mode`'s permission bits with an exec bit wherever a read bit is (or with none)."""
+    mode = stat.S_IMODE(mode) & ~0o111
+    return mode | ((mode & 0o444) >> 2) if executable else mode
 
 
 def purge_trash(root: Path, older_than_epoch: float) -> int:

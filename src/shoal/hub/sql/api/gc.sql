@@ -414,7 +414,7 @@ BEGIN
                 SELECT DISTINCT u.sha FROM shoal.heads h
                   JOIN shoal.contents ct ON ct.space = p_space AND ct.sha256 = h.sha256
                  CROSS JOIN LATERAL unnest(ct.blocks) AS u(sha)
-                 WHERE h.space = p_space AND h.folder_id = f.folder_id AND NOT h.deleted AND h.kind = 'file') r
+                 WHERE h.space = p_space AND h.folder_id = f.folder_id AND NOT h.deleted AND h.kind IN ('file', 'exec')) r
               JOIN shoal.blocks b ON b.sha256 = r.sha),
            (SELECT c.created_at FROM shoal.changes c WHERE c.space = p_space AND c.folder_id = f.folder_id
              ORDER BY c.id LIMIT 1),
@@ -438,7 +438,7 @@ BEGIN
                 SELECT DISTINCT u.sha FROM shoal.heads h
                   JOIN shoal.contents ct ON ct.space = p_space AND ct.sha256 = h.sha256
                  CROSS JOIN LATERAL unnest(ct.blocks) AS u(sha)
-                 WHERE h.space = p_space AND NOT h.deleted AND h.kind = 'file') r
+                 WHERE h.space = p_space AND NOT h.deleted AND h.kind IN ('file', 'exec')) r
               JOIN shoal.blocks b ON b.sha256 = r.sha),
            coalesce(u.changes, 0), coalesce(u.bytes, 0)
       FROM (SELECT count(*) AS n, coalesce(sum(octet_length(b.data)), 0)::bigint AS bytes

@@ -36,7 +36,7 @@ DECLARE
 BEGIN
     RETURN QUERY
     SELECT h.sha256, max(h.size), array_agg(h.folder_id || ':' || h.path ORDER BY h.folder_id, h.path)
-      FROM shoal.heads h WHERE h.space = v_space AND NOT h.deleted AND h.kind = 'file' AND h.size > 0
+      FROM shoal.heads h WHERE h.space = v_space AND NOT h.deleted AND h.kind IN ('file', 'exec') AND h.size > 0
      GROUP BY h.sha256 HAVING count(*) > 1 ORDER BY max(h.size) * (count(*) - 1) DESC;
 END $$;
 

@@ -141,7 +141,7 @@ def test_bucket_table(rate, burst, takes, waits):
 
 @pytest.mark.parametrize(
     ("rate", "burst"),
-    [(1000, float(MIN_BURST)), (1_000_000, 250_000.0), (2_000_000, 500_000.0), (10**9, 4 * 2**20)],
+    [(1000, float(MIN_BURST)), (1_000_000, 131_072.0), (2_000_000, 200_000.0), (10**9, 4 * 2**20)],
 )
 def test_default_burst(rate, burst):
     assert default_burst(rate) == burst

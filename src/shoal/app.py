@@ -24,6 +24,7 @@ from pathlib import Path
 
 from shoal.core.conditions import PauseState
 from shoal.core.devices import is_silent
+from shoal.core.rates import limit_text
 from shoal.core.text import printable
 from shoal.config import Config, default_config_text, load_config, read_hub_password, write_new_config
 from shoal.errors import FolderPaused, ShoalError
@@ -216,6 +217,8 @@ def status_report(device: LocalDevice, *, check_hub: bool = True, store: Store |
         "folders": folders,
         "paused": pause_report(pauses, None, now),
         "last_run": store.last_run(),
+        "limits": {"upload": limit_text(device.config.sync.max_upload_rate),  # sync.max_*_rate; None: no limit
+                   "download": limit_text(device.config.sync.max_download_rate)},
     }
     if device.config.hub.serve_listen:
         report["hub"]["serve"] = {"listen": device.config.hub.serve_listen, "serving": False}  # the daemon fills in

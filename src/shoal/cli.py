@@ -380,6 +380,8 @@ def _print_status(r: dict) -> None:
     d = r.get("daemon", {})
     say(f"daemon  {'running, pid ' + str(d.get('pid')) if d.get('running') else 'not running'}"
           + (f"; watcher: {d['watcher']}" if d.get("watcher") else ""))
+    if any((r.get("limits") or {}).values()):
+        say("limits  " + ", ".join(f"{way} {rate or 'unlimited'}" for way, rate in r["limits"].items()))
     rc = r.get("run_conditions")
     if rc and rc.get("waiting_for"):
         say(f"when    {rc['text']} (sync.when, checked {rc['checked']}); scanning goes on; "

@@ -15,7 +15,7 @@ import math
 
 #: The burst allowance: this many seconds' worth of bytes, but at least MIN_BURST bytes (so a
 #: small file is not held back at a low rate), and never more than MAX_BURST bytes.
-BURST_SECONDS = 0.25
+BURST_SECONDS = 0.1
 MIN_BURST = 128 * 1024
 MAX_BURST = 4 * 1024 * 1024
 

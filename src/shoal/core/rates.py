@@ -111,3 +111,8 @@ def _problem(original: object) -> str:
     if len(shown) > 40:
         shown = shown[:37] + "..."
     return f"{RATE_HINT} (got {shown})"
+
+
+def limit_text(bytes_per_second: float) -> str | None:
+    """A limit as `shoal status` shows it: format_rate, or None for no limit (0)."""
+    return format_rate(bytes_per_second) if bytes_per_second else None

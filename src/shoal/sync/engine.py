@@ -33,7 +33,7 @@ from shoal.sync.apply import Applier
 from shoal.sync.folder_io import FolderWriter, purge_trash
 from shoal.hub.client import Hub
 from shoal.sync.sealed import SealedFolderHub, open_folder_key
-from shoal.sync.transfer import EMPTY_SHA, Downloader, UploadStats, upload_contents
+from shoal.sync.transfer import EMPTY_SHA, Downloader, TransferLimits, UploadStats, upload_contents
 
 log = logging.getLogger("shoal.engine")
 PUSH_BATCH = 5000
@@ -101,6 +101,8 @@ class SyncEngine:
         self.hub_factory = hub_factory
         self.clock = clock
         self.progress = progress or ProgressSink()
+        # sync.max_*_rate: one Throttle per direction, shared by every folder (a reload makes a new engine)
+        self.limits = TransferLimits.of(config.sync.max_upload_rate, config.sync.max_download_rate)
         self.device_id = store.device_id
         self.device_name = config.device.name
         self._retry_now = False
@@ -316,7 +318,7 @@ class SyncEngine:
             uploaded = upload_contents(
                 hub, ((c.sha256, os.path.join(root, c.path), c.size) for c in rows
                       if not c.deleted and c.kind in CONTENT_KINDS), stats,
-                progress=lambda n: self.progress.advance(0, n))
+                progress=lambda n: self.progress.advance(0, n), throttle=self.limits.upload)
             fr.bytes_up += stats.bytes_sent
             sendable = [c for c in rows if c.deleted or c.kind not in CONTENT_KINDS or c.sha256 in uploaded]
             conflicts: list[tuple[Change, HeadVersion]] = []
@@ -457,8 +459,8 @@ class SyncEngine:
             return
         copy = Change(f.id, copy_path, head.kind, head.size, head.mtime_ns, head.sha256, False, head.target,
                       version=None)
-        with Applier(self.store, f.id, f.path, lambda w: Downloader(hub, w), self.roots(),
-                     now=self.clock) as ap:
+        with Applier(self.store, f.id, f.path, lambda w: Downloader(hub, w, throttle=self.limits.download),
+                     self.roots(), now=self.clock) as ap:
             ap.apply([copy])
         fs = self.store.get_file(f.id, copy_path)
         if fs is not None and not fs.deleted:
@@ -606,8 +608,8 @@ class SyncEngine:
         def progress(n: int) -> None:
             self.progress.advance(0, n)
 
-        with Applier(self.store, f.id, f.path, lambda w: Downloader(hub, w, progress), self.roots(),
-                     now=self.clock) as ap:
+        with Applier(self.store, f.id, f.path, lambda w: Downloader(hub, w, progress, self.limits.download),
+                     self.roots(), now=self.clock) as ap:
             stats = ap.apply(changes)
         fr.written += stats.written
         fr.deleted += stats.deleted

@@ -29,6 +29,14 @@ def shoal(config: Path, *args: str, timeout: float = 60, check: bool = False) ->
     return proc
 
 
+def content(path: Path) -> bytes | None:
+    """A file's bytes, or None while it is not (fully) there."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from tests.daemons import shoal, wait_for
+from tests.daemons import content, shoal, wait_for
 from tests.fixtures.devices import both_ways
 
 pytestmark = pytest.mark.slow
@@ -24,22 +24,15 @@ def pair(make_daemon):
     return make_daemon("alpha"), make_daemon("beta")
 
 
-def _content(path):
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
-
-
 def test_file_written_on_a_appears_on_b_without_any_command(pair):
     a, b = pair
     a.start()
     b.start()
     (a.root / "hello.txt").write_text("from alpha")
-    wait_for(lambda: _content(b.root / "hello.txt") == b"from alpha", what="hello.txt on beta")
+    wait_for(lambda: content(b.root / "hello.txt") == b"from alpha", what="hello.txt on beta")
     (b.root / "sub").mkdir()
     (b.root / "sub" / "reply.txt").write_text("from beta")
-    wait_for(lambda: _content(a.root / "sub" / "reply.txt") == b"from beta", what="reply on alpha")
+    wait_for(lambda: content(a.root / "sub" / "reply.txt") == b"from beta", what="reply on alpha")
     assert a.stop() == 0 and b.stop() == 0
 
 
@@ -83,7 +76,7 @@ def test_invalid_config_edit_keeps_daemon_running_and_valid_edit_adds_folder(pai
     wait_for(lambda: any(f["id"] == "photos" for f in b.status()["folders"]), what="photos folder on beta")
     assert "config_error" not in a.status()
     (a.base / "photos" / "cat.jpg").write_bytes(b"\xff\xd8 not really a cat")
-    wait_for(lambda: _content(b.base / "photos" / "cat.jpg") == b"\xff\xd8 not really a cat",
+    wait_for(lambda: content(b.base / "photos" / "cat.jpg") == b"\xff\xd8 not really a cat",
              what="cat.jpg on beta")
 
 
@@ -104,7 +97,7 @@ def test_edits_while_hub_is_down_arrive_after_it_restarts(tmp_path, make_daemon)
         b.start()
         try:
             (a.root / "before.txt").write_text("before")
-            wait_for(lambda: _content(b.root / "before.txt") == b"before", what="before.txt on beta")
+            wait_for(lambda: content(b.root / "before.txt") == b"before", what="before.txt on beta")
             server.stop()
             for i in range(5):
                 (a.root / f"offline-{i}.txt").write_text(f"offline {i}")
@@ -112,7 +105,7 @@ def test_edits_while_hub_is_down_arrive_after_it_restarts(tmp_path, make_daemon)
             wait_for(lambda: a.status()["folders"][0]["waiting"] == 5, what="5 changes waiting on alpha")
             assert a.status()["hub"]["unreachable_since"]
             server.start()
-            wait_for(lambda: all(_content(b.root / f"offline-{i}.txt") == f"offline {i}".encode()
+            wait_for(lambda: all(content(b.root / f"offline-{i}.txt") == f"offline {i}".encode()
                                  for i in range(5)), timeout=90, what="offline edits on beta")
             with psycopg.connect(hub.owner_url) as conn:  # (sealed paths: count them all)
                 n = conn.execute("SELECT count(*) FROM shoal.changes").fetchone()[0]
@@ -138,7 +131,7 @@ def test_sigterm_during_large_transfer_leaves_no_partial_file_and_resumes(pair):
     assert b.stop(signal.SIGTERM) == 0
     assert not (b.root / "big.bin").exists()  # never a half-written file in the folder
     b.start()
-    wait_for(lambda: _content(b.root / "big.bin") == big, timeout=60, what="big.bin complete on beta")
+    wait_for(lambda: content(b.root / "big.bin") == big, timeout=60, what="big.bin complete on beta")
     assert not list(part_dir.glob("*.part"))
 
 

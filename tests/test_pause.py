@@ -11,21 +11,9 @@ import time
 
 import pytest
 
-from tests.daemons import shoal, wait_for
+from tests.daemons import content, shoal, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def pair(make_daemon):
-    return make_daemon("alpha"), make_daemon("beta")
-
-
-def _content(path):
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
 
 
 def _folder(status: dict, folder_id: str = "docs") -> dict:
@@ -41,7 +29,7 @@ def _stays_away(path, seconds: float = 1.5) -> None:
 
 def _synced_once(a, b) -> None:
     (a.root / "first.txt").write_text("first")
-    wait_for(lambda: _content(b.root / "first.txt") == b"first", what="first.txt on beta")
+    wait_for(lambda: content(b.root / "first.txt") == b"first", what="first.txt on beta")
 
 
 def test_a_paused_folder_indexes_but_does_not_sync_until_resumed(pair):
@@ -70,8 +58,8 @@ def test_a_paused_folder_indexes_but_does_not_sync_until_resumed(pair):
     assert not (b.root / "held.txt").exists()
     proc = shoal(a.config, "resume", "--folder", "docs")
     assert proc.returncode == 0, proc.stderr
-    wait_for(lambda: _content(b.root / "held.txt") == b"held back", what="held.txt on beta after resume")
-    wait_for(lambda: _content(a.root / "from-beta.txt") == b"beta", what="from-beta.txt on alpha after resume")
+    wait_for(lambda: content(b.root / "held.txt") == b"held back", what="held.txt on beta after resume")
+    wait_for(lambda: content(a.root / "from-beta.txt") == b"beta", what="from-beta.txt on alpha after resume")
     assert _folder(a.status())["user_paused"] is None
 
 
@@ -88,7 +76,7 @@ def test_a_pause_for_a_while_ends_by_itself(pair):
     assert status["paused"]["until"] and _folder(status)["user_paused"]["whole_device"] is True
     assert "until" in shoal(a.config, "status").stdout
     assert not (b.root / "later.txt").exists()
-    wait_for(lambda: _content(b.root / "later.txt") == b"later", timeout=15, what="later.txt after the pause ended")
+    wait_for(lambda: content(b.root / "later.txt") == b"later", timeout=15, what="later.txt after the pause ended")
     status = a.status()
     assert status["paused"] is None and _folder(status)["user_paused"] is None
 
@@ -113,7 +101,7 @@ def test_a_pause_made_without_a_daemon_holds_after_it_starts(pair):
     _stays_away(b.root / "offline.txt", 1.0)
     proc = shoal(a.config, "resume")
     assert proc.returncode == 0, proc.stderr
-    wait_for(lambda: _content(b.root / "offline.txt") == b"written before the daemon ran",
+    wait_for(lambda: content(b.root / "offline.txt") == b"written before the daemon ran",
              what="offline.txt on beta after resume")
 
 

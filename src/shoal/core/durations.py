@@ -61,14 +61,7 @@ def format_duration(seconds: float) -> str:
 
     Raises ValueError for a negative, infinite or NaN value, or a non-number.
     """
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise ValueError(f"cannot format {seconds!r} as a duration: not a number")
-    try:
-        value = float(seconds)
-    except OverflowError:
-        raise ValueError(f"cannot format {seconds!r} as a duration: too large") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"cannot format {seconds!r} as a duration: must be finite and >= 0")
+    value = amount_to_format(seconds, "a duration")
     if value == 0:
         return "0s"
     candidates: list[tuple[int, bool, int, str]] = []
@@ -76,7 +69,7 @@ def format_duration(seconds: float) -> str:
         amount = value * 1000 if unit == "ms" else value / factor
         if not math.isfinite(amount):
             continue
-        spelled = _plain_decimal(amount) + unit
+        spelled = plain_decimal(amount) + unit
         try:
             exact = parse_duration(spelled) == value
         except ValueError:  # read back, it overflows to infinity
@@ -85,11 +78,25 @@ def format_duration(seconds: float) -> str:
             candidates.append(("." in spelled, len(spelled), rank, spelled))
     if not candidates:
         # Always exact: the shortest repr of a float reads back as the same float.
-        return _plain_decimal(value) + "s"
+        return plain_decimal(value) + "s"
     return min(candidates)[3]
 
 
-def _plain_decimal(number: float) -> str:
+def amount_to_format(number: object, what: str) -> float:
+    """`number` as a float to spell as `what` ("a duration", "a rate"). Raises ValueError for a
+    negative, infinite or NaN value, or a non-number."""
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise ValueError(f"cannot format {number!r} as {what}: not a number")
+    try:
+        value = float(number)
+    except OverflowError:
+        raise ValueError(f"cannot format {number!r} as {what}: too large") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"cannot format {number!r} as {what}: must be finite and >= 0")
+    return value
+
+
+def plain_decimal(number: float) -> str:
     """The shortest decimal spelling of `number` without an exponent ("1e-05" -> "0.00001")."""
     if number == int(number) and abs(number) < 1e16:
         return str(int(number))

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal
+
+from shoal.core.durations import amount_to_format, plain_decimal
 
 RATE_HINT = "must be a rate such as 500KB/s, 2MB/s or 1.5MiB/s (KB = 1000 bytes, KiB = 1024), or 0 for unlimited"
 
@@ -65,21 +66,14 @@ def format_rate(bytes_per_second: float) -> str:
     wins, then the larger unit (decimal before binary).
     Raises ValueError for a negative, infinite or NaN value, or a non-number.
     """
-    if isinstance(bytes_per_second, bool) or not isinstance(bytes_per_second, (int, float)):
-        raise ValueError(f"cannot format {bytes_per_second!r} as a rate: not a number")
-    try:
-        value = float(bytes_per_second)
-    except OverflowError:
-        raise ValueError(f"cannot format {bytes_per_second!r} as a rate: too large") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"cannot format {bytes_per_second!r} as a rate: must be finite and >= 0")
+    value = amount_to_format(bytes_per_second, "a rate")
     if value == 0:
         return "unlimited"
     candidates: list[tuple[bool, int, int, str]] = []
     for rank, (unit, factor) in enumerate(_UNIT_BYTES.items()):
         if unit == "kB":
             continue
-        spelled = f"{_plain_decimal(value / factor)} {unit}/s"
+        spelled = f"{plain_decimal(value / factor)} {unit}/s"
         try:
             exact = parse_rate(spelled) == value
         except ValueError:
@@ -87,17 +81,8 @@ def format_rate(bytes_per_second: float) -> str:
         if exact:
             candidates.append((value < factor, len(spelled), rank, spelled))
     if not candidates:
-        return f"{_plain_decimal(value)} B/s"  # the shortest repr of a float reads back as itself
+        return f"{plain_decimal(value)} B/s"  # the shortest repr of a float reads back as itself
     return min(candidates)[3]
-
-
-def _plain_decimal(number: float) -> str:
-    if number == int(number) and abs(number) < 1e16:
-        return str(int(number))
-    spelled = format(Decimal(repr(number)), "f")
-    if "." in spelled:
-        spelled = spelled.rstrip("0").rstrip(".")
-    return spelled
 
 
 def _checked(value: float, original: object) -> float:

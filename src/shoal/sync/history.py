@@ -159,7 +159,8 @@ class History:
                 t = st.target.change
                 changes.append(Change(f.id, st.path, t.kind, t.size, t.mtime_ns, t.sha256, False, t.target,
                                       device_name=t.device_name))
-        with Applier(store, f.id, f.path, lambda w: Downloader(view, w), self.engine.roots(),
+        limit = self.engine.limits.download
+        with Applier(store, f.id, f.path, lambda w: Downloader(view, w, throttle=limit), self.engine.roots(),
                      now=self.engine.clock) as ap:
             ap.apply(changes)
         heads = {st.path: st.head_version for st in steps}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from shoal.config import Config, DeviceConfig, FolderConfig, HubConfig, SyncConfig, read_hub_password
 from shoal.localstore import open_store
+from shoal.model import KIND_DIR
 from shoal.sync.engine import SyncEngine
 from shoal.hub.client import open_hub
 
@@ -119,7 +120,21 @@ class Device:
         return out
 
     def index(self) -> dict[str, str]:
-        return {f.path: f.sha256 for f in self.store.iter_files(self.folder_id) if not f.deleted}
+        """path -> sha256 of the live files and symlinks of the index."""
+        return {f.path: f.sha256 for f in self.store.iter_files(self.folder_id, dirs=False) if not f.deleted}
+
+    def dirs(self) -> set[str]:
+        """The directories on disk (.shoal excluded)."""
+        out = set()
+        for dirpath, dirnames, _ in os.walk(self.root):
+            if os.path.samefile(dirpath, self.root):
+                dirnames[:] = [d for d in dirnames if d != ".shoal"]
+            out.update(os.path.relpath(os.path.join(dirpath, d), self.root) for d in dirnames
+                       if not os.path.islink(os.path.join(dirpath, d)))
+        return out
+
+    def indexed_dirs(self) -> set[str]:
+        return {f.path for f in self.store.iter_files(self.folder_id, dirs=True) if not f.deleted}
 
     def trash(self) -> list[str]:
         t = self.root / ".shoal" / "trash"
@@ -130,11 +145,15 @@ class Device:
 
 
 def assert_converged(devices: list[Device]) -> dict[str, str]:
-    """Every device: disk == its index == the hub's heads, and all devices equal."""
-    heads = {h.path: h.sha256 for h in devices[0].heads() if not h.deleted}
+    """Every device: disk == its index == the hub's heads (files, and directories), and all
+    devices equal. Returns the heads of files and symlinks (path -> sha256)."""
+    live = [h for h in devices[0].heads() if not h.deleted]
+    heads = {h.path: h.sha256 for h in live if h.kind != KIND_DIR}
+    dirs = {h.path for h in live if h.kind == KIND_DIR}
     for d in devices:
         assert d.files() == heads, f"{d.name}: disk differs from hub heads"
         assert d.index() == heads, f"{d.name}: index differs from hub heads"
+        assert d.dirs() == d.indexed_dirs() == dirs, f"{d.name}: directories differ from hub heads"
         assert d.store.pending_count(d.folder_id) == 0, f"{d.name}: changes still waiting"
     return heads
 

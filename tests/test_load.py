@@ -56,16 +56,19 @@ def test_five_pushers_two_pullers(tmp_path, hub, hub_url):
         assert r.returncode == 0, r.stderr
     done_at = time.monotonic()
     total = PUSHERS * PER_DEVICE
+    # Directories are entries too: dev<i> and its d<NN> subdirectories.
+    entries = total + PUSHERS * (1 + (PER_DEVICE + 999) // 1000)
     with psycopg.connect(hub_url) as conn:
         rows = conn.execute("SELECT count(*), count(DISTINCT (device_id, incarnation, seq)) FROM shoal.changes").fetchone()
         heads = conn.execute("SELECT count(*) FROM shoal.heads WHERE NOT deleted").fetchone()[0]
-    assert rows == (total, total)
-    assert heads == total
+    assert rows == (entries, entries)
+    assert heads == entries
     for d in pullers:
         got = sum(len(files) for _, _, files in os.walk(d.root / "dev0")) + sum(
             len(files) for i in range(1, PUSHERS) for _, _, files in os.walk(d.root / f"dev{i}"))
         assert got == total
-        assert (d.root / "dev3" / "d07" / "f07123.txt").read_text() == "device 3 file 7123\n"
+        last = PER_DEVICE - 1
+        assert (d.root / "dev3" / f"d{last // 1000:02}" / f"f{last:05}.txt").read_text() == f"device 3 file {last}\n"
     print(f"\nload: {total} changes from {PUSHERS} devices pushed in {pushed_at - started:.1f}s "
           f"({total / (pushed_at - started):.0f} changes/s) while {PULLERS} devices pulled "
           f"({pull_rounds} rounds); slowest puller complete {done_at - pushed_at:.1f}s after the last push")

@@ -67,18 +67,33 @@ def scan(store, root: Path, ignore=(), **kw):
 
 
 def live_index(store) -> dict[str, str]:
-    return {f.path: f.sha256 for f in store.iter_files(FID, include_deleted=False)}
+    """Files and symlinks of the index (directories: tests/test_empty_dirs.py)."""
+    return {f.path: f.sha256 for f in store.iter_files(FID, include_deleted=False, dirs=False)}
 
 
-def outbox(store, after: int = 0) -> list[tuple[str, bool, str | None]]:
-    """(path, deleted, moved_from) of every outbox row after seq `after`, in seq order."""
+def outbox(store, after: int = 0, *, dirs: bool = False) -> list[tuple[str, bool, str | None]]:
+    """(path, deleted, moved_from) of every outbox row after seq `after`, in seq order (those of
+    directories only with `dirs`)."""
     return [
         (p, bool(d), mv)
         for p, d, mv in store.conn.execute(
-            "SELECT path, deleted, moved_from FROM outbox WHERE folder_id=? AND seq>? ORDER BY seq",
+            "SELECT path, deleted, moved_from FROM outbox WHERE folder_id=? AND seq>?"
+            + ("" if dirs else " AND kind <> 'dir'") + " ORDER BY seq",
             (FID, after),
         )
     ]
+
+
+def live_dirs(store) -> set[str]:
+    return {f.path for f in store.iter_files(FID, include_deleted=False, dirs=True)}
+
+
+def disk_dirs(root: Path) -> set[str]:
+    out = set()
+    for dirpath, dirnames, _ in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != SHOAL_DIR]
+        out.update(unicodedata.normalize("NFC", (Path(dirpath) / d).relative_to(root).as_posix()) for d in dirnames)
+    return out
 
 
 def last_seq(store) -> int:
@@ -673,6 +688,7 @@ def test_index_mirrors_the_disk_through_random_mutations(tree, data):
             assert second.paused is None and second.errors == 0
 
             assert live_index(s) == disk_index(root)
+            assert live_dirs(s) == disk_dirs(root)
             rows = outbox(s, before)
             assert sorted((p, d) for p, d, _ in rows) == sorted(
                 [(p, True) for p in deleted] + [(p, False) for p in [*modified, *added]])
@@ -687,7 +703,7 @@ def test_index_mirrors_the_disk_through_random_mutations(tree, data):
                     assert not d and moved_from in deleted and old_sha[moved_from] == index[p]
             third = scan_folder(s, FID, root)
             assert third.changes == 0
-            assert outbox(s, last_seq(s)) == [] and last_seq(s) == before + len(rows)
+            assert outbox(s, last_seq(s)) == [] and last_seq(s) == before + len(outbox(s, before, dirs=True))
         finally:
             s.close()
 
@@ -761,5 +777,6 @@ def test_targeted_scan_of_the_event_dirs_equals_a_full_scan(tree, data):
                     events.append((d, True))
         os.utime(root, None)
         scan_folder(st_, FID, root, only=events, allow_mass_delete=True)
-        assert {f.path: f.sha256 for f in st_.iter_files(FID, include_deleted=False)} == disk_index(root)
+        assert live_index(st_) == disk_index(root)
+        assert live_dirs(st_) == disk_dirs(root)
         st_.close()

@@ -27,6 +27,8 @@ except ImportError:  # Python 3.10
 KIND_FILE = "file"
 KIND_EXEC = "exec"  # a regular file with its exec bit set (the only permission bit that syncs)
 KIND_SYMLINK = "symlink"
+KIND_DIR = "dir"  # a directory: synced by existence alone (size 0, the empty content's SHA-256)
+EMPTY_SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # SHA-256 of no bytes
 CONTENT_KINDS = frozenset({KIND_FILE, KIND_EXEC})  # kinds whose sha256 names a content to transfer
 
 

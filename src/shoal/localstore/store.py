@@ -296,9 +296,10 @@ class Store:
     # -- the index --------------------------------------------------------------
 
     def iter_files(self, folder_id: str, *, include_deleted: bool = True, under: str = "",
-                   recursive: bool = True) -> Iterator[FileState]:
+                   recursive: bool = True, dirs: bool | None = None) -> Iterator[FileState]:
         """Every index row of a folder (or of its directory `under`; only that directory's own
-        files when not `recursive`) in path order (binary, as the scanner walks).
+        files when not `recursive`) in path order (binary, as the scanner walks); with `dirs`
+        False only files and symlinks, True only directories.
 
         Rows stream from a second connection holding one read snapshot (WAL), so the caller
         may write to the store while iterating and never has the whole folder in memory.
@@ -314,6 +315,8 @@ class Store:
             args += (len(prefix) + 1,)
         if not include_deleted:
             sql += " AND deleted=0"
+        if dirs is not None:
+            sql += " AND kind = 'dir'" if dirs else " AND kind <> 'dir'"
         sql += " ORDER BY path"
         reader = apsw.Connection(str(self.path), flags=apsw.SQLITE_OPEN_READONLY)
         reader.setbusytimeout(10_000)
@@ -366,9 +369,9 @@ class Store:
         )
 
     def folder_totals(self, folder_id: str) -> tuple[int, int]:
-        """(live files, bytes) in the index of a folder."""
+        """(live files, bytes) in the index of a folder (directories are not counted)."""
         row = self.conn.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE folder_id=? AND deleted=0",
+            "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE folder_id=? AND deleted=0 AND kind <> 'dir'",
             (folder_id,),
         ).fetchone()
         return row[0], row[1]

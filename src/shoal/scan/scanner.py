@@ -9,6 +9,7 @@ the rest are hashed with SHA-256 on a small thread pool (hashlib releases the GI
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import stat
 import threading
@@ -25,7 +26,7 @@ from shoal.core.guards import (MARKER_CREATE, MARKER_PAUSE, is_mass_delete, is_m
 from shoal.core.ignore import IgnoreRules
 from shoal.core.paths import FOLDER_ID_FILE, SHOAL_DIR, TMP_DIR
 from shoal.localstore import Store
-from shoal.model import KIND_EXEC, KIND_FILE, KIND_SYMLINK, ErrorKind, FileState, FsTraits
+from shoal.model import EMPTY_SHA, KIND_DIR, KIND_EXEC, KIND_FILE, KIND_SYMLINK, ErrorKind, FileState, FsTraits
 from shoal.scan.fsprobe import folder_traits
 
 HASH_BUFFER = 1 << 20
@@ -45,6 +46,8 @@ class ScanResult:
     modified: int = 0
     deleted: int = 0
     moved: int = 0
+    dirs_added: int = 0  # directories are counted apart from files
+    dirs_deleted: int = 0
     unchanged: int = 0
     deferred: int = 0  # still being written, or changed while hashed: picked up next time
     errors: int = 0
@@ -55,7 +58,7 @@ class ScanResult:
 
     @property
     def changes(self) -> int:
-        return self.added + self.modified + self.deleted
+        return self.added + self.modified + self.deleted + self.dirs_added + self.dirs_deleted
 
 
 class DiskEntry(NamedTuple):
@@ -152,10 +155,13 @@ def _sorted_entries(os_dir: str, rel_dir: str, on_error) -> list[tuple[str, str,
 
 
 def walk(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None], *,
-         start: str = "", recursive: bool = True, modes: bool = True) -> Iterator[DiskEntry]:
+         start: str = "", recursive: bool = True, modes: bool = True,
+         on_dir: Callable[[str, os.DirEntry], None] | None = None) -> Iterator[DiskEntry]:
     """Every file and symlink under `root` (or under its subdirectory `start`; only the
     directory's own files when not `recursive`), in the index's path order, ignored ones left out.
     A file with its owner's exec bit is KIND_EXEC, unless the filesystem has no `modes`.
+    Each directory met (not ignored; also a subdirectory of a part that is not `recursive`) is
+    passed to `on_dir`, not yielded: directories are merged with the index in a pass of their own.
 
     Entries of one directory are sorted by NFC name, directories as `name/`, which makes the
     whole walk ordered exactly like `ORDER BY path` over '/'-joined NFC paths. Iterative (a
@@ -181,6 +187,8 @@ def walk(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None
             if rules.is_ignored_entry(rel, name, is_dir):  # parents were checked on the way down
                 continue
             if is_dir:
+                if on_dir is not None:
+                    on_dir(rel, e)
                 if not recursive:
                     continue
                 stack[-1] = (rel_dir, entries, previous)
@@ -338,6 +346,7 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
         return any(path.startswith(d) for d in unreadable_dirs)
 
     deletions: list[FileState] = []
+    dir_deletions: list[FileState] = []
     live_indexed = 0
     if first_scan or only is None:
         parts = [("", True)]
@@ -346,15 +355,21 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
     with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="shoal-hash") as pool:
         # A first scan sends no deletions, so it needs no table of added contents for moves.
         rec = _Recorder(store, folder_id, result, now, min_age, progress, pool, track_moves=not first_scan)
-        part = _Merge(store, folder_id, root, rules, on_error, under_unreadable, rec, result, deletions, traits)
+        replaced: dict[str, int | None] = {}
+        part = _Merge(store, folder_id, root, rules, on_error, under_unreadable, rec, result, deletions, traits,
+                      dir_deletions, now_i, replaced)
         for start, recursive in parts:
             live_indexed += _merge(part, start, recursive)
         rec.flush()
+        for path, version in replaced.items():  # the new kind's change is based on the old kind's version
+            store.set_version(folder_id, path, version)
         if progress:
             progress(rec.done_files, rec.done_bytes, "")
     if parts != [("", True)]:
         live_indexed = store.folder_totals(folder_id)[0]  # the guard weighs the whole folder
-    _record_deletions(store, folder_id, deletions, live_indexed, first_scan, allow_mass_delete,
+    if replaced:
+        deletions = [fs for fs in deletions if fs.path not in replaced]
+    _record_deletions(store, folder_id, deletions, dir_deletions, live_indexed, first_scan, allow_mass_delete,
                       rec.added_by_sha, result, now_i)
     # This scan was the retry of every read error: those it did not meet again are gone.
     if parts == [("", True)]:
@@ -390,13 +405,18 @@ class _Merge(NamedTuple):
     result: ScanResult
     deletions: list[FileState]
     traits: FsTraits
+    dir_deletions: list[FileState]
+    now: int
+    replaced: dict[str, int | None]  # path -> base version where a file and a directory traded places
 
 
 def _merge(m: _Merge, start: str, recursive: bool) -> int:
     """Merge-join one part of the folder on disk with its index rows; returns the live rows seen."""
     live_indexed = 0
-    disk = walk(m.root, m.rules, m.on_error, start=start, recursive=recursive, modes=m.traits.modes)
-    index = m.store.iter_files(m.folder_id, under=start, recursive=recursive)
+    dirs: list[tuple[str, str]] = []  # (path, path on disk)
+    disk = walk(m.root, m.rules, m.on_error, start=start, recursive=recursive, modes=m.traits.modes,
+                on_dir=lambda rel, e: dirs.append((rel, e.path)))
+    index = m.store.iter_files(m.folder_id, under=start, recursive=recursive, dirs=False)
     d = next(disk, None)
     i = next(index, None)
     while d is not None or i is not None:
@@ -429,7 +449,63 @@ def _merge(m: _Merge, start: str, recursive: bool) -> int:
                 m.rec.add(d, i)
             d = next(disk, None)
             i = next(index, None)
+    _merge_dirs(m, sorted(dirs, key=lambda t: t[0]), start, recursive)
     return live_indexed
+
+
+def _merge_dirs(m: _Merge, dirs: list[tuple[str, str]], start: str, recursive: bool) -> None:
+    """Merge the directories met on disk (sorted) with the index's directory rows: a new one is
+    recorded, a gone one collected for deletion. A directory has no content: only whether it
+    exists is synced. A part's own directory (`start`) is merged too: it may be new or gone."""
+    index: Iterator[FileState] = m.store.iter_files(m.folder_id, under=start, recursive=recursive, dirs=True)
+    if start:
+        own = os.path.join(m.root, *start.split("/"))
+        if os.path.isdir(own) and not os.path.islink(own) and not m.rules.is_ignored(start, True):
+            dirs.insert(0, (start, own))
+        row = m.store.get_file(m.folder_id, start)
+        if row is not None and row.kind == KIND_DIR:
+            index = itertools.chain((row,), index)
+    on_disk = iter(dirs)
+    d, i = next(on_disk, None), next(index, None)
+    with m.store.transaction():
+        while d is not None or i is not None:
+            if d is not None and (i is None or d[0] < i.path):
+                was = m.store.get_file(m.folder_id, d[0])  # a file (or a tombstone) at that path?
+                if was is not None and not was.deleted:
+                    m.replaced[d[0]] = was.version  # the directory took a file's place: not a deletion
+                _record_dir(m, d, was)
+                d = next(on_disk, None)
+            elif d is None or (i is not None and i.path < d[0]):
+                if not i.deleted and not m.rules.is_ignored(i.path, True) and not m.under_unreadable(i.path):
+                    if _lexists(os.path.join(m.root, *i.path.split("/"))):
+                        m.replaced[i.path] = i.version  # a file took its place: the file's change says so
+                    else:
+                        m.dir_deletions.append(i)
+                i = next(index, None)
+            else:
+                if i.deleted:
+                    _record_dir(m, d, i)
+                d, i = next(on_disk, None), next(index, None)
+
+
+def _lexists(path: str) -> bool:
+    try:
+        os.lstat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _record_dir(m: _Merge, found: tuple[str, str], old: FileState | None) -> None:
+    rel, os_path = found
+    try:
+        st = os.lstat(os_path)
+    except OSError as err:
+        m.on_error(rel, err)
+        return
+    m.store.record_change(FileState(m.folder_id, rel, KIND_DIR, 0, st.st_mtime_ns, st.st_ino, EMPTY_SHA, False,
+                                    None, old.version if old else None), now=m.now)
+    m.result.dirs_added += 1
 
 
 def scan_folders(store: Store, folders, *, now: float, min_age: float = 0.0,
@@ -454,10 +530,12 @@ def scan_folders(store: Store, folders, *, now: float, min_age: float = 0.0,
     return results
 
 
-def _record_deletions(store: Store, folder_id: str, deletions: list[FileState], live_indexed: int,
-                      first_scan: bool, allow_mass_delete: bool, added_by_sha: dict[str, str],
+def _record_deletions(store: Store, folder_id: str, deletions: list[FileState], dir_deletions: list[FileState],
+                      live_indexed: int, first_scan: bool, allow_mass_delete: bool, added_by_sha: dict[str, str],
                       result: ScanResult, now: int) -> None:
-    if not deletions or first_scan:
+    """Record the files gone from disk, then the directories gone, deepest first (so that a
+    device applying them in order finds each directory empty). The mass-delete guard weighs files."""
+    if not (deletions or dir_deletions) or first_scan:
         return  # a device's first scan of a folder never sends deletions
     if is_mass_delete(len(deletions), live_indexed) and not allow_mass_delete:
         reason = mass_delete_reason(len(deletions), live_indexed)
@@ -474,5 +552,9 @@ def _record_deletions(store: Store, folder_id: str, deletions: list[FileState], 
                 result.moved += 1
                 store.set_moved_from(folder_id, moved_to, old.path)
             result.deleted += 1
+        for old in sorted(dir_deletions, key=lambda fs: fs.path, reverse=True):
+            store.record_change(FileState(folder_id, old.path, KIND_DIR, 0, old.mtime_ns, 0, old.sha256, True,
+                                          None, old.version), now=now)
+            result.dirs_deleted += 1
     if allow_mass_delete:
         store.update_folder(folder_id, paused=None)

@@ -11,6 +11,7 @@ into place; the replaced file goes to the trash; then the index records the new 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import logging
 import os
@@ -29,7 +30,7 @@ from shoal.scan.fsprobe import folder_traits
 from shoal.scan.scanner import READ_RETRY_SECONDS, sha256_file
 from shoal.errors import FileProblem, HubError, PathRefused
 from shoal.localstore import Store
-from shoal.model import CONTENT_KINDS, KIND_EXEC, KIND_FILE, KIND_SYMLINK, Change, ErrorKind, FileState
+from shoal.model import CONTENT_KINDS, KIND_DIR, KIND_EXEC, KIND_FILE, KIND_SYMLINK, Change, ErrorKind, FileState
 from shoal.sync.folder_io import FolderWriter
 from shoal.sync.transfer import Downloader, OnBytesMoved
 
@@ -94,6 +95,7 @@ class Applier:
         self._names: dict[str, dict[str, str]] = {}  # a case-folding folder's directories as listed
         self._planned: dict[str, str] = {}  # casefold key -> path written by this page
         self._copies: set[str] = set()  # collision copies: indexed by the next scan, which pushes them
+        self._dir_deletions: list[tuple[Change, FileState | None]] = []  # done after the page's files
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -170,12 +172,13 @@ class Applier:
                 writes.append(item)
         if writes:
             self._write_all(writes)
+        self._remove_dirs()
         return self.stats
 
     def _decide(self, ch: Change) -> tuple[Change, os.stat_result | None] | None:
         validate_remote_path(ch.path)
         validate_sha256(ch.sha256)  # a hash from the hub is never trusted to be one
-        if ch.kind not in (KIND_FILE, KIND_EXEC, KIND_SYMLINK):
+        if ch.kind not in (KIND_FILE, KIND_EXEC, KIND_SYMLINK, KIND_DIR):
             raise PathRefused(f"path refused: unknown kind {ch.kind!r}")
         if ch.kind == KIND_SYMLINK and (not ch.target or "\0" in ch.target):
             raise PathRefused("path refused: symlink without a valid target")
@@ -189,12 +192,22 @@ class Applier:
             occupant = self._occupant(ch.path)
             if occupant is not None:
                 return self._collision(ch, occupant, idx)
+        if ch.kind == KIND_DIR:
+            self._apply_dir(ch, idx)
+            return None
         st = self.writer.lstat(ch.path)
         if st is not None and statmod.S_ISDIR(st.st_mode):
             if ch.deleted:
                 self._tombstone(ch, idx)
                 return None
-            raise FileProblem(f"cannot write {ch.path}: a directory is in the way")
+            if idx is None or idx.deleted or idx.kind != KIND_DIR:
+                raise FileProblem(f"cannot write {ch.path}: a directory is in the way")
+            try:  # a directory replaced by a file elsewhere: it goes if it is empty here
+                self.writer.remove_dir(ch.path)
+            except OSError as e:
+                raise FileProblem(f"cannot write {ch.path}: a directory that is not empty here is in the way",
+                                  kind=ErrorKind.WRITE) from e
+            st = None
         if st is not None and (idx is None or idx.deleted or not _matches_index(st, idx, self.traits.modes)):
             local = self._index_local(ch.path, st, idx)
             if local is None:
@@ -230,6 +243,48 @@ class Applier:
             self._planned[casefold_key(ch.path)] = ch.path
         return ch, st
 
+    # -- directories ---------------------------------------------------------------
+
+    def _apply_dir(self, ch: Change, idx: FileState | None) -> None:
+        """Make a directory (and its parents), or queue its removal for after the page's files."""
+        if ch.deleted:
+            self._dir_deletions.append((ch, idx))
+            return
+        st = self.writer.lstat(ch.path)
+        if st is not None and not statmod.S_ISDIR(st.st_mode):
+            if idx is None or idx.deleted or idx.kind == KIND_DIR or not _matches_index(st, idx, self.traits.modes):
+                raise FileProblem(f"cannot make directory {ch.path}: a file is in the way", path=ch.path,
+                                  kind=ErrorKind.WRITE)
+            self.writer.to_trash(ch.path, self.now())  # the file the directory replaced elsewhere
+            st = None
+        if st is None:
+            self.writer.dir_fd(ch.path, create=True)
+            st = self.writer.lstat(ch.path)
+        self.store.put_file(FileState(self.folder_id, ch.path, KIND_DIR, 0, st.st_mtime_ns, st.st_ino, ch.sha256,
+                                      False, None, ch.version))
+        self.store.clear_error(self.folder_id, ch.path)
+        self.stats.written += 1
+
+    def _remove_dirs(self) -> None:
+        """Remove the directories deleted elsewhere, deepest first, each only if it is empty
+        here; one that still holds something (a file made here meanwhile, an ignored file) is
+        kept and reported, and the next scan offers it to the other devices again."""
+        queued, self._dir_deletions = self._dir_deletions, []
+        for ch, idx in sorted(queued, key=lambda q: q[0].path, reverse=True):
+            try:
+                if self.writer.remove_dir(ch.path):
+                    self.stats.deleted += 1
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    self._failed(ch.path, ErrorKind.WRITE, f"cannot remove directory: {e.strerror}")
+                    continue
+                self._error(ch.path, ErrorKind.REFUSED,
+                            "directory deleted on another device, kept here: it is not empty", None)
+            except (PathRefused, FileProblem) as e:
+                self._refuse(ch.path, str(e))
+                continue
+            self._tombstone(ch, idx)
+
     # -- case-folding folders -------------------------------------------------------
 
     def _occupant(self, path: str) -> str | None:
@@ -256,8 +311,8 @@ class Applier:
         """`ch.path` folds to `occupant`, another path this device has. A deletion has nothing of
         its own to remove; a rename of the occupant that only changes case is done in place;
         anything else is written beside it as a conflict copy, so neither version is lost."""
-        if ch.deleted:
-            self._tombstone(ch, idx)
+        if ch.deleted or ch.kind == KIND_DIR:
+            self._tombstone(ch, idx)  # (a directory of another case is this directory here)
             return None
         occ = self.store.get_file(self.folder_id, occupant)
         st = self.writer.lstat(occupant)

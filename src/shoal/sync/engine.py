@@ -27,13 +27,13 @@ from shoal.scan.scanner import ScanResult, check_marker, scan_folders
 from shoal.errors import FolderKeyProblem, FolderPaused, HubMismatch, HubRowRefused, HubUnreachable, ShoalError
 from shoal.localstore import Store
 from shoal.localstore.store import resync_meta
-from shoal.model import CONTENT_KINDS, Change, ErrorKind, FileState, HeadVersion, OutboxState, PushStatus
+from shoal.model import CONTENT_KINDS, EMPTY_SHA, KIND_DIR, Change, ErrorKind, FileState, HeadVersion, OutboxState, PushStatus
 from shoal.progress import ProgressSink
 from shoal.sync.apply import Applier
 from shoal.sync.folder_io import FolderWriter, purge_trash
 from shoal.hub.client import Hub
 from shoal.sync.sealed import SealedFolderHub, open_folder_key
-from shoal.sync.transfer import EMPTY_SHA, Downloader, TransferLimits, UploadStats, upload_contents
+from shoal.sync.transfer import Downloader, TransferLimits, UploadStats, upload_contents
 
 log = logging.getLogger("shoal.engine")
 PUSH_BATCH = 5000
@@ -575,8 +575,8 @@ class SyncEngine:
             if not page:
                 break
             for ch in page:
-                if ch.device_id == self.device_id or ch.path in pending:
-                    continue
+                if ch.device_id == self.device_id or ch.path in pending or ch.kind == KIND_DIR:
+                    continue  # (a directory holds no content of its own: removing one loses nothing)
                 if ch.moved_from and not ch.deleted:
                     old = self.store.get_file(f.id, ch.moved_from)
                     if old is not None and not old.deleted and old.sha256 == ch.sha256:

@@ -188,6 +188,24 @@ class FolderWriter:
         except (FileNotFoundError, NotADirectoryError, PathRefused):
             return []
 
+    def remove_dir(self, relpath: str) -> bool:
+        """Remove an empty directory of the folder (never through a symlink); False if it is
+        not there. Raises OSError (ENOTEMPTY when it holds something), FileProblem if it is
+        not a directory."""
+        try:
+            pfd, name = self.parent(relpath, create=False)
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISDIR(st.st_mode):
+            raise FileProblem(f"cannot remove directory {relpath}: it is not a directory", path=relpath)
+        fd = self._dirs.pop(relpath, None)
+        if fd is not None:
+            os.close(fd)
+        os.rmdir(name, dir_fd=pfd)
+        self._touched.add(relpath.rpartition("/")[0])
+        return True
+
     def rename_case(self, src: str, dst: str) -> None:
         """Rename a file to a name that differs only in case, on a filesystem that folds case
         (where `dst` already "exists": it is `src`)."""

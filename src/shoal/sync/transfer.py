@@ -29,12 +29,11 @@ from shoal.core.blocks import MIN_BLOCK, block_ranges, block_size_for
 from shoal.core.ratelimit import TokenBucket
 from shoal.core.paths import validate_sha256
 from shoal.errors import FileProblem, PathRefused
-from shoal.model import ErrorKind
+from shoal.model import EMPTY_SHA, ErrorKind
 from shoal.sync.folder_io import FolderWriter
 from shoal.hub.client import ContentInfo, Hub
 
 GROUP_BYTES = 8 << 20  # blocks sent or fetched per round trip
-EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 
 OnBytesMoved = Callable[[int], None]  # told the bytes just uploaded or downloaded
 

@@ -407,7 +407,8 @@ BEGIN
     PERFORM set_config('shoal.space', p_space, true);
     RETURN QUERY
     SELECT f.folder_id,
-           (SELECT count(*) FROM shoal.heads h WHERE h.space = p_space AND h.folder_id = f.folder_id AND NOT h.deleted),
+           (SELECT count(*) FROM shoal.heads h WHERE h.space = p_space AND h.folder_id = f.folder_id AND NOT h.deleted
+               AND h.kind <> 'dir'),
            (SELECT count(*) FROM shoal.changes c WHERE c.space = p_space AND c.folder_id = f.folder_id),
            (SELECT count(*) FROM shoal.heads h WHERE h.space = p_space AND h.folder_id = f.folder_id AND h.deleted),
            (SELECT coalesce(sum(octet_length(b.data)), 0)::bigint FROM (

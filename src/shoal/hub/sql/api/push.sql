@@ -42,7 +42,7 @@ BEGIN
     SELECT min(i.seq), max(i.seq) INTO v_min, v_max FROM push_in i;
     IF EXISTS (SELECT 1 FROM push_in i
                 WHERE i.seq IS NULL OR i.path IS NULL OR i.deleted IS NULL OR i.sha256 IS NULL
-                   OR i.kind IS NULL OR i.kind NOT IN ('file', 'exec', 'symlink') OR i.size IS NULL OR i.size < 0
+                   OR i.kind IS NULL OR i.kind NOT IN ('file', 'exec', 'symlink', 'dir') OR i.size IS NULL OR i.size < 0
                    OR i.mtime_ns IS NULL) THEN
         RAISE EXCEPTION 'malformed change row in push' USING ERRCODE = '22023';
     END IF;

@@ -51,8 +51,9 @@ class DaemonDevice:
     def __init__(self, base: Path, name: str, hub: TestHub | str, folders: dict[str, str] | None = None,
                  debounce: str = "200ms", interval: str = "5m", *, owner: bool = False,
                  space: str | None = None, host: str | None = None, port: int | None = None,
-                 passphrase: str | None = None):
+                 passphrase: str | None = None, watch: bool = True):
         self.name = name
+        self.watch = watch
         self.base = base / name
         self.base.mkdir(parents=True)
         self.passphrase_file: Path | None = None
@@ -82,6 +83,8 @@ class DaemonDevice:
 
     def folder_dict(self, folder_id: str, path: str) -> dict:
         d = {"id": folder_id, "path": path}
+        if not self.watch:
+            d["watch"] = False
         if self.passphrase_file is not None:  # every folder of the device, with the one passphrase
             d["encryption"] = {"passphrase_file": str(self.passphrase_file)}
         return d

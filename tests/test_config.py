@@ -133,6 +133,7 @@ def test_every_key_is_read():
           - id: notes.v2_x-y
             path: /media/notes
             mode: send-only
+            watch: false
         sync:
           interval: 10m
           debounce: 500ms
@@ -148,6 +149,7 @@ def test_every_key_is_read():
     assert config.hub.password_env == "SHOAL_HUB_PASSWORD"
     assert config.folders[0] == FolderConfig("photos", Path("/media/Camera"), "receive-only", ("*.tmp", ".thumbnails/"))
     assert (config.folders[1].id, config.folders[1].mode) == ("notes.v2_x-y", "send-only")
+    assert config.folders[0].watch and not config.folders[1].watch
     assert (config.sync.interval, config.sync.debounce) == (600.0, 0.5)
     assert (config.sync.conflict, config.sync.trash_days, config.log.level) == ("newest-wins", 0, "debug")
 
@@ -161,6 +163,7 @@ def test_every_key_is_read():
         ("folders: [{id: 2024, path: /x}]", "folders[0].id", "2024"),
         ("folders: [{id: a, path: /x, ignore: [123, yes]}]", "folders[0].ignore", ("123", "yes")),
         ("sync: {interval: 30}", "sync.interval", 30.0),
+        ("folders: [{id: a, path: /x, watch: False}]", "folders[0].watch", False),
         ("sync: {interval: '45'}", "sync.interval", 45.0),
         ("sync: {debounce: 0}", "sync.debounce", 0.0),
         ("sync: {trash_days: '7'}", "sync.trash_days", 7),
@@ -225,8 +228,10 @@ INVALID = [
     ),
     (
         "folders:\n  - id: a\n    path: /a\n  - id: b\n    path: /b\n    pth: /c\n",
-        ["config.yaml:6: folders[1].pth: unknown key (allowed: id, path, mode, ignore, encryption)"],
+        ["config.yaml:6: folders[1].pth: unknown key (allowed: id, path, mode, ignore, encryption, watch)"],
     ),
+    ("folders:\n  - id: a\n    path: /a\n    watch: sometimes\n",
+     ["config.yaml:4: folders[0].watch: must be true or false"]),
     ("folders:\n  - id: a\n    path: /a\n    encryption: {}\n",
      ["config.yaml:4: folders[0].encryption.passphrase_file: is required"]),
     ("folders:\n  - id: a\n    path: /a\n    encryption:\n      passphrase: hunter2\n",
@@ -251,7 +256,7 @@ INVALID = [
     ("hub: postgresql://h/db\n", ["config.yaml:1: hub: must be a mapping (keys: url, password_env, password_file, serve, keep_versions)"]),
     ("folders:\n  id: a\n  path: /a\n", ["config.yaml:1: folders: must be a list of folders (mappings with id and path)"]),
     ("folders: photos\n", ["config.yaml:1: folders: must be a list of folders (mappings with id and path)"]),
-    ("folders:\n  - /a\n", ["config.yaml:2: folders[0]: must be a mapping (keys: id, path, mode, ignore, encryption)"]),
+    ("folders:\n  - /a\n", ["config.yaml:2: folders[0]: must be a mapping (keys: id, path, mode, ignore, encryption, watch)"]),
     (
         "folders:\n  - id: a\n    path: /a\n    ignore: '*.tmp'\n",
         ["config.yaml:4: folders[0].ignore: must be a list of strings (gitignore patterns)"],
@@ -480,7 +485,7 @@ def test_config_example_loads_and_documents_every_key():
         "id", "path", "mode", "ignore", "sync", "interval", "debounce", "conflict", "trash_days",
         "max_upload_rate", "max_download_rate",
         "log", "level", "serve", "listen", "encryption", "passphrase_file", "keep_versions",
-        "when", "wifi_only", "charging_only", "min_battery", "hours",
+        "when", "wifi_only", "charging_only", "min_battery", "hours", "watch",
     ):  # fmt: skip
         lines = [line for line in text.splitlines() if re.match(rf"\s*#?\s*(- )?{key}:", line)]
         assert lines, f"config.example.yaml does not document {key}"

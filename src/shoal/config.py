@@ -63,6 +63,7 @@ class FolderConfig:
     ignore: tuple[str, ...] = ()
     passphrase_file: Path | None = None  # encryption.passphrase_file: the folder is end-to-end encrypted
     passphrase_line: int | None = field(default=None, compare=False)  # where the file set it
+    watch: bool = True  # false: no file events, periodic rescans only (shared storage that sends none)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", FolderMode(self.mode))  # ValueError for an unknown mode
@@ -349,10 +350,10 @@ class _Reader:
 
     def folder(self, node: yaml.Node, key: str) -> tuple[FolderConfig, int, int] | None:
         if not isinstance(node, yaml.MappingNode):
-            self.problem(_line(node), key, "must be a mapping (keys: id, path, mode, ignore, encryption)")
+            self.problem(_line(node), key, "must be a mapping (keys: id, path, mode, ignore, encryption, watch)")
             return None
         before = len(self.problems)
-        folder = self.section(node, key, _line(node), ("id", "path", "mode", "ignore", "encryption"))
+        folder = self.section(node, key, _line(node), ("id", "path", "mode", "ignore", "encryption", "watch"))
         for required in ("id", "path"):
             if not folder.has(required):
                 self.problem(folder.line, f"{key}.{required}", "is required")
@@ -384,9 +385,10 @@ class _Reader:
             else:
                 passphrase_file = encryption.path("passphrase_file")
                 passphrase_line = encryption.entries["passphrase_file"][0]
+        watch = folder.flag("watch") if folder.has("watch") else True
         if len(self.problems) > before or folder_id is None or path is None:
             return None
-        found = FolderConfig(folder_id, path, mode, tuple(ignore), passphrase_file, passphrase_line)
+        found = FolderConfig(folder_id, path, mode, tuple(ignore), passphrase_file, passphrase_line, watch)
         return found, folder.entries["id"][0], folder.entries["path"][0]
 
     def sync(self, sync: _Section) -> SyncConfig:

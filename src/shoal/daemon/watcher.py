@@ -82,12 +82,15 @@ class FolderWatcher:
         if not self.started:
             self.observer.start()
             self.started = True
-        wanted = {f.id: str(f.path) for f in folders}
+        wanted = {f.id: str(f.path) for f in folders if f.watch}
+        for f in folders:
+            if not f.watch:
+                self.problems[f.id] = "watching off in the config"
         for fid in list(self.watches):
             if wanted.get(fid) != self.watches[fid][0]:
                 self.observer.unschedule(self.watches.pop(fid)[1])
         for fid in list(self.problems):
-            if fid not in wanted:
+            if fid not in wanted and not any(f.id == fid and not f.watch for f in folders):
                 self.problems.pop(fid)
         for fid, path in wanted.items():
             if fid in self.watches:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
 import pytest
 
@@ -157,3 +158,27 @@ def test_status_while_the_daemon_is_busy_syncing(pair):
     wait_for(lambda: a.status()["folders"][0]["files"] == 4000 and a.status()["folders"][0]["waiting"] == 0,
              timeout=60, what="the first sync to finish")
     assert a.proc.poll() is None
+
+
+def test_a_file_closed_after_writing_syncs_without_waiting_for_the_debounce(make_daemon):
+    """inotify's close-after-write says a file is complete: it goes at once; a file still being
+    written (no close yet) waits out the debounce time."""
+    a, b = make_daemon("alpha", debounce="5s"), make_daemon("beta")
+    a.start()
+    b.start()
+    a.root.mkdir(parents=True, exist_ok=True)
+    time.sleep(0.5)  # the first cycles done
+    open_file = open(a.root / "still-open.log", "wb")
+    try:
+        open_file.write(b"being written")
+        open_file.flush()
+        started = time.monotonic()
+        with open(a.root / "saved.txt", "wb") as f:  # a save: create, write, close
+            f.write(b"saved")
+        wait_for(lambda: content(b.root / "saved.txt") == b"saved", timeout=4.0, what="saved.txt on beta")
+        assert time.monotonic() - started < 4.0
+        assert not (b.root / "still-open.log").exists(), "a file still open went before the debounce time"
+    finally:
+        open_file.close()
+    wait_for(lambda: content(b.root / "still-open.log") == b"being written", timeout=20, what="the log, once closed")
+    assert a.stop() == 0 and b.stop() == 0

@@ -125,6 +125,7 @@ class Daemon:
         self.lock = threading.Lock()
         self.debouncer: Debouncer[DirtyDir] = Debouncer(config.sync.debounce)
         self.events_lock = threading.Lock()  # the watcher's threads mark, the main loop reads
+        self.settled: set[tuple[str, str]] = set()  # (folder, path) of files closed after writing
         self.requests: list[tuple[dict, callable, threading.Event, dict]] = []
         self.holds: dict[str, str] = {}  # folder id -> why syncing is held back (pause, run condition)
         self.owed: set[str] = set()  # folders held back at their last cycle: synced once they are free
@@ -231,9 +232,11 @@ class Daemon:
             with self.lock:
                 # A user's `sync --now` takes files as they are now; the daemon on its own leaves
                 # files changed within the debounce time for later (still being written).
+                with self.events_lock:
+                    settled, self.settled = self.settled, set()
                 report = self.engine.cycle([folder] if folder else None, allow_mass_delete=allow_mass_delete,
                                            min_age=0.0 if requested else self.config.sync.debounce,
-                                           retry_now=requested, only_scan=only_scan, hold=hold)
+                                           retry_now=requested, only_scan=only_scan, hold=hold, settled=settled)
             held = {fr.folder_id for fr in report.folders if fr.held}
             self.owed = (self.owed - {fr.folder_id for fr in report.folders}) | held
             if not all(fr.paused or fr.held for fr in report.folders):  # else the hub was not asked
@@ -278,9 +281,13 @@ class Daemon:
 
     # -- events --------------------------------------------------------------------
 
-    def _on_fs_event(self, folder_id: str, reldir: str, recursive: bool) -> None:
+    def _on_fs_event(self, folder_id: str, reldir: str, recursive: bool, settled: str | None) -> None:
+        """A watcher event. A file closed after writing has settled: its directory is scanned at
+        once and the file taken as it is; other events wait out the debounce time."""
         with self.events_lock:
-            self.debouncer.mark(DirtyDir(folder_id, reldir, recursive), time.time())
+            if settled is not None:
+                self.settled.add((folder_id, settled))
+            self.debouncer.mark(DirtyDir(folder_id, reldir, recursive), time.time(), 0.0 if settled else None)
         self.wake.set()
 
     def _listen_loop(self) -> None:

@@ -28,14 +28,17 @@ log = logging.getLogger("shoal.watcher")
 # first index overflows the inotify queue, and each event costs Python time in the observer).
 WRITE_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
                 DirCreatedEvent, DirModifiedEvent, DirDeletedEvent, DirMovedEvent]
+# (folder id, directory, recursive, path of a file closed after writing or None)
+OnDirty = Callable[[str, str, bool, "str | None"], None]
 INOTIFY_HINT = "raise it with: sudo sysctl fs.inotify.max_user_watches=524288"
 
 
 class _Handler(FileSystemEventHandler):
     """Turns events into the part of the folder to rescan: a file's directory (its own files
-    only), or a directory that appeared or went away (all of it)."""
+    only), or a directory that appeared or went away (all of it). A file closed after writing
+    is also named (`settled`): it is complete, no need to wait for the debounce time."""
 
-    def __init__(self, folder_id: str, root: str, on_dirty: Callable[[str, str, bool], None]):
+    def __init__(self, folder_id: str, root: str, on_dirty: OnDirty):
         self.folder_id = folder_id
         self.root = root.rstrip("/")
         self.shoal_dir = self.root + "/" + SHOAL_DIR
@@ -50,21 +53,22 @@ class _Handler(FileSystemEventHandler):
             if not path or path == self.shoal_dir or path.startswith(self.shoal_dir + "/"):
                 continue  # our own temp files and trash
             if path == self.root:
-                self.on_dirty(self.folder_id, "", False)
+                self.on_dirty(self.folder_id, "", False, None)
                 continue
             rel = unicodedata.normalize("NFC", os.path.relpath(path, self.root)).replace(os.sep, "/")
             if rel.startswith("../"):
                 continue
             if event.is_directory and event.event_type in ("created", "deleted", "moved"):
-                self.on_dirty(self.folder_id, rel, True)
+                self.on_dirty(self.folder_id, rel, True, None)
             else:
-                self.on_dirty(self.folder_id, os.path.dirname(rel), False)
+                settled = rel if event.event_type == "closed" and not event.is_directory else None
+                self.on_dirty(self.folder_id, os.path.dirname(rel), False, settled)
 
 
 class FolderWatcher:
     """One observer, one recursive watch per folder; `update` follows config changes."""
 
-    def __init__(self, on_dirty: Callable[[str, str, bool], None]):
+    def __init__(self, on_dirty: OnDirty):
         self.on_dirty = on_dirty
         self.observer = Observer()
         self.observer.daemon = True
@@ -101,7 +105,7 @@ class FolderWatcher:
                 self.watches[fid] = (path, self.observer.schedule(_Handler(fid, path, self.on_dirty), path,
                                                                   recursive=True, event_filter=WRITE_EVENTS))
                 # Whatever was written before the watch was set made no event: look once.
-                self.on_dirty(fid, "", True)
+                self.on_dirty(fid, "", True, None)
                 if fid in self.problems and not is_android_shared_storage(path, os.path.expanduser("~")):
                     self.problems.pop(fid)
                     log.info("folder %s: watching again", fid)

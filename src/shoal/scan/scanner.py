@@ -230,7 +230,7 @@ class _Recorder:
 
     def __init__(self, store: Store, folder_id: str, result: ScanResult, now: float,
                  min_age: float, progress: OnFilesScanned | None, pool: ThreadPoolExecutor, *,
-                 track_moves: bool = True):
+                 track_moves: bool = True, settled: set[str] | frozenset[str] = frozenset()):
         self.store = store
         self.folder_id = folder_id
         self.result = result
@@ -242,6 +242,7 @@ class _Recorder:
         self.batch_bytes = 0
         self.added_by_sha: dict[str, str] = {}
         self.track_moves = track_moves
+        self.settled = settled
         self.done_files = 0
         self.done_bytes = 0
 
@@ -252,7 +253,7 @@ class _Recorder:
             self.progress(self.done_files, self.done_bytes, entry.path)
 
     def add(self, entry: DiskEntry, old: FileState | None) -> None:
-        if self.min_age and (self.now - entry.mtime_ns / 1e9) < self.min_age:
+        if self.min_age and (self.now - entry.mtime_ns / 1e9) < self.min_age and entry.path not in self.settled:
             self.result.deferred += 1
             return
         self.batch.append((entry, old))
@@ -307,10 +308,12 @@ class _Recorder:
 def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...] = (), *,
                 now: float | None = None, min_age: float = 0.0, allow_mass_delete: bool = False,
                 progress: OnFilesScanned | None = None,
-                only: list[tuple[str, bool]] | None = None) -> ScanResult:
+                only: list[tuple[str, bool]] | None = None, settled: set[str] | frozenset[str] = frozenset()
+                ) -> ScanResult:
     """Index one folder: hash what changed, record changelog rows; returns the counts.
 
-    `min_age` skips files modified less than that many seconds ago (still being written).
+    `min_age` skips files modified less than that many seconds ago (still being written), but
+    for the `settled` paths: files closed after writing, complete as they are.
     `only` limits the scan to these (directory, recursive) parts of the folder — where the
     watcher saw events; "" is the root. A folder's first scan is always whole.
     Never raises for a single file: unreadable or vanishing files become per-path errors.
@@ -354,7 +357,8 @@ def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...
         parts = _outermost(only)
     with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="shoal-hash") as pool:
         # A first scan sends no deletions, so it needs no table of added contents for moves.
-        rec = _Recorder(store, folder_id, result, now, min_age, progress, pool, track_moves=not first_scan)
+        rec = _Recorder(store, folder_id, result, now, min_age, progress, pool, track_moves=not first_scan,
+                        settled=settled)
         replaced: dict[str, int | None] = {}
         part = _Merge(store, folder_id, root, rules, on_error, under_unreadable, rec, result, deletions, traits,
                       dir_deletions, now_i, replaced)
@@ -510,9 +514,11 @@ def _record_dir(m: _Merge, found: tuple[str, str], old: FileState | None) -> Non
 
 def scan_folders(store: Store, folders, *, now: float, min_age: float = 0.0,
                  allow_mass_delete: bool = False, progress=None,
-                 parts: dict[str, list[tuple[str, bool]] | None] | None = None) -> list[ScanResult]:
+                 parts: dict[str, list[tuple[str, bool]] | None] | None = None,
+                 settled: set[tuple[str, str]] | None = None) -> list[ScanResult]:
     """Scan several folders (FolderConfig), reporting to a ProgressSink; `parts` maps a folder
-    id to the parts of it to scan (see scan_folder's `only`). See scan_folder."""
+    id to the parts of it to scan (see scan_folder's `only`); `settled` holds (folder id, path)
+    of files closed after writing (see scan_folder). See scan_folder."""
     results = []
     for f in folders:
         if progress is not None:
@@ -526,7 +532,8 @@ def scan_folders(store: Store, folders, *, now: float, min_age: float = 0.0,
         results.append(scan_folder(store, f.id, f.path, f.ignore, now=now, min_age=min_age,
                                    allow_mass_delete=allow_mass_delete,
                                    progress=advance if progress is not None else None,
-                                   only=(parts or {}).get(f.id)))
+                                   only=(parts or {}).get(f.id),
+                                   settled={p for fid, p in settled or () if fid == f.id}))
     return results
 
 

@@ -139,7 +139,8 @@ class SyncEngine:
     def cycle(self, folder_ids: Iterable[str] | None = None, *, allow_mass_delete: bool = False,
               min_age: float = 0.0, retry_now: bool = False,
               only_scan: dict[str, list[tuple[str, bool]] | None] | None = None,
-              hold: dict[str, str] | None = None) -> CycleReport:
+              hold: dict[str, str] | None = None,
+              settled: set[tuple[str, str]] | None = None) -> CycleReport:
         """Scan, push, pull and apply the chosen folders. Raises HubUnreachable if the hub
         cannot be reached (after the scan: local changes wait in the outbox).
 
@@ -150,7 +151,8 @@ class SyncEngine:
         checked again right before a remote change replaces it); folders not scanned only have
         their marker checked. `hold` maps folders to why they are held back (paused by the user,
         waiting for a run condition): they are scanned like the others, nothing else; when every
-        folder is held or paused the hub is not contacted at all."""
+        folder is held or paused the hub is not contacted at all. `settled` names files closed
+        after writing: taken as they are, whatever `min_age`."""
         self._retry_now = retry_now
         hold = hold or {}
         folders = self._folders(folder_ids)
@@ -162,7 +164,7 @@ class SyncEngine:
             scans = {r.folder_id: r for r in scan_folders(
                 self.store, [f for f in folders if only_scan is None or f.id in only_scan],
                 now=self.clock(), min_age=min_age, allow_mass_delete=allow_mass_delete,
-                progress=self.progress, parts=only_scan)}
+                progress=self.progress, parts=only_scan, settled=settled)}
             for f in folders:
                 scan = scans.get(f.id)
                 if scan is not None:

@@ -59,10 +59,11 @@ def latency_rows(bench: str, samples: list[float], what: str) -> list[Row]:
     ]
 
 
-def two_daemons(base: Path, hub: str, a_root: Path, b_root: Path, files: int, timeout: float):
+def two_daemons(base: Path, hub: str, a_root: Path, b_root: Path, files: int, timeout: float,
+                debounce: str = "200ms"):
     """Start daemons A and B on one hub and wait until B has A's `files` files."""
-    a = DaemonProc(base, "a", hub, a_root, debounce="200ms")
-    b = DaemonProc(base, "b", hub, b_root, debounce="200ms")
+    a = DaemonProc(base, "a", hub, a_root, debounce=debounce)
+    b = DaemonProc(base, "b", hub, b_root, debounce=debounce)
     a.start()
     b.start()
     a.wait_settled(files, timeout)
@@ -71,8 +72,8 @@ def two_daemons(base: Path, hub: str, a_root: Path, b_root: Path, files: int, ti
     return a, b
 
 
-def measure(sc: Scale) -> list[Row]:
-    with workdir("latency") as base, postgres(base) as server:
+def measure(sc: Scale, debounce: str = "200ms", bench: str = "latency") -> list[Row]:
+    with workdir(bench) as base, postgres(base) as server:
         hub = create_db(server, "hub")
         a_root, b_root = base / "a-folder", base / "b-folder"
         a_root.mkdir()
@@ -80,10 +81,21 @@ def measure(sc: Scale) -> list[Row]:
         (a_root / "hello.txt").write_text("hello\n")
         a = b = None
         try:
-            a, b = two_daemons(base, hub, a_root, b_root, 1, 120)
-            samples = latency_samples(a_root, b_root, sc.latency_samples, "latency")
+            a, b = two_daemons(base, hub, a_root, b_root, 1, 120, debounce)
+            samples = latency_samples(a_root, b_root, sc.latency_samples, bench)
         finally:
             for d in (a, b):
                 if d is not None:
                     d.stop()
-    return latency_rows("latency", samples, "small folders")
+    return latency_rows(bench, samples, "small folders")
+
+
+def measure_default(sc: Scale) -> list[Row]:
+    """`latency` with the default configuration (debounce 1s): a saved file is closed after
+    writing, so it goes at once (issue 14 item 8). Target p50 <= 0.3 s."""
+    rows = measure(sc, debounce="1s", bench="latency_default")
+    p50 = rows[0].measured
+    rows[0] = Row("latency_default", "p50", p50, "s", target="<= 0.3 s", ok=p50 <= 0.3,
+                  note=rows[0].note.replace("debounce 200ms", "default config (debounce 1s)"),
+                  details=rows[0].details)
+    return rows

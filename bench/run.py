@@ -45,6 +45,7 @@ BENCHMARKS = {
     "push_100k": push_100k.measure,
     "sync_100k": sync_100k.measure,
     "latency": latency.measure,
+    "latency_default": latency.measure_default,  # issue 14 item 8: the default config (debounce 1s)
     "idle_cpu": idle_cpu.measure,
     "latency_big": latency_big.measure,  # extra: not in DESIGN.md's table
     "front_pull": front_pull.measure,  # issue 10: the served hub's TLS front vs the Unix socket

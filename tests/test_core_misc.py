@@ -197,34 +197,19 @@ def test_marking_one_path_many_times_keeps_memory_bounded():
     assert d.due(100.0) == ["hot"]
 
 
-@given(st.lists(st.tuples(st.sampled_from("abcde"), st.floats(0, 100), st.sampled_from([None, 0.0, 0.2])),
-                max_size=40), st.floats(0, 200))
+@given(st.lists(st.tuples(st.sampled_from("abcde"), st.floats(0, 100)), max_size=40), st.floats(0, 200))
 def test_debounce_matches_a_simple_model(marks, now):
     marks.sort(key=lambda m: m[1])
     d = Debouncer(1.5)
-    due_at: dict[str, float] = {}
-    for path, t, quiet in marks:
-        d.mark(path, t, quiet)
-        due_at[path] = t + (1.5 if quiet is None else quiet)  # the last mark decides
-    expected = sorted(p for p, t in due_at.items() if t <= now)
+    last: dict[str, float] = {}
+    for path, t in marks:
+        d.mark(path, t)
+        last[path] = t
+    expected = sorted(p for p, t in last.items() if t + 1.5 <= now)
     assert d.due(now) == expected
-    remaining = {p: t for p, t in due_at.items() if p not in expected}
+    remaining = {p: t for p, t in last.items() if p not in expected}
     assert len(d) == len(remaining)
-    assert d.next_deadline() == (min(remaining.values()) if remaining else None)
-
-
-@pytest.mark.parametrize(("marks", "now", "due"), [
-    ([("a", 10.0, 0.0)], 10.0, ["a"]),  # a file closed after writing: due at once
-    ([("a", 10.0, None), ("a", 10.5, 0.0)], 10.5, ["a"]),  # written, then closed: settled
-    ([("a", 10.0, 0.0), ("a", 10.1, None)], 10.5, []),  # closed, then written again: wait again
-    ([("a", 10.0, 0.0), ("a", 10.1, None)], 11.1, ["a"]),
-    ([("a", 10.0, None), ("b", 10.2, 0.0)], 10.2, ["b"]),  # one path settling hurries no other
-])
-def test_a_mark_with_its_own_quiet_time(marks, now, due):
-    d = Debouncer(1.0)
-    for path, t, quiet in marks:
-        d.mark(path, t, quiet)
-    assert d.due(now) == due
+    assert d.next_deadline() == (min(remaining.values()) + 1.5 if remaining else None)
 
 
 @pytest.mark.parametrize("keys", [

@@ -2,10 +2,8 @@
 
 Owns SPEC "Sync semantics" / Ignored: files still being written (changed again within the
 debounce time) are not synced yet. Watcher events only say where to look; each `mark` restarts
-the path's quiet period, and `due` hands out the paths whose quiet period is over. A mark may
-give its own quiet time (0 for a file closed after writing: it has settled); the last mark of a
-path decides when it is due. A marked directory is a path like any other: the scanner rescans
-it. The clock is passed in.
+the path's quiet period, and `due` hands out the paths whose quiet period is over. A marked
+directory is a path like any other: the scanner rescans it. The clock is passed in.
 """
 
 from __future__ import annotations
@@ -26,33 +24,32 @@ class Debouncer(Generic[K]):
         if quiet < 0:
             raise ValueError(f"quiet time must not be negative: {quiet}")
         self.quiet = quiet
-        self._due: dict[K, float] = {}  # path -> when it is due (its last mark decides)
+        self._last: dict[K, float] = {}
         # (deadline, path); entries superseded by a later mark are skipped when popped.
         self._heap: list[tuple[float, K]] = []
 
     def __len__(self) -> int:
-        return len(self._due)
+        return len(self._last)
 
-    def mark(self, path: K, now: float, quiet: float | None = None) -> None:
-        """Record an event on `path` at `now`, restarting its quiet period: the debouncer's, or
-        `quiet` seconds (0: due at once). Raises nothing."""
-        deadline = now + (self.quiet if quiet is None else max(0.0, quiet))
-        self._due[path] = deadline
-        heapq.heappush(self._heap, (deadline, path))
-        if len(self._heap) > 2 * len(self._due) + 64:
+    def mark(self, path: K, now: float) -> None:
+        """Record an event on `path` at `now`, restarting its quiet period. Raises nothing."""
+        self._last[path] = now
+        heapq.heappush(self._heap, (now + self.quiet, path))
+        if len(self._heap) > 2 * len(self._last) + 64:
             # A path marked over and over leaves stale entries behind: rebuild now and then.
-            self._heap = [(d, p) for p, d in self._due.items()]
+            self._heap = [(last + self.quiet, p) for p, last in self._last.items()]
             heapq.heapify(self._heap)
 
     def due(self, now: float) -> list[K]:
-        """Remove and return (sorted) the paths whose quiet period is over: last mark + its quiet
+        """Remove and return (sorted) the paths whose quiet period is over: last mark + quiet
         <= `now` (so `due(next_deadline())` returns the path that deadline belongs to).
         Raises nothing."""
         ready = []
         while self._heap and self._heap[0][0] <= now:
             deadline, path = heapq.heappop(self._heap)
-            if self._due.get(path) == deadline:
-                del self._due[path]
+            last = self._last.get(path)
+            if last is not None and last + self.quiet == deadline:
+                del self._last[path]
                 ready.append(path)
         return sorted(ready)
 
@@ -61,7 +58,8 @@ class Debouncer(Generic[K]):
         Raises nothing."""
         while self._heap:
             deadline, path = self._heap[0]
-            if self._due.get(path) == deadline:
+            last = self._last.get(path)
+            if last is not None and last + self.quiet == deadline:
                 return deadline
             heapq.heappop(self._heap)
         return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import posixpath
 import random
 import signal
 import threading
@@ -178,6 +179,10 @@ class Daemon:
                 now = time.time()
                 with self.events_lock:
                     dirty = self.debouncer.due(now)
+                    # Files closed after writing are complete: their directories now, not after the
+                    # debounce time (which a later event on the same directory would restart).
+                    settled, self.settled = self.settled, set()
+                dirty += [DirtyDir(fid, posixpath.dirname(path), False) for fid, path in settled]
                 # Notifications wake at most one cycle per NOTIFY_MIN_GAP, however many arrive.
                 pull_due = self.pull_wanted and time.monotonic() - self.last_cycle >= NOTIFY_MIN_GAP
                 full_due = now >= self.next_cycle
@@ -189,7 +194,7 @@ class Daemon:
                     if full_due or dirty or pull_due:
                         # A full rescan when it is time; otherwise only where the watcher saw
                         # events (nothing at all when another device's push woke us).
-                        self._cycle(only_scan=None if full_due else _parts(dirty), hold=holds)
+                        self._cycle(only_scan=None if full_due else _parts(dirty), hold=holds, settled=settled)
                         if self.watcher.problems:
                             self.watcher.update(self.config.folders)  # a folder may exist now
                     elif self.owed - holds.keys():
@@ -218,7 +223,8 @@ class Daemon:
     def _cycle(self, folder: str | None = None, allow_mass_delete: bool = False,
                requested: bool = False,
                only_scan: dict[str, list[tuple[str, bool]] | None] | None = None,
-               hold: dict[str, str] | None = None) -> tuple[bool, str | None, list]:
+               hold: dict[str, str] | None = None,
+               settled: set[tuple[str, str]] | None = None) -> tuple[bool, str | None, list]:
         """One cycle; returns (ok, error, report lines). Never raises (but Cancelled).
         `requested`: a user asked for it (`sync --now`), so failed writes are retried now, and
         only the user's pauses hold folders back (it overrides the run conditions). `hold`:
@@ -232,8 +238,6 @@ class Daemon:
             with self.lock:
                 # A user's `sync --now` takes files as they are now; the daemon on its own leaves
                 # files changed within the debounce time for later (still being written).
-                with self.events_lock:
-                    settled, self.settled = self.settled, set()
                 report = self.engine.cycle([folder] if folder else None, allow_mass_delete=allow_mass_delete,
                                            min_age=0.0 if requested else self.config.sync.debounce,
                                            retry_now=requested, only_scan=only_scan, hold=hold, settled=settled)
@@ -287,7 +291,8 @@ class Daemon:
         with self.events_lock:
             if settled is not None:
                 self.settled.add((folder_id, settled))
-            self.debouncer.mark(DirtyDir(folder_id, reldir, recursive), time.time(), 0.0 if settled else None)
+            else:
+                self.debouncer.mark(DirtyDir(folder_id, reldir, recursive), time.time())
         self.wake.set()
 
     def _listen_loop(self) -> None:

@@ -129,3 +129,24 @@ def test_a_case_only_rename_arrives_as_a_rename_everywhere(tmp_path, hub, exfat_
     _sync(card, a, c, card)
     for d in (a, card, c):
         assert d.tree() == {"Readme.txt": b"read me"}, d.name
+
+
+@pytest.mark.slow
+def test_a_file_under_a_directory_named_in_another_case_is_kept_beside(tmp_path, hub, exfat_dir):
+    """`Docs/new.txt` from a case-sensitive device, where the card has `docs/`: written into the
+    card's `docs/` as a conflict copy, never indexed under a name the card's disk does not show
+    (which its next scan would push as a rename)."""
+    a = _device(tmp_path, hub, "alpha", "plain")
+    card = _device(tmp_path, hub, "card", "plain", folder=exfat_dir / "docs")
+    a.folder.mkdir(parents=True, exist_ok=True)
+    (a.folder / "docs").mkdir()
+    (a.folder / "docs" / "old.txt").write_text("old")
+    _sync(a, card)
+    (a.folder / "Docs").mkdir()
+    (a.folder / "Docs" / "new.txt").write_text("new")
+    _sync(a, card, card, a)
+    assert sorted(os.listdir(card.folder)) == [".shoal", "docs"]
+    names = sorted(os.listdir(card.folder / "docs"))
+    assert names[1] == "old.txt" and names[0].startswith("new.sync-conflict-"), names
+    assert (a.folder / "Docs" / "new.txt").read_text() == "new"  # nothing renamed or deleted on alpha
+    assert (a.folder / "docs" / "old.txt").read_text() == "old"

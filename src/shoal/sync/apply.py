@@ -280,7 +280,9 @@ class Applier:
                     continue
                 self._error(ch.path, ErrorKind.REFUSED,
                             "directory deleted on another device, kept here: it is not empty", None)
-            except (PathRefused, FileProblem) as e:
+            except FileProblem:
+                pass  # not a directory here (a file took its place): nothing of it to remove
+            except PathRefused as e:
                 self._refuse(ch.path, str(e))
                 continue
             self._tombstone(ch, idx)
@@ -289,20 +291,22 @@ class Applier:
 
     def _occupant(self, path: str) -> str | None:
         """On a case-folding folder: the other path that holds `path`'s place, on disk or among
-        this page's writes (`A.txt` when `a.txt` is asked for, also through a directory named
-        in another case), or None if `path` is free or is itself what is there."""
+        this page's writes (`A.txt` when `a.txt` is asked for; `docs/new.txt` when `Docs/new.txt`
+        is, where a directory `docs` is), or None if `path` is free or is itself what is there."""
         planned = self._planned.get(casefold_key(path))
         if planned is not None and planned != path:
             return planned
+        parts = path.split("/")
         real: list[str] = []
-        for part in path.split("/"):
+        for i, part in enumerate(parts):
             reldir = "/".join(real)
             names = self._names.get(reldir)
             if names is None:
                 names = self._names[reldir] = {casefold_key(n): n for n in self.writer.names(reldir)}
             found = names.get(casefold_key(part))
-            if found is None:
-                return None  # from here on nothing is on disk
+            if found is None:  # from here on nothing is on disk: it would land under `real`
+                real.extend(parts[i:])
+                break
             real.append(unicodedata.normalize("NFC", found))
         occupant = "/".join(real)
         return None if occupant == path else occupant
@@ -329,9 +333,7 @@ class Applier:
             self._names.setdefault(reldir, {})[casefold_key(ch.path)] = ch.path.rpartition("/")[2]
             self.stats.written += 1
             return None
-        parent = occupant.rpartition("/")[0] if "/" in ch.path else ""
-        if parent and ch.path.count("/") != occupant.count("/"):
-            parent = parent.rpartition("/")[0]  # the occupant is deeper: a directory of another case
+        parent = occupant.rpartition("/")[0]  # as it is on disk
         name = ch.path.rpartition("/")[2]
         copy = unique_path(conflict_name(f"{parent}/{name}" if parent else name, ch.mtime_ns, ch.device_name or "remote"),
                            lambda p: self._occupant(p) is not None or self.writer.lstat(p) is not None)

@@ -335,7 +335,8 @@ class Applier:
             return None
         parent = occupant.rpartition("/")[0]  # as it is on disk
         name = ch.path.rpartition("/")[2]
-        copy = unique_path(conflict_name(f"{parent}/{name}" if parent else name, ch.mtime_ns, ch.device_name or "remote"),
+        beside = f"{parent}/{name}" if parent else name
+        copy = unique_path(conflict_name(beside, ch.mtime_ns, ch.device_name or "remote"),
                            lambda p: self._occupant(p) is not None or self.writer.lstat(p) is not None)
         log.warning("%s: %s and %s are one name on this case-insensitive folder: keeping %s as %s",
                     self.folder_id, ch.path, occupant, ch.path, copy)

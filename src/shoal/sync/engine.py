@@ -27,7 +27,8 @@ from shoal.scan.scanner import ScanResult, check_marker, scan_folders
 from shoal.errors import FolderKeyProblem, FolderPaused, HubMismatch, HubRowRefused, HubUnreachable, ShoalError
 from shoal.localstore import Store
 from shoal.localstore.store import resync_meta
-from shoal.model import CONTENT_KINDS, EMPTY_SHA, KIND_DIR, Change, ErrorKind, FileState, HeadVersion, OutboxState, PushStatus
+from shoal.model import (CONTENT_KINDS, EMPTY_SHA, KIND_DIR, Change, ErrorKind, FileState, HeadVersion, OutboxState,
+                         PushStatus)
 from shoal.progress import ProgressSink
 from shoal.sync.apply import Applier
 from shoal.sync.folder_io import FolderWriter, purge_trash

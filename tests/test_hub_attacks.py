@@ -670,7 +670,8 @@ def test_api_calls_in_one_open_transaction_cannot_exhaust_the_lock_table(lab, sp
 API_CALLS_AS = {
     "push": lambda h: h.push("docs", []),
     "pull": lambda h: h.pull("docs", 0),
-    "ack_pull": lambda h: h.ack_pull("docs", 10**9),
+    "ack_pull": lambda h: (h.ack_pull("docs", 10**9), h._send_acks()),  # acks go with the next statement
+    "horizon_and_pull": lambda h: h.horizon_and_pull("docs", 0),
     "heads": lambda h: h.heads("docs"),
     "heads_at": lambda h: h.heads_at("docs", ["x"]),
     "missing_contents": lambda h: h.missing_contents([EMPTY_SHA]),

@@ -21,7 +21,7 @@ from datetime import datetime
 
 import psycopg
 
-from shoal.errors import HubLoginRefused, HubUnreachable
+from shoal.errors import HubLoginRefused, HubUnreachable, ShoalError
 from shoal.hub.pgerrors import describe_error, is_outage, login_refused, translate
 from shoal.hub.schema import ensure_schema
 from shoal.model import Change, HeadVersion, HistoryEntry, PushStatus, RestoreStep
@@ -130,8 +130,14 @@ class Hub:
         self.device_id = device_id
         self.incarnation_id = incarnation_id
         self.call_timeout = call_timeout
+        self._acks: dict[str, int] = {}  # folder -> cursor: sent with the next sync log line
 
     def close(self) -> None:
+        try:
+            if self._acks and not (self.conn.closed or self.conn.broken):
+                self._send_acks()
+        except ShoalError:
+            pass  # the hub only keeps less history than it could: it learns the cursor next time
         try:
             self.conn.close()
         except psycopg.Error:
@@ -154,6 +160,16 @@ class Hub:
     def _rows(self, what: str, query: str, args: Sequence, *, binary: bool = False) -> list[tuple]:
         with self._errors(what):
             return self.conn.execute(query, args, binary=binary).fetchall()
+
+    def _pipeline(self, what: str, statements: Sequence[tuple[str, Sequence]]) -> list[list[tuple]]:
+        """Several statements in one round trip (libpq's pipeline mode; one after the other where
+        the client library cannot); each statement's rows."""
+        with self._errors(what):
+            if not psycopg.Pipeline.is_supported():
+                return [self.conn.execute(q, a).fetchall() for q, a in statements]
+            with self.conn.pipeline():
+                cursors = [self.conn.execute(q, a) for q, a in statements]
+            return [c.fetchall() for c in cursors]
 
     def register(self, name: str) -> str:
         """Register (or rename) this device; returns the hub id."""
@@ -178,13 +194,21 @@ class Hub:
         )
         return [PushResult(s, PushStatus(st), v, _head_version(h)) for s, st, v, h in got]
 
+    _PULL = ("SELECT id, path, device_id::text, device_name, kind, size, mtime_ns, sha256, target,"
+             " deleted, moved_from, conflict_of, incarnation::text, seq, sealed FROM shoal.pull(%s, %s, %s, %s)")
+
     def pull(self, folder_id: str, after: int, limit: int = 1000) -> list[Change]:
-        got = self._rows(
-            "pull",
-            "SELECT id, path, device_id::text, device_name, kind, size, mtime_ns, sha256, target,"
-            " deleted, moved_from, conflict_of, incarnation::text, seq, sealed FROM shoal.pull(%s, %s, %s, %s)",
-            (self.device_id, folder_id, after, limit),
-        )
+        return self._changes(folder_id, self._rows("pull", self._PULL, (self.device_id, folder_id, after, limit)))
+
+    def horizon_and_pull(self, folder_id: str, after: int, limit: int = 1000) -> tuple[int, list[Change]]:
+        """folder_horizon and the first pull page, in one round trip."""
+        horizon, got = self._pipeline("pull", [
+            ("SELECT shoal.folder_horizon(%s, %s)", (self.device_id, folder_id)),
+            (self._PULL, (self.device_id, folder_id, after, limit))])
+        return horizon[0][0], self._changes(folder_id, got)
+
+    @staticmethod
+    def _changes(folder_id: str, got: list[tuple]) -> list[Change]:
         return [
             Change(folder_id, path, kind, size, mtime_ns, sha, bool(deleted), target, version=vid,
                    device_id=dev, device_name=name, moved_from=mv, conflict_of=co, seq=seq,
@@ -218,7 +242,16 @@ class Hub:
         return self._rows("horizon", "SELECT shoal.folder_horizon(%s, %s)", (self.device_id, folder_id))[0][0]
 
     def ack_pull(self, folder_id: str, cursor: int) -> None:
-        self._rows("ack", "SELECT shoal.ack_pull(%s, %s, %s)", (self.device_id, folder_id, cursor))
+        """Tell the hub how far this device has pulled (what its garbage collection must keep):
+        sent with the next sync log line, or when the connection closes (one round trip less)."""
+        self._acks[folder_id] = cursor
+
+    def _ack_statements(self) -> list[tuple[str, Sequence]]:
+        acks, self._acks = self._acks, {}
+        return [("SELECT shoal.ack_pull(%s, %s, %s)", (self.device_id, fid, cursor)) for fid, cursor in acks.items()]
+
+    def _send_acks(self) -> None:
+        self._pipeline("ack", self._ack_statements())
 
     def heads(self, folder_id: str) -> list[Change]:
         got = self._rows(
@@ -322,8 +355,9 @@ class Hub:
     def log_sync(self, folder_id: str | None, result: str, pushed: int, pulled: int,
                  started: float, error: str | None) -> None:
         ms = int((time.monotonic() - started) * 1000)
-        self._rows("sync log", "SELECT shoal.log_sync(%s, %s, %s, %s, %s, %s, %s)",
-                   (self.device_id, folder_id, result, pushed, pulled, ms, error))
+        self._pipeline("sync log", [*self._ack_statements(), ("SELECT shoal.log_sync(%s, %s, %s, %s, %s, %s, %s)",
+                                                               (self.device_id, folder_id, result, pushed, pulled,
+                                                                ms, error))])
 
     def devices(self) -> list[dict]:
         got = self._rows("devices", "SELECT device_id::text, name, last_push_at, last_pull_at, behind,"

@@ -11,6 +11,7 @@ PUBLIC and granted to the device group role.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from importlib import resources
@@ -186,10 +187,12 @@ def schema_state(conn: psycopg.Connection) -> tuple[int | None, str | None]:
     from before that function, from the tables (only its owner can). (None, None): no schema.
     Raises HubUnreachable if the connection fails."""
     try:
-        have_fn = conn.execute("SELECT to_regprocedure('shoal.hub_version()') IS NOT NULL").fetchone()[0]
-        if have_fn:
-            tables, api = conn.execute("SELECT tables, api FROM shoal.hub_version()").fetchone()
+        try:  # one round trip on any hub of this shoal (an older or empty one answers with an error)
+            with contextlib.nullcontext() if conn.autocommit else conn.transaction():  # (a savepoint)
+                tables, api = conn.execute("SELECT tables, api FROM shoal.hub_version()").fetchone()
             return tables, api
+        except (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName):
+            pass
         if not conn.execute("SELECT to_regclass('shoal.schema_migrations') IS NOT NULL").fetchone()[0]:
             return None, None
         return conn.execute("SELECT max(version) FROM shoal.schema_migrations").fetchone()[0], None

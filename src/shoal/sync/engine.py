@@ -475,14 +475,17 @@ class SyncEngine:
         row = self.store.folder(f.id)
         cursor = row.pull_cursor if row else 0
         self._retry_failed(hub, f, fr)
-        if cursor > 0 and f.mode.applies and cursor < hub.folder_horizon(f.id):
+        # The first page comes with the folder's GC horizon: one round trip for a cycle's pull.
+        horizon, first = hub.horizon_and_pull(f.id, cursor, PULL_PAGE)
+        if cursor > 0 and f.mode.applies and cursor < horizon:
             cursor = self._resync_from_heads(hub, f, fr, cursor, allow_mass_delete=allow_mass_delete)
             if cursor is None:
                 return
-        read: list[list[Change]] = []
+            first = hub.pull(f.id, cursor, PULL_PAGE)
+        read: list[list[Change]] = [first]
         upto: int | None = None  # changes after this were not weighed by the guard: next cycle
         if f.mode.applies and not allow_mass_delete:
-            read, upto, reason = self._remote_mass_delete(hub, f, cursor)
+            read, upto, reason = self._remote_mass_delete(hub, f, cursor, first)
             if reason is not None:
                 # Nothing of it is applied and the cursor stays: the same changes are weighed
                 # again next time, until the user confirms with --allow-mass-delete.
@@ -495,6 +498,7 @@ class SyncEngine:
             page = next(ahead, None)
             if page is None:
                 page = hub.pull(f.id, cursor, PULL_PAGE)
+            last = len(page) < PULL_PAGE  # nothing more for now: no need to ask for an empty page
             if upto is not None:
                 page = [c for c in page if c.version <= upto]
             if not page:
@@ -509,6 +513,8 @@ class SyncEngine:
             fr.pulled += len(theirs)
             cursor = page[-1].version
             self.store.update_folder(f.id, pull_cursor=cursor)
+            if last:
+                break
         hub.ack_pull(f.id, cursor)
 
     def _resync_from_heads(self, hub: Hub, f: FolderConfig, fr: FolderReport, cursor: int, *,
@@ -550,8 +556,8 @@ class SyncEngine:
         self.store.set_meta(resync_meta(f.id), str(int(self.clock())))
         return cursor
 
-    def _remote_mass_delete(self, hub: Hub, f: FolderConfig,
-                            cursor: int) -> tuple[list[list[Change]], int | None, str | None]:
+    def _remote_mass_delete(self, hub: Hub, f: FolderConfig, cursor: int,
+                            first: list[Change]) -> tuple[list[list[Change]], int | None, str | None]:
         """Weigh every change waiting after `cursor` (all pages: spreading deletions over pages
         does not get around the guard) against this device's index: how many live files would
         be deleted, or replaced by an empty file when they are not empty. A deletion whose
@@ -561,10 +567,10 @@ class SyncEngine:
         without reading them again), the last version weighed (None: no limit; the pull applies
         nothing after it this cycle, so a change pushed meanwhile is weighed next time) and a
         pause reason if the changes are a mass delete by the scan guard's rule (core.guards),
-        else None. Memory: the paths counted, not the changes."""
+        else None. Memory: the paths counted, not the changes. `first` is the first page, read already."""
         live = self.store.folder_totals(f.id)[0]
         if not is_mass_delete(live, live):  # too few files for any batch to be a mass delete
-            return [], None, None
+            return [first], None, None
         pending = self.store.pending_paths(f.id)  # local edits win over remote deletions anyway
         kept: list[list[Change]] = []
         destroyed: set[str] = set()
@@ -572,7 +578,7 @@ class SyncEngine:
         devices: set[str] = set()
         after = cursor
         while True:
-            page = hub.pull(f.id, after, PULL_PAGE)
+            page = first if after == cursor else hub.pull(f.id, after, PULL_PAGE)
             if len(kept) < GUARD_KEEP_PAGES and (not kept or len(kept[-1]) == PULL_PAGE):
                 kept.append(page)
             if not page:

@@ -134,8 +134,10 @@ class SealedFolderHub:
     def pull(self, folder_id: str, after: int, limit: int = 1000) -> list[Change]:
         """The page, opened and checked; this device's own rows come as the hub has them (the
         engine never applies them: opening them would only cost time)."""
-        page = [c if c.device_id == self.device_id else self._open_change(c)
-                for c in self.hub.pull(folder_id, after, limit)]
+        return self._opened_page(folder_id, self.hub.pull(folder_id, after, limit))
+
+    def _opened_page(self, folder_id: str, page: list[Change]) -> list[Change]:
+        page = [c if c.device_id == self.device_id else self._open_change(c) for c in page]
         theirs = [c for c in page if c.device_id != self.device_id]
         replays = self.store.replayed_rows(folder_id, [(c.device_id, c.incarnation, c.seq, c.version, c.path)
                                                        for c in theirs])
@@ -171,6 +173,10 @@ class SealedFolderHub:
 
     def folder_horizon(self, folder_id: str) -> int:
         return self.hub.folder_horizon(folder_id)
+
+    def horizon_and_pull(self, folder_id: str, after: int, limit: int = 1000) -> tuple[int, list[Change]]:
+        horizon, page = self.hub.horizon_and_pull(folder_id, after, limit)
+        return horizon, self._opened_page(folder_id, page)
 
     # -- contents and blocks ----------------------------------------------------------
 

@@ -1,0 +1,139 @@
+"""slow_link: the hub behind a link with a 40 ms round trip (a TCP proxy on 127.0.0.1 that
+holds every chunk 20 ms in each direction; this kernel has no netem). Measured: a no-change
+`shoal sync --now`, pushing one edit, pulling it on another device (median of 5 each), and the
+same commands with the proxy not delaying (same run). (slow - fast) / 40 ms is how many round
+trips a command costs, connection setup included (TCP, TLS-less startup and authentication).
+Target (issue 14): a cycle costs a small constant number of round trips.
+"""
+
+from __future__ import annotations
+
+import heapq
+import socket
+import statistics
+import threading
+import time
+from pathlib import Path
+
+from bench.fixtures import create_db, postgres, workdir, write_config
+from bench.processes import check, child_env, run_child, shoal_cmd
+from bench.report import Row, log
+from bench.scale import Scale
+
+ONE_WAY = 0.020  # seconds each chunk is held in each direction: a 40 ms round trip
+RUNS = 5
+
+
+class DelayProxy:
+    """Forwards 127.0.0.1:port to the Unix socket `target`, holding each chunk `delay` seconds
+    (order kept)."""
+
+    def __init__(self, target: str):
+        self.target = target
+        self.delay = 0.0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.target)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for src, dst in ((client, upstream), (upstream, client)):
+                queue: list[tuple[float, int, bytes]] = []
+                ready = threading.Condition()
+                threading.Thread(target=self._read, args=(src, queue, ready), daemon=True).start()
+                threading.Thread(target=self._send, args=(dst, queue, ready), daemon=True).start()
+
+    def _read(self, src: socket.socket, queue: list, ready: threading.Condition) -> None:
+        n = 0
+        while True:
+            try:
+                data = src.recv(1 << 16)
+            except OSError:
+                data = b""
+            with ready:
+                heapq.heappush(queue, (time.monotonic() + self.delay, n, data))
+                ready.notify()
+            n += 1
+            if not data:
+                return
+
+    def _send(self, dst: socket.socket, queue: list, ready: threading.Condition) -> None:
+        while True:
+            with ready:
+                while not queue:
+                    ready.wait()
+                due, _, data = queue[0]
+                wait = due - time.monotonic()
+                if wait > 0:
+                    ready.wait(wait)
+                    continue
+                heapq.heappop(queue)
+            try:
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _median_sync(cfg: Path, what: str, before=None) -> float:
+    times = []
+    for i in range(RUNS):
+        if before is not None:
+            before(i)
+        times.append(check(run_child(shoal_cmd() + ["sync", "--now"], child_env(cfg)), what).seconds)
+    return statistics.median(times)
+
+
+def measure(sc: Scale) -> list[Row]:
+    with workdir("slow_link") as base, postgres(base) as server:
+        create_db(server, "hub")
+        info = server.get_postmaster_info()
+        proxy = DelayProxy(str(Path(info.socket_dir) / f".s.PGSQL.{info.port or 5432}"))
+        hub = f"postgresql://postgres@127.0.0.1:{proxy.port}/hub"
+        a_root, b_root = base / "a" / "folder", base / "b" / "folder"
+        a_root.mkdir(parents=True)
+        b_root.mkdir(parents=True)
+        (a_root / "notes.txt").write_text("v0\n")
+        cfg_a = write_config(base / "a.yaml", name="a", state=base / "a" / "state", hub=hub, folder=a_root)
+        cfg_b = write_config(base / "b.yaml", name="b", state=base / "b" / "state", hub=hub, folder=b_root)
+        for cfg in (cfg_a, cfg_b, cfg_a, cfg_b):
+            check(run_child(shoal_cmd() + ["sync", "--now"], child_env(cfg)), "first syncs")
+        figures: dict[str, dict[str, float]] = {}
+        edits = iter(range(1_000_000))
+        for label, delay in (("fast", 0.0), ("slow", ONE_WAY)):
+            proxy.delay = delay
+            idle = _median_sync(cfg_a, "no-change sync")
+            push = pull = 0.0
+            pushes, pulls = [], []
+            for _ in range(RUNS):
+                (a_root / "notes.txt").write_text(f"edit {next(edits)}\n")
+                pushes.append(check(run_child(shoal_cmd() + ["sync", "--now"], child_env(cfg_a)), "push").seconds)
+                pulls.append(check(run_child(shoal_cmd() + ["sync", "--now"], child_env(cfg_b)), "pull").seconds)
+            push, pull = statistics.median(pushes), statistics.median(pulls)
+            if (b_root / "notes.txt").read_text() != (a_root / "notes.txt").read_text():
+                raise RuntimeError("B did not get A's last edit")
+            figures[label] = {"idle": idle, "push": push, "pull": pull}
+            log(f"slow_link {label}: no-change {idle:.3f}s, push one edit {push:.3f}s, pull it {pull:.3f}s")
+        proxy.close()
+    rows = []
+    rtt = 2 * ONE_WAY
+    for key, what in (("idle", "no-change sync --now"), ("push", "push one edit"), ("pull", "pull one edit")):
+        slow, fast = figures["slow"][key], figures["fast"][key]
+        trips = (slow - fast) / rtt
+        rows.append(Row("slow_link", what, slow, "s", baseline=fast, baseline_label="same, no delay",
+                        ratio=slow / fast if fast else None, target="", ok=None,
+                        note=f"{trips:.1f} round trips of 40 ms, connection setup included; median of {RUNS}",
+                        details={"round_trips": trips}))
+    return rows

@@ -131,6 +131,7 @@ class Hub:
         self.incarnation_id = incarnation_id
         self.call_timeout = call_timeout
         self._acks: dict[str, int] = {}  # folder -> cursor: sent with the next sync log line
+        self._keys: dict[str, tuple[str | None, bool]] = {}  # folder -> its folder_key, read by register
 
     def close(self) -> None:
         try:
@@ -171,9 +172,15 @@ class Hub:
                 cursors = [self.conn.execute(q, a) for q, a in statements]
             return [c.fetchall() for c in cursors]
 
-    def register(self, name: str) -> str:
-        """Register (or rename) this device; returns the hub id."""
-        return self._rows("register", "SELECT shoal.register_device(%s, %s)", (self.device_id, name))[0][0]
+    def register(self, name: str, key_folders: Sequence[str] = ()) -> str:
+        """Register (or rename) this device; returns the hub id. The keys of `key_folders` come in
+        the same round trip, for the next `folder_key` of each."""
+        got = self._pipeline("register", [("SELECT shoal.register_device(%s, %s)", (self.device_id, name)),
+                                          *(("SELECT sealed_key, has_history FROM shoal.folder_key(%s, %s)",
+                                             (self.device_id, fid)) for fid in key_folders)])
+        for fid, rows in zip(key_folders, got[1:]):
+            self._keys[fid] = (rows[0][0], bool(rows[0][1]))
+        return got[0][0][0]
 
     def listen_channel(self) -> str:
         """The notification channel of this device's space (named by a hub secret: another
@@ -286,7 +293,10 @@ class Hub:
         return size
 
     def folder_key(self, folder_id: str) -> tuple[str | None, bool]:
-        """The folder's wrapped key (None: not encrypted) and whether it has history on the hub."""
+        """The folder's wrapped key (None: not encrypted) and whether it has history on the hub
+        (as `register` read it just before, once; else asked now)."""
+        if folder_id in self._keys:
+            return self._keys.pop(folder_id)
         key, history = self._rows("folder key", "SELECT sealed_key, has_history FROM shoal.folder_key(%s, %s)",
                                   (self.device_id, folder_id))[0]
         return key, bool(history)

@@ -181,7 +181,9 @@ class SyncEngine:
             self.store.update_run(run_id, phase="connect")
             hub = self.hub_factory()
             try:
-                hub_id = hub.register(self.device_name)
+                active = [f for f, fr in zip(folders, report.folders) if not (fr.paused or fr.held)]
+                hub_id = hub.register(self.device_name, [f.id for f in active if f.id not in self._sealers
+                                                         and f.id not in self._plain_folders])
                 report.hub_reset = self._check_hub_identity(hub_id)
                 for f, fr in zip(folders, report.folders):
                     if fr.paused or fr.held:

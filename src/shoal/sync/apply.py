@@ -406,8 +406,10 @@ class Applier:
                     if ch.sha256 in fetched:
                         tmp = self.writer.copy_temp(fetched[ch.sha256])
                     else:
+                        # The version being replaced lends the blocks it shares with the new one.
+                        base = ch.path if st is not None and statmod.S_ISREG(st.st_mode) else None
                         tmp = (self._local_copy(ch, local[ch.sha256])
-                               or self.downloader.fetch(ch.sha256, ch.size))
+                               or self.downloader.fetch(ch.sha256, ch.size, base))
                         fetched[ch.sha256] = tmp
                     self.writer.set_temp_mtime(tmp, ch.mtime_ns)
                 if ch.kind == KIND_EXEC and self.traits.modes:

@@ -335,11 +335,13 @@ class Downloader:
         os.close(fd)
         return name
 
-    def fetch(self, sha: str, size: int) -> str:
+    def fetch(self, sha: str, size: int, base: str | None = None) -> str:
         """Write the content `sha` into a temp file; returns its name in `.shoal/tmp`.
 
-        Resumes a partial temp file of an earlier attempt. Raises FileProblem if the hub
-        lacks the content or a block keeps failing its check, HubUnreachable for the hub.
+        Resumes a partial temp file of an earlier attempt. Blocks that the folder's file `base`
+        (the version being replaced) has at the same offset are copied from it, not fetched: an
+        edit in the middle of a big file moves only the blocks it touched. Raises FileProblem if
+        the hub lacks the content or a block keeps failing its check, HubUnreachable for the hub.
         """
         info = self.infos.get(sha) or self.hub.get_contents([sha]).get(sha)
         if info is None:
@@ -353,6 +355,7 @@ class Downloader:
                 self.progress(size)
             return name
         name, fd = self.writer.new_temp(part_name(sha))
+        base_fd = self._open_base(base)
         try:
             whole = hashlib.sha256()
             ranges = block_ranges(size) if info.blocks else []
@@ -381,11 +384,12 @@ class Downloader:
                     group.append(i)
                     group_bytes += ranges[i][1]
                     i += 1
-                self.throttle.wait(sum(ranges[j][1] for j in group if info.blocks[j] not in self.cache),
-                                   self.progress)
-                blocks = self._get_verified([info.blocks[j] for j in group])
+                local = self._same_blocks(base_fd, group, ranges, info.blocks)
+                self.throttle.wait(sum(ranges[j][1] for j in group
+                                       if j not in local and info.blocks[j] not in self.cache), self.progress)
+                blocks = self._get_verified([info.blocks[j] for j in group if j not in local])
                 for j in group:
-                    data = blocks[info.blocks[j]]
+                    data = local[j] if j in local else blocks[info.blocks[j]]
                     os.pwrite(fd, data, ranges[j][0])
                     whole.update(data)
                 if self.progress:
@@ -400,7 +404,33 @@ class Downloader:
             raise
         finally:
             os.close(fd)
+            if base_fd is not None:
+                os.close(base_fd)
         return name
+
+    def _open_base(self, base: str | None) -> int | None:
+        if base is None:
+            return None
+        try:
+            return self.writer.open_read(base)
+        except (OSError, PathRefused):
+            return None  # gone or not a plain file: every block comes from the hub
+
+    def _same_blocks(self, base_fd: int | None, group: list[int], ranges: list[tuple[int, int]],
+                     names: list[str]) -> dict[int, bytes]:
+        """The blocks of `group` that the base file holds at the same offsets (index -> bytes)."""
+        if base_fd is None:
+            return {}
+        same = {}
+        for j in group:
+            offset, length = ranges[j]
+            try:
+                data = _read_exact(base_fd, offset, length)
+            except OSError:
+                break
+            if len(data) == length and self.hub.seal_block(data)[0] == names[j]:
+                same[j] = data
+        return same
 
     def _get_verified(self, names: list[str]) -> dict[str, bytes]:
         out = {n: self.cache[n] for n in names if n in self.cache}

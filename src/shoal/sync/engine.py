@@ -41,7 +41,7 @@ PUSH_BATCH = 5000
 PULL_PAGE = 1000
 GUARD_KEEP_PAGES = 8  # pages the mass-delete guard read that the pull applies without reading again
 MAX_PUSH_ROUNDS = 20
-PUSH_PAGE = 100_000  # pending outbox rows read at a time (bounds memory, not the push)
+PUSH_PAGE = 10_000  # pending outbox rows read at a time: bounds memory (100,000 took 143 MB on A)
 OUTBOX_KEEP_SECONDS = 86400  # pushed rows are kept a day (for `shoal status` and debugging)
 
 

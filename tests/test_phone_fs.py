@@ -150,3 +150,19 @@ def test_a_file_under_a_directory_named_in_another_case_is_kept_beside(tmp_path,
     assert names[1] == "old.txt" and names[0].startswith("new.sync-conflict-"), names
     assert (a.folder / "Docs" / "new.txt").read_text() == "new"  # nothing renamed or deleted on alpha
     assert (a.folder / "docs" / "old.txt").read_text() == "old"
+
+
+@pytest.mark.slow
+def test_a_symlink_the_card_cannot_hold_is_reported_once_not_retried(tmp_path, hub, exfat_dir):
+    a = _device(tmp_path, hub, "alpha", "plain")
+    card = _device(tmp_path, hub, "card", "plain", folder=exfat_dir / "docs")
+    a.folder.mkdir(parents=True, exist_ok=True)
+    (a.folder / "notes.txt").write_text("notes")
+    (a.folder / "latest").symlink_to("notes.txt")
+    _sync(a, card)  # exit 0: the link is reported, everything else applied
+    assert card.tree() == {"notes.txt": b"notes"}
+    errors = card.json("status")["folders"][0]["errors"]
+    assert [(e["path"], e["kind"]) for e in errors] == [("latest", "refused")], errors
+    assert "symlink" in errors[0]["message"]
+    _sync(card, card)
+    assert card.json("status")["folders"][0]["errors"][0]["retries"] == errors[0]["retries"]

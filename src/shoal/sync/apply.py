@@ -401,7 +401,14 @@ class Applier:
                     if self.progress:
                         self.progress(ch.size)
                 elif ch.kind == KIND_SYMLINK:
-                    tmp = self.writer.temp_symlink(ch.target or "")
+                    try:
+                        tmp = self.writer.temp_symlink(ch.target or "")
+                    except OSError as e:
+                        if e.errno not in (errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP):
+                            raise
+                        # exFAT/FAT (SD cards, Android's shared storage): it never can; say so once.
+                        self._refuse(ch.path, "this folder's filesystem cannot hold symlinks")
+                        continue
                 else:
                     if ch.sha256 in fetched:
                         tmp = self.writer.copy_temp(fetched[ch.sha256])

@@ -208,7 +208,8 @@ class Hub:
         return self._changes(folder_id, self._rows("pull", self._PULL, (self.device_id, folder_id, after, limit)))
 
     def horizon_and_pull(self, folder_id: str, after: int, limit: int = 1000) -> tuple[int, list[Change]]:
-        """folder_horizon and the first pull page, in one round trip."""
+        """The last change id the hub's garbage collection removed from the folder (0: none) and
+        the first pull page after `after`, in one round trip."""
         horizon, got = self._pipeline("pull", [
             ("SELECT shoal.folder_horizon(%s, %s)", (self.device_id, folder_id)),
             (self._PULL, (self.device_id, folder_id, after, limit))])
@@ -243,10 +244,6 @@ class Hub:
             " FROM shoal.restore_plan(%s, %s, %s, %s, %s)", (self.device_id, folder_id, mode, when, device_name))
         return [RestoreStep(r[0], r[1], bool(r[2]), _entry(folder_id, r[4:]) if r[4] is not None else None,
                             bool(r[3])) for r in got]
-
-    def folder_horizon(self, folder_id: str) -> int:
-        """The last change id the hub's garbage collection removed from the folder (0: none)."""
-        return self._rows("horizon", "SELECT shoal.folder_horizon(%s, %s)", (self.device_id, folder_id))[0][0]
 
     def ack_pull(self, folder_id: str, cursor: int) -> None:
         """Tell the hub how far this device has pulled (what its garbage collection must keep):

@@ -171,9 +171,6 @@ class SealedFolderHub:
                             st.later)
                 for st in self.hub.restore_plan(folder_id, mode, when, device_name)]
 
-    def folder_horizon(self, folder_id: str) -> int:
-        return self.hub.folder_horizon(folder_id)
-
     def horizon_and_pull(self, folder_id: str, after: int, limit: int = 1000) -> tuple[int, list[Change]]:
         horizon, page = self.hub.horizon_and_pull(folder_id, after, limit)
         return horizon, self._opened_page(folder_id, page)

@@ -199,15 +199,19 @@ def walk(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None
             except OSError as err:
                 on_error(rel, err)
                 continue
-            mode = st.st_mode
-            if stat.S_ISREG(mode):
-                kind = KIND_EXEC if modes and mode & stat.S_IXUSR else KIND_FILE
-                yield DiskEntry(rel, e.path, kind, st.st_size, st.st_mtime_ns, st.st_ino)
-            elif stat.S_ISLNK(mode):
-                yield DiskEntry(rel, e.path, KIND_SYMLINK, st.st_size, st.st_mtime_ns, st.st_ino)
+            if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                yield DiskEntry(rel, e.path, disk_kind(st, modes), st.st_size, st.st_mtime_ns, st.st_ino)
             # sockets, fifos, devices: not synced
         else:
             stack.pop()
+
+
+def disk_kind(st: os.stat_result, modes: bool) -> str:
+    """The kind of a file or symlink on disk (a regular file's exec bit counts only where the
+    filesystem has modes)."""
+    if stat.S_ISLNK(st.st_mode):
+        return KIND_SYMLINK
+    return KIND_EXEC if modes and st.st_mode & stat.S_IXUSR else KIND_FILE
 
 
 def hash_entry(entry: DiskEntry) -> tuple[DiskEntry, str | None, str | None, OSError | None]:
@@ -481,7 +485,7 @@ def _merge_dirs(m: _Merge, dirs: list[tuple[str, str]], start: str, recursive: b
                 d = next(on_disk, None)
             elif d is None or (i is not None and i.path < d[0]):
                 if not i.deleted and not m.rules.is_ignored(i.path, True) and not m.under_unreadable(i.path):
-                    if _lexists(os.path.join(m.root, *i.path.split("/"))):
+                    if os.path.lexists(os.path.join(m.root, *i.path.split("/"))):
                         m.replaced[i.path] = i.version  # a file took its place: the file's change says so
                     else:
                         m.dir_deletions.append(i)
@@ -490,14 +494,6 @@ def _merge_dirs(m: _Merge, dirs: list[tuple[str, str]], start: str, recursive: b
                 if i.deleted:
                     _record_dir(m, d, i)
                 d, i = next(on_disk, None), next(index, None)
-
-
-def _lexists(path: str) -> bool:
-    try:
-        os.lstat(path)
-        return True
-    except OSError:
-        return False
 
 
 def _record_dir(m: _Merge, found: tuple[str, str], old: FileState | None) -> None:

@@ -27,7 +27,7 @@ from shoal.core.backoff import backoff_delay
 from shoal.core.conflicts import conflict_name, unique_path
 from shoal.core.paths import casefold_key, validate_remote_path, validate_sha256
 from shoal.scan.fsprobe import folder_traits
-from shoal.scan.scanner import READ_RETRY_SECONDS, sha256_file
+from shoal.scan.scanner import READ_RETRY_SECONDS, disk_kind, sha256_file
 from shoal.errors import FileProblem, HubError, PathRefused
 from shoal.localstore import Store
 from shoal.model import CONTENT_KINDS, KIND_DIR, KIND_EXEC, KIND_FILE, KIND_SYMLINK, Change, ErrorKind, FileState
@@ -57,13 +57,6 @@ def _same_stat(a: os.stat_result | None, b: os.stat_result | None) -> bool:
         return a is None and b is None
     return (a.st_size, a.st_mtime_ns, a.st_ino, statmod.S_IFMT(a.st_mode)) == (
         b.st_size, b.st_mtime_ns, b.st_ino, statmod.S_IFMT(b.st_mode))
-
-
-def disk_kind(st: os.stat_result, modes: bool) -> str:
-    """The kind of what is on disk (a regular file's exec bit counts only where there are modes)."""
-    if statmod.S_ISLNK(st.st_mode):
-        return KIND_SYMLINK
-    return KIND_EXEC if modes and st.st_mode & statmod.S_IXUSR else KIND_FILE
 
 
 def _same_kind(disk: str, indexed: str, modes: bool) -> bool:

@@ -21,6 +21,7 @@ from shoal.errors import HubError, UsageError
 from shoal.hub import admin as hub_admin
 from shoal.hub.client import Hub, connect
 from tests.fixtures.server import role_dsn
+from tests.rows import file_row, sha as content_sha
 
 
 @pytest.fixture
@@ -65,10 +66,7 @@ def _scram_matches(verifier: str, password: str) -> bool:
 
 
 def _small_file_row(seq: int, path: str, data: bytes) -> tuple[dict, str]:
-    sha = hashlib.sha256(data).hexdigest()
-    return ({"seq": seq, "path": path, "kind": "file", "size": len(data), "mtime_ns": 1_700_000_000 * 10**9,
-             "sha256": sha, "target": None, "deleted": False, "base": None, "moved_from": None,
-             "conflict_of": None}, sha)
+    return file_row(seq, path, data), content_sha(data)
 
 
 # -- add-device --------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from shoal.errors import FolderKeyProblem, HubError, HubRowRefused, HubUnreachab
 from shoal.hub import admin as hub_admin
 from shoal.hub.client import Hub
 from tests.fixtures.server import role_dsn
+from tests.rows import file_row, sha, symlink_row
 
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 MiB = 1024 * 1024
@@ -117,26 +118,6 @@ def spaces(lab):
     """alice (attacker) in space alice; bob and bob2 (bob's second device) in space bob."""
     return {"alice": lab.device("alice", "alice"), "bob": lab.device("bob", "bob"),
             "bob2": lab.device("bob2", "bob")}
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def file_row(seq: int, path: str, data: bytes, **extra) -> dict:
-    row = {"seq": seq, "path": path, "kind": "file", "size": len(data), "mtime_ns": 1_700_000_000 * 10**9,
-           "sha256": sha(data), "target": None, "deleted": False, "base": None, "moved_from": None,
-           "conflict_of": None}
-    row.update(extra)
-    return row
-
-
-def symlink_row(seq: int, path: str, target: str, **extra) -> dict:
-    row = {"seq": seq, "path": path, "kind": "symlink", "size": len(target.encode()),
-           "mtime_ns": 1_700_000_000 * 10**9, "sha256": sha(target.encode()), "target": target,
-           "deleted": False, "base": None, "moved_from": None, "conflict_of": None}
-    row.update(extra)
-    return row
 
 
 def upload_small(hub: Hub, data: bytes) -> str:

@@ -12,7 +12,6 @@ embedded hub runs it with `hub.keep_versions`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -32,6 +31,7 @@ from shoal.hub.client import Hub, connect
 from shoal.hub.schema import INTERNAL_FUNCTIONS
 from tests.devices import assert_converged, sync_all
 from tests.fixtures.cli import run_shoal
+from tests.rows import file_row, sha
 
 MiB = 1 << 20
 
@@ -299,18 +299,6 @@ def test_a_device_login_cannot_run_gc_or_read_stats(make_device, hub):
 
 
 # -- what a push in flight has uploaded stays -------------------------------------------------
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def file_row(seq: int, path: str, data: bytes, **extra) -> dict:
-    row = {"seq": seq, "path": path, "kind": "file", "size": len(data), "mtime_ns": 1_700_000_000 * 10**9,
-           "sha256": sha(data), "target": None, "deleted": False, "base": None, "moved_from": None,
-           "conflict_of": None}
-    row.update(extra)
-    return row
 
 
 def device_hub(hub, device) -> Hub:

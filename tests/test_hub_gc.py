@@ -76,12 +76,12 @@ def assert_consistent(hub) -> None:
             "SELECT h.path, u.sha FROM shoal.heads h"
             " JOIN shoal.contents ct ON ct.space = h.space AND ct.sha256 = h.sha256"
             " CROSS JOIN LATERAL unnest(ct.blocks) AS u(sha)"
-            " WHERE NOT h.deleted AND h.kind = 'file'"
+            " WHERE NOT h.deleted AND h.kind IN ('file', 'exec')"
             "   AND NOT (EXISTS (SELECT 1 FROM shoal.block_spaces bs WHERE bs.space = h.space AND bs.sha256 = u.sha)"
             "            AND EXISTS (SELECT 1 FROM shoal.blocks b WHERE b.sha256 = u.sha))").fetchall()
         assert missing == []
         assert conn.execute(
-            "SELECT count(*) FROM shoal.heads h WHERE NOT h.deleted AND h.kind = 'file' AND NOT EXISTS"
+            "SELECT count(*) FROM shoal.heads h WHERE NOT h.deleted AND h.kind IN ('file', 'exec') AND NOT EXISTS"
             " (SELECT 1 FROM shoal.contents ct WHERE ct.space = h.space AND ct.sha256 = h.sha256)").fetchone()[0] == 0
         # every content's blocks (not only the heads'): a change the devices still pull needs them
         assert conn.execute(
@@ -89,7 +89,7 @@ def assert_consistent(hub) -> None:
             " WHERE NOT EXISTS (SELECT 1 FROM shoal.block_spaces bs WHERE bs.space = ct.space AND bs.sha256 = u.sha)"
             ).fetchone()[0] == 0
         assert conn.execute(
-            "SELECT count(*) FROM shoal.changes c WHERE NOT c.deleted AND c.kind = 'file' AND NOT EXISTS"
+            "SELECT count(*) FROM shoal.changes c WHERE NOT c.deleted AND c.kind IN ('file', 'exec') AND NOT EXISTS"
             " (SELECT 1 FROM shoal.contents ct WHERE ct.space = c.space AND ct.sha256 = c.sha256)").fetchone()[0] == 0
         assert conn.execute(
             "SELECT count(*) FROM shoal.block_spaces bs WHERE NOT EXISTS"

@@ -145,6 +145,15 @@ def _iso(epoch: float | None) -> str | None:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def pause_or_resume(state_dir: Path, op: str, folder: str | None, until: float | None) -> PauseState:
+    """`shoal pause` ("pause", `folder` None: the whole device; `until` None: until resumed) or
+    `shoal resume` ("resume"), written to the state dir's pause file; returns the new state.
+    Raises OSError."""
+    if op == "pause":
+        return change_pauses(state_dir, lambda s: s.paused(folder, until=until, now=time.time()))
+    return change_pauses(state_dir, lambda s: s.resumed(folder))
+
+
 def pause_holds(config: Config, pauses: PauseState, now: float) -> dict[str, str]:
     """The folders the user's pauses hold back at `now`, each with the reason shown (and how to
     resume), for SyncEngine.cycle(hold=...)."""

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from shoal import __version__
-from shoal.app import (LocalDevice, change_pauses, devices_report, pause_holds, raise_if_held, read_pauses,
+from shoal.app import (LocalDevice, devices_report, pause_holds, pause_or_resume, raise_if_held, read_pauses,
                        setup_logging, status_report)
 from shoal.config import hub_security_notices, load_config, read_hub_password, resolve_config_path
 from shoal.core.text import printable
@@ -320,10 +320,7 @@ def _pause_or_resume(args, op: str) -> int:
             return int(reply.get("exit_code", 1))
     else:
         try:
-            if op == "pause":
-                change_pauses(config.state_dir, lambda s: s.paused(folder, until=until, now=time.time()))
-            else:
-                change_pauses(config.state_dir, lambda s: s.resumed(folder))
+            pause_or_resume(config.state_dir, op, folder, until)
         except OSError as e:
             raise ShoalError(f"cannot write the pause state in {config.state_dir}: {e.strerror or e}") from e
     what = f"folder {folder}" if folder else "the whole device"

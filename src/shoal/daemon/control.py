@@ -3,7 +3,7 @@
 Requests: {"op": "status"}, {"op": "sync-now", "folder": ID|null, "allow_mass_delete": bool},
 {"op": "pause", "folder": ID|null, "until": epoch|null}, {"op": "resume", "folder": ID|null}
 (the user's pause: syncing held back, watching and indexing go on; kept in the state dir, see
-app.change_pauses). A reply is one JSON line; `sync-now` first streams
+app.pause_or_resume). A reply is one JSON line; `sync-now` first streams
 {"progress": ...} lines, then {"ok": ..., "report": ..., "error": ...}.
 The server refuses to replace a path that is not a socket.
 """

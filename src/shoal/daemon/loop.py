@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
-from shoal.app import (LocalDevice, change_pauses, load_or_create_config, pause_holds, raise_if_held,
+from shoal.app import (LocalDevice, load_or_create_config, pause_holds, pause_or_resume, raise_if_held,
                        read_pauses, setup_logging, status_report)
 from shoal.localstore import Store
 from shoal.config import Config, load_config
@@ -471,11 +471,7 @@ class Daemon:
         if until is not None and (isinstance(until, bool) or not isinstance(until, (int, float))):
             return {"ok": False, "error": "until: must be a time (epoch seconds)", "exit_code": 2}
         try:
-            if op == "pause":
-                pauses = change_pauses(self.config.state_dir,
-                                       lambda s: s.paused(folder, until=until, now=time.time()))
-            else:
-                pauses = change_pauses(self.config.state_dir, lambda s: s.resumed(folder))
+            pauses = pause_or_resume(self.config.state_dir, op, folder, until)
         except OSError as e:
             return {"ok": False, "error": f"cannot write the pause state: {e}", "exit_code": 1}
         log.info("%s %s over the control socket", "folder " + folder if folder else "the whole device",

@@ -644,12 +644,7 @@ def cmd_config(args) -> int:
 
 
 def _duration(text: str) -> float:
-    from shoal.core.durations import parse_duration
-
-    try:
-        seconds = parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    seconds = _duration_or_zero(text)
     if seconds <= 0:
         raise argparse.ArgumentTypeError("must be longer than 0s")
     return seconds

@@ -479,6 +479,24 @@ def test_a_push_with_a_huge_field_is_refused(lab, spaces, field):
     assert too_long == {}, f"stored anyway (bytes): {too_long}"
 
 
+@pytest.mark.parametrize("shape", ["a column short", "a column NULL"])
+def test_a_push_whose_columns_do_not_line_up_is_refused(lab, spaces, shape):
+    """shoal.push takes one array per column: a device login calling it with columns of other
+    lengths (unnest would pad the short ones with NULLs: a row without its target or base) is
+    refused as a whole, and nothing is stored."""
+    alice = spaces["alice"]
+    data = b"lined up"
+    upload_small(alice, data)
+    row = file_row(1, "a.txt", data)
+    columns = [[row.get(c)] for c in Hub._PUSH_COLUMNS]
+    at = Hub._PUSH_COLUMNS.index("target")
+    columns[at] = [] if shape == "a column short" else None
+    conn = lab.login_conn("alice")
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        conn.execute(Hub._PUSH, (alice.device_id, alice.incarnation_id, "docs", *columns))
+    assert lab.owner().execute("SELECT count(*) FROM shoal.changes").fetchone()[0] == 0
+
+
 def test_register_device_refuses_a_huge_name(lab, spaces):
     with pytest.raises(HubError):
         spaces["alice"].register("n" * MiB)

@@ -37,7 +37,7 @@ def test_hub_init_twice_through_the_cli(hub_dsn):
         assert _functions(conn) == before
         assert conn.execute("SELECT value FROM shoal.hub_meta WHERE key = 'api_version'").fetchone()[0] == api
     assert api == schema.api_version()
-    assert "shoal.push(uuid,uuid,text,jsonb)" in before
+    assert "shoal.push(uuid,uuid,text,bigint[],text[],text[],bigint[],bigint[],text[],text[],boolean[],bigint[],text[],text[],bytea[])" in before
 
 
 def test_a_changed_api_file_is_re_applied_and_a_removed_function_dropped(hub_url, monkeypatch):

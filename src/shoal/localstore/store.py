@@ -515,6 +515,16 @@ class Store:
                 (folder_id, path, ErrorKind(kind).value),
             )
 
+    def clear_errors(self, folder_id: str, paths: Iterable[str], kind: ErrorKind) -> None:
+        """Forget the `kind` errors of these paths: the folder's few paths with one are read
+        first, so a push of thousands of paths costs one query, not one per path."""
+        kind = ErrorKind(kind)
+        have = {r[0] for r in self.conn.execute("SELECT path FROM errors WHERE folder_id=? AND kind=?",
+                                                (folder_id, kind.value))}
+        gone = [(folder_id, p, kind.value) for p in paths if p in have]
+        if gone:
+            self.conn.executemany("DELETE FROM errors WHERE folder_id=? AND path=? AND kind=?", gone)
+
     def clear_read_errors_except(self, folder_id: str, keep: set[str]) -> None:
         """Forget read errors of a folder except those of `keep` (met again by this scan)."""
         for e in self.errors(folder_id):

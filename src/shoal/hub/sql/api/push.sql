@@ -1,7 +1,9 @@
 -- Push one batch of changelog rows of one folder, atomically and set-based.
--- Each row: {seq, path, kind, size, mtime_ns, sha256, target, deleted, base, moved_from, conflict_of,
--- sealed}; `sealed` (base64) is the sealed payload of a row of an encrypted folder (which every
--- row of such a folder has, and no row of another: SQLSTATE SQ002 otherwise).
+-- The rows come as one array per column, all of one length (a row is the same index in each):
+-- seq, path, kind, size, mtime_ns, sha256, target, deleted, base, moved_from, conflict_of,
+-- sealed. Sent as binary parameters they reach the server as COPY's binary format would: no
+-- text to parse per row. `sealed` is the sealed payload of a row of an encrypted folder (which
+-- every row of such a folder has, and no row of another: SQLSTATE SQ002 otherwise).
 -- Returns per row: status 'accepted' (new head), 'same' (the head already has this content),
 -- or 'conflict' (the head is a version the device had not seen: the head is returned).
 -- Pushes of one folder are serialised by a lock on its row in shoal.folders (only the API can
@@ -10,7 +12,10 @@
 -- locks on heads unnecessary: every writer of a folder's heads holds that lock.
 -- A row is refused (SQLSTATE 22023, nothing stored) unless every hash is 64 lowercase hex
 -- digits and its texts are within bounds; a space over its quota is refused as a whole.
-CREATE OR REPLACE FUNCTION shoal.push(p_device uuid, p_incarnation uuid, p_folder text, p_rows jsonb)
+CREATE OR REPLACE FUNCTION shoal.push(
+    p_device uuid, p_incarnation uuid, p_folder text, p_seq bigint[], p_path text[], p_kind text[],
+    p_size bigint[], p_mtime_ns bigint[], p_sha256 text[], p_target text[], p_deleted boolean[], p_base bigint[],
+    p_moved_from text[], p_conflict_of text[], p_sealed bytea[])
 RETURNS TABLE (seq bigint, status text, version bigint, head jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = shoal, pg_temp AS $$
 #variable_conflict use_column
@@ -27,15 +32,21 @@ BEGIN
     INSERT INTO shoal.folders(space, folder_id) VALUES (v_space, p_folder) ON CONFLICT DO NOTHING;
     SELECT f.sealed_key IS NOT NULL INTO v_sealed FROM shoal.folders f
      WHERE f.space = v_space AND f.folder_id = p_folder FOR UPDATE;
+    IF (SELECT count(DISTINCT n) <> 1 OR bool_or(n IS NULL) FROM unnest(ARRAY[
+            cardinality(p_seq), cardinality(p_path), cardinality(p_kind), cardinality(p_size),
+            cardinality(p_mtime_ns), cardinality(p_sha256), cardinality(p_target), cardinality(p_deleted),
+            cardinality(p_base), cardinality(p_moved_from), cardinality(p_conflict_of), cardinality(p_sealed)]) AS n) THEN
+        RAISE EXCEPTION 'a push names every column of every row: arrays of one length' USING ERRCODE = '22023';
+    END IF;
+    -- payload_md5: of the row as pushed (a replay must match it), in a text form no session
+    -- setting changes.
     CREATE TEMP TABLE push_in ON COMMIT DROP AS
-        SELECT (x->>'seq')::bigint AS seq, x->>'path' AS path, x->>'kind' AS kind,
-               (x->>'size')::bigint AS size, (x->>'mtime_ns')::bigint AS mtime_ns,
-               x->>'sha256' AS sha256, x->>'target' AS target, (x->>'deleted')::boolean AS deleted,
-               (x->>'base')::bigint AS base, x->>'moved_from' AS moved_from,
-               x->>'conflict_of' AS conflict_of, md5(x::text) AS payload_md5,
-               decode(x->>'sealed', 'base64') AS sealed,
-               sha256(convert_to(x->>'path', 'UTF8')) AS path_hash
-          FROM jsonb_array_elements(p_rows) AS x;
+        SELECT u.*, md5(row(u.seq, u.path, u.kind, u.size, u.mtime_ns, u.sha256, u.target, u.deleted, u.base,
+                            u.moved_from, u.conflict_of, encode(u.sealed, 'hex'))::text) AS payload_md5,
+               sha256(convert_to(u.path, 'UTF8')) AS path_hash
+          FROM unnest(p_seq, p_path, p_kind, p_size, p_mtime_ns, p_sha256, p_target, p_deleted, p_base,
+                      p_moved_from, p_conflict_of, p_sealed)
+            AS u(seq, path, kind, size, mtime_ns, sha256, target, deleted, base, moved_from, conflict_of, sealed);
     ANALYZE push_in;  -- a temp table has no statistics: without them the joins below go nested-loop
     -- Every lookup below is bounded by this batch (its seq range, its paths), never by the
     -- device's or the folder's history: a hash of all earlier rows per call made pushes O(history).
@@ -46,8 +57,9 @@ BEGIN
                    OR i.mtime_ns IS NULL) THEN
         RAISE EXCEPTION 'malformed change row in push' USING ERRCODE = '22023';
     END IF;
+    -- A hash is 64 bytes of [0-9a-f] (the regex '^[0-9a-f]{64}$' says the same, ~20x slower).
     SELECT i.path INTO v_bad FROM push_in i
-     WHERE i.sha256 !~ '^[0-9a-f]{64}$' OR octet_length(i.path) > 4096
+     WHERE octet_length(i.sha256) <> 64 OR i.sha256 ~ '[^0-9a-f]' OR octet_length(i.path) > 4096
         OR octet_length(coalesce(i.target, '')) > 4096 OR octet_length(coalesce(i.moved_from, '')) > 4096
         OR octet_length(coalesce(i.conflict_of, '')) > 4096 OR octet_length(coalesce(i.sealed, ''::bytea)) > 20000
      LIMIT 1;

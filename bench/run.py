@@ -33,7 +33,7 @@ if not __package__:  # run as `python bench/run.py`: import the package from the
     sys.path[0] = str(REPO)
 
 from bench import (encryption, front_pull, gc, history, idle_cpu, index_large, latency, latency_big,  # noqa: E402
-                   latency_tls, peak_rss, push_100k, rescan_100k, slow_link, sync_100k)
+                   latency_tls, million, peak_rss, push_100k, rescan_100k, slow_link, sync_100k)
 from bench.report import RESULTS_DIR, Row, log, print_table  # noqa: E402
 from bench.scale import FULL, QUICK  # noqa: E402
 from bench.syncthing import syncthing_worker  # noqa: E402
@@ -51,6 +51,7 @@ BENCHMARKS = {
     "front_pull": front_pull.measure,  # issue 10: the served hub's TLS front vs the Unix socket
     "latency_tls": latency_tls.measure,  # issue 10: latency with B joined through the TLS front
     "encryption": encryption.measure,  # issue 11: first sync of an encrypted folder vs a plain one
+    "million": million.measure,  # issue 14 item 7: 1,000,000 files against 100,000 in the same run
     "gc": gc.measure,  # issue 12: `shoal hub gc` on a hub of 1,000,000 changes
     "history": history.measure,  # issue 12: `shoal log` of a path with 10,000 versions
     "slow_link": slow_link.measure,  # issue 14: round trips per cycle behind a 40 ms link

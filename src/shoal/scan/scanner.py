@@ -4,6 +4,8 @@ The disk is the truth; watcher events only say where to look. The walk is stream
 path order against an ordered query of the index (a merge join), so memory stays flat
 whatever the folder size. Files whose (size, mtime_ns, inode) are unchanged are not read;
 the rest are hashed with SHA-256 on a small thread pool (hashlib releases the GIL).
+A directory's files are read and compared with the index a run at a time, as lists of tuples,
+so that a rescan of an unchanged folder takes no Python step per file.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ import stat
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import compress, islice, repeat
+from operator import add, and_, attrgetter, itemgetter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -134,38 +140,129 @@ def check_marker(store: Store, folder_id: str, root: Path) -> str | None:
     return None
 
 
-def _sorted_entries(os_dir: str, rel_dir: str, on_error) -> list[tuple[str, str, bool, os.DirEntry]]:
-    """(sort key, NFC name, is_dir, entry) of a directory, in path order."""
+class DiskRun(NamedTuple):
+    """Files and symlinks of one directory that are consecutive in the walk's order (a directory's
+    files before, between and after its subdirectories), in the walk's order."""
+
+    prefix: str  # the directory's NFC path + "/" ("" at the folder root)
+    os_dir: str  # the directory on disk
+    names: Sequence[str]  # NFC names
+    os_names: Sequence[str]  # the names on disk (the same as `names` where they are ASCII)
+    stats: Sequence[os.stat_result]  # lstat
+    kinds: Sequence[str]
+
+    def entries(self) -> list[DiskEntry]:
+        prefix, os_dir = self.prefix, self.os_dir
+        return [DiskEntry(prefix + name, os.path.join(os_dir, os_name), kind, st.st_size, st.st_mtime_ns, st.st_ino)
+                for name, os_name, kind, st in zip(self.names, self.os_names, self.kinds, self.stats)]
+
+
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_FORMAT_BITS = 0o170000  # stat.S_IFMT's mask
+#: The kind of what a walk meets, by its mode's format and owner-exec bits; what has none
+#: (directories, sockets, fifos, devices) is not a file to sync. disk_kind, as a table.
+_KIND_BY_MODE = {stat.S_IFREG: KIND_FILE, stat.S_IFREG | stat.S_IXUSR: KIND_EXEC,
+                 stat.S_IFLNK: KIND_SYMLINK, stat.S_IFLNK | stat.S_IXUSR: KIND_SYMLINK}
+_MODE = attrgetter("st_mode")
+_SIZE = attrgetter("st_size")
+_MTIME = attrgetter("st_mtime_ns")
+_INODE = attrgetter("st_ino")
+
+
+class _DirFrame:
+    """A directory being walked: its files not yet yielded, its subdirectories not yet entered."""
+
+    __slots__ = ("fd", "prefix", "os_dir", "names", "os_names", "stats", "kinds", "dirs", "next_dir", "pos")
+
+    def __init__(self, fd: int, prefix: str, os_dir: str, files: list, dirs: list[tuple[str, str]]):
+        self.fd, self.prefix, self.os_dir = fd, prefix, os_dir
+        self.names, self.os_names, self.stats, self.kinds = files
+        self.dirs = dirs  # (NFC name, name on disk), sorted
+        self.next_dir = 0
+        self.pos = 0
+
+    def run(self, end: int) -> DiskRun:
+        pos, self.pos = self.pos, end
+        return DiskRun(self.prefix, self.os_dir, self.names[pos:end], self.os_names[pos:end], self.stats[pos:end],
+                       self.kinds[pos:end])
+
+
+def _read_dir(fd: int, rel_dir: str, os_dir: str, rules: IgnoreRules, on_error, modes: bool):
+    """The files (sorted (NFC names, names on disk, lstat, kinds)) and subdirectories (sorted
+    (NFC name, name on disk)) of the directory open as `fd`, ignored ones left out.
+
+    The common case (ASCII names, nothing ignored, nothing vanishing) runs without a Python
+    step per entry: listdir, lstat relative to the directory, and the kinds by table."""
+    prefix = f"{rel_dir}/" if rel_dir else ""
+    os_names = sorted(os.listdir(fd))  # sorted before lstat, so that the results need no sorting
     try:
-        with os.scandir(os_dir) as it:
-            entries = list(it)
-    except OSError as e:
-        on_error(rel_dir, e)
-        return []
-    keyed = []
-    for e in entries:
-        name = e.name if e.name.isascii() else unicodedata.normalize("NFC", e.name)
-        try:
-            is_dir = e.is_dir(follow_symlinks=False)
-        except OSError:
-            is_dir = False
-        keyed.append((name + "/" if is_dir else name, name, is_dir, e))
-    keyed.sort(key=lambda k: k[0])
-    return keyed
+        stats = list(map(partial(os.lstat, dir_fd=fd), os_names))
+    except OSError:  # one vanished or cannot be looked at: the others still count
+        kept = []
+        for os_name in os_names:
+            try:
+                kept.append((os_name, os.lstat(os_name, dir_fd=fd)))
+            except OSError as err:
+                on_error(prefix + _nfc(os_name), err)
+        os_names, stats = [n for n, _ in kept], [st for _, st in kept]
+    names = os_names
+    nfc = not all(map(str.isascii, os_names))
+    if nfc:
+        names = list(map(_nfc, os_names))
+    mode_list = list(map(_MODE, stats))
+    kinds = list(map(_KIND_BY_MODE.get, map(and_, mode_list, repeat(_FORMAT_BITS | stat.S_IXUSR if modes
+                                                                         else _FORMAT_BITS))))
+    is_dir = list(map(stat.S_ISDIR, mode_list))
+    # With no patterns only `.shoal` (in any case) is ignored: see IgnoreRules.is_ignored_entry.
+    if rules.patterns or SHOAL_DIR in set(map(str.casefold, names)):
+        keep = [not rules.is_ignored_entry(prefix + name, name, d) for name, d in zip(names, is_dir)]
+        names, os_names, stats, kinds, is_dir = (list(compress(seq, keep))
+                                                 for seq in (names, os_names, stats, kinds, is_dir))
+    dirs: list[tuple[str, str]] = []
+    if None in kinds:  # directories, or what is not synced (fifos, sockets, devices)
+        # `name/` is a directory's sort key: "a.b/" sorts before "a/"
+        dirs = sorted(((name, os_name) for name, os_name, d in zip(names, os_names, is_dir) if d),
+                      key=lambda t: t[0] + "/")
+        synced = [k is not None for k in kinds]
+        names, os_names, stats, kinds = (list(compress(seq, synced)) for seq in (names, os_names, stats, kinds))
+    if nfc:  # NFC names: in another order, and two names may be one path
+        files = _one_per_name(sorted(zip(names, os_names, stats, kinds)), prefix, on_error)
+        dirs = _one_per_name(dirs, prefix, on_error)
+        return [list(col) for col in zip(*files)] if files else [[], [], [], []], dirs
+    return [names, os_names, stats, kinds], dirs
 
 
-def walk(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None], *,
-         start: str = "", recursive: bool = True, modes: bool = True,
-         on_dir: Callable[[str, os.DirEntry], None] | None = None) -> Iterator[DiskEntry]:
+def _nfc(name: str) -> str:
+    return name if name.isascii() else unicodedata.normalize("NFC", name)
+
+
+def _one_per_name(entries: list, prefix: str, on_error) -> list:
+    """Sorted entries without the second of two that are one path after NFC normalisation:
+    shoal cannot tell them apart on other devices, so the second is reported, not synced."""
+    out: list = []
+    for t in entries:
+        if out and out[-1][0] == t[0]:
+            on_error(prefix + t[0], OSError(0, "another name here is the same path after NFC normalisation"))
+            continue
+        out.append(t)
+    return out
+
+
+def walk_runs(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None], *,
+              start: str = "", recursive: bool = True, modes: bool = True,
+              on_dir: Callable[[str, str], None] | None = None) -> Iterator[DiskRun]:
     """Every file and symlink under `root` (or under its subdirectory `start`; only the
-    directory's own files when not `recursive`), in the index's path order, ignored ones left out.
-    A file with its owner's exec bit is KIND_EXEC, unless the filesystem has no `modes`.
-    Each directory met (not ignored; also a subdirectory of a part that is not `recursive`) is
-    passed to `on_dir`, not yielded: directories are merged with the index in a pass of their own.
+    directory's own files when not `recursive`), in the index's path order, ignored ones left
+    out, as runs of one directory's consecutive files (DiskRun). A file with its owner's exec
+    bit is KIND_EXEC, unless the filesystem has no `modes`. Each directory met (not ignored;
+    also a subdirectory of a part that is not `recursive`) is passed to `on_dir` (its path and
+    its path on disk), not yielded: directories are merged with the index in a pass of their own.
 
     Entries of one directory are sorted by NFC name, directories as `name/`, which makes the
-    whole walk ordered exactly like `ORDER BY path` over '/'-joined NFC paths. Iterative (a
-    stack of directory iterators), so each entry passes through one generator, not one per level.
+    whole walk ordered exactly like `ORDER BY path` over '/'-joined NFC paths. Directories are
+    opened relative to their parent, never through a symlink. Iterative (a stack of open
+    directories): the walk's depth is not Python's recursion limit.
     """
     if start:
         os_start = os.path.join(root, *start.split("/"))
@@ -173,37 +270,61 @@ def walk(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None
             return
     else:
         os_start = str(root)
-    stack = [(start, iter(_sorted_entries(os_start, start, on_error)), None)]
-    while stack:
-        rel_dir, entries, previous = stack[-1]
-        for key, name, is_dir, e in entries:
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            if key == previous:
-                # Two names on disk that are one path once NFC-normalised: shoal cannot tell
-                # them apart on other devices, so the second is reported, not synced.
-                on_error(rel, OSError(0, "another name here is the same path after NFC normalisation"))
+    try:
+        fd = os.open(os_start, _DIR_FLAGS)
+    except OSError as e:
+        on_error(start, e)
+        return
+    stack: list[_DirFrame] = []
+    try:
+        try:
+            files, dirs = _read_dir(fd, start, os_start, rules, on_error, modes)
+        except OSError as e:
+            os.close(fd)
+            on_error(start, e)
+            return
+        stack.append(_DirFrame(fd, f"{start}/" if start else "", os_start, files, dirs))
+        while stack:
+            frame = stack[-1]
+            if frame.next_dir == len(frame.dirs):
+                if frame.pos < len(frame.names):
+                    yield frame.run(len(frame.names))
+                os.close(frame.fd)
+                stack.pop()
                 continue
-            previous = key
-            if rules.is_ignored_entry(rel, name, is_dir):  # parents were checked on the way down
+            name, os_name = frame.dirs[frame.next_dir]
+            frame.next_dir += 1
+            end = bisect_left(frame.names, name + "/", frame.pos)  # its files that sort before `name/`
+            if end > frame.pos:
+                yield frame.run(end)
+            rel, os_path = frame.prefix + name, os.path.join(frame.os_dir, os_name)
+            if on_dir is not None:
+                on_dir(rel, os_path)
+            if not recursive:
                 continue
-            if is_dir:
-                if on_dir is not None:
-                    on_dir(rel, e)
-                if not recursive:
-                    continue
-                stack[-1] = (rel_dir, entries, previous)
-                stack.append((rel, iter(_sorted_entries(e.path, rel, on_error)), None))
-                break
             try:
-                st = e.stat(follow_symlinks=False)
-            except OSError as err:
-                on_error(rel, err)
+                fd = os.open(os_name, _DIR_FLAGS | _NOFOLLOW, dir_fd=frame.fd)
+            except OSError as e:
+                on_error(rel, e)
                 continue
-            if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
-                yield DiskEntry(rel, e.path, disk_kind(st, modes), st.st_size, st.st_mtime_ns, st.st_ino)
-            # sockets, fifos, devices: not synced
-        else:
-            stack.pop()
+            try:
+                files, dirs = _read_dir(fd, rel, os_path, rules, on_error, modes)
+            except OSError as e:
+                os.close(fd)
+                on_error(rel, e)
+                continue
+            stack.append(_DirFrame(fd, rel + "/", os_path, files, dirs))
+    finally:
+        for frame in stack:  # the consumer stopped early
+            os.close(frame.fd)
+
+
+def walk(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None], *,
+         start: str = "", recursive: bool = True, modes: bool = True,
+         on_dir: Callable[[str, str], None] | None = None) -> Iterator[DiskEntry]:
+    """walk_runs, one DiskEntry at a time."""
+    for run in walk_runs(root, rules, on_error, start=start, recursive=recursive, modes=modes, on_dir=on_dir):
+        yield from run.entries()
 
 
 def disk_kind(st: os.stat_result, modes: bool) -> str:
@@ -255,6 +376,14 @@ class _Recorder:
         self.done_bytes += entry.size
         if self.progress and (self.done_files & 255 == 0 or entry.size > 1 << 20):
             self.progress(self.done_files, self.done_bytes, entry.path)
+
+    def tick_many(self, files: int, nbytes: int, last_path: str) -> None:
+        """`tick` for a run of unchanged files, `last_path` the last of them."""
+        before = self.done_files
+        self.done_files += files
+        self.done_bytes += nbytes
+        if self.progress and (self.done_files >> 8 != before >> 8 or nbytes > 1 << 20):
+            self.progress(self.done_files, self.done_bytes, last_path)
 
     def add(self, entry: DiskEntry, old: FileState | None) -> None:
         if self.min_age and (self.now - entry.mtime_ns / 1e9) < self.min_age and entry.path not in self.settled:
@@ -418,47 +547,116 @@ class _Merge(NamedTuple):
     replaced: dict[str, int | None]  # path -> base version where a file and a directory traded places
 
 
+#: What must be equal between an index row and the disk for a file to be unchanged, as a tuple:
+#: (path, kind, size, mtime_ns, inode, deleted) of a FileState; see _run_keys for the disk's.
+_ROW_KEY = itemgetter(1, 2, 3, 4, 5, 7)
+
+
+def _run_keys(run: DiskRun) -> list[tuple]:
+    """_ROW_KEY of each file of a run as the index would hold it unchanged (built without a
+    Python step per file)."""
+    stats = run.stats
+    return list(zip(map(add, repeat(run.prefix), run.names), run.kinds, map(_SIZE, stats), map(_MTIME, stats),
+                    map(_INODE, stats), repeat(0)))
+
+
+class _IndexRows:
+    """The index rows of a part in path order, read ahead a run at a time; rows read ahead and
+    not matched are put back for the next run."""
+
+    def __init__(self, rows: Iterator[FileState]):
+        self._rows = rows
+        self._back: list[FileState] = []  # put back, last first
+
+    def take(self, n: int) -> list[FileState]:
+        if not self._back:
+            return list(islice(self._rows, n))
+        got = self._back[::-1][:n]
+        del self._back[len(self._back) - len(got):]
+        if len(got) < n:
+            got += islice(self._rows, n - len(got))
+        return got
+
+    def put_back(self, rows: list[FileState]) -> None:
+        self._back += reversed(rows)
+
+    def next(self) -> FileState | None:
+        return self._back.pop() if self._back else next(self._rows, None)
+
+
 def _merge(m: _Merge, start: str, recursive: bool) -> int:
-    """Merge-join one part of the folder on disk with its index rows; returns the live rows seen."""
+    """Merge-join one part of the folder on disk with its index rows; returns the live rows seen.
+
+    A run of a directory's files whose (path, kind, size, mtime_ns, inode) all equal the next
+    index rows (live ones) is unchanged as a whole: one comparison of two lists of tuples, no
+    Python step per file, which is what keeps a no-change rescan near `find`'s time. Any other
+    run is merged file by file."""
     live_indexed = 0
     dirs: list[tuple[str, str]] = []  # (path, path on disk)
-    disk = walk(m.root, m.rules, m.on_error, start=start, recursive=recursive, modes=m.traits.modes,
-                on_dir=lambda rel, e: dirs.append((rel, e.path)))
-    index = m.store.iter_files(m.folder_id, under=start, recursive=recursive, dirs=False)
-    d = next(disk, None)
-    i = next(index, None)
-    while d is not None or i is not None:
-        if d is not None and (i is None or d.path < i.path):
-            m.rec.add(d, None)
-            m.result.files += 1
-            m.result.bytes += d.size
-            d = next(disk, None)
-        elif d is None or (i is not None and i.path < d.path):
-            if not i.deleted:
-                live_indexed += 1
-                if not m.rules.is_ignored(i.path) and not m.under_unreadable(i.path):
-                    m.deletions.append(i)
-            i = next(index, None)
-        else:
-            m.result.files += 1
-            m.result.bytes += d.size
-            if not i.deleted:
-                live_indexed += 1
-            if not m.traits.modes and d.kind == KIND_FILE and i.kind == KIND_EXEC:
-                d = d._replace(kind=KIND_EXEC)  # no modes here: the exec bit is the index's
-            if (not i.deleted and i.kind == d.kind and i.size == d.size
-                    and i.mtime_ns == d.mtime_ns and i.inode == d.inode):
-                m.result.unchanged += 1
-                m.rec.tick(d)
-            else:
-                # Hashed even when the new mtime is implausible (SPEC: such metadata is not a
-                # change by itself): the content decides, so an implausible mtime alone records
-                # nothing, but it can never hide a same-size content change either.
-                m.rec.add(d, i)
-            d = next(disk, None)
-            i = next(index, None)
+    index = _IndexRows(m.store.iter_files(m.folder_id, under=start, recursive=recursive, dirs=False))
+    for run in walk_runs(m.root, m.rules, m.on_error, start=start, recursive=recursive, modes=m.traits.modes,
+                         on_dir=lambda rel, os_path: dirs.append((rel, os_path))):
+        n = len(run.names)
+        rows = index.take(n)
+        if len(rows) == n and list(map(_ROW_KEY, rows)) == _run_keys(run):
+            nbytes = sum(map(_SIZE, run.stats))
+            m.result.files += n
+            m.result.bytes += nbytes
+            m.result.unchanged += n
+            live_indexed += n
+            m.rec.tick_many(n, nbytes, run.prefix + run.names[-1])
+            continue
+        index.put_back(rows)
+        live_indexed += _merge_entries(m, run.entries(), index)
+    i = index.next()
+    while i is not None:  # on the index only: gone from disk
+        live_indexed += _index_only(m, i)
+        i = index.next()
     _merge_dirs(m, sorted(dirs, key=lambda t: t[0]), start, recursive)
     return live_indexed
+
+
+def _merge_entries(m: _Merge, entries: list[DiskEntry], index: _IndexRows) -> int:
+    """Merge a run's files one by one with the index rows up to its last path (those after it
+    are put back); returns the live rows seen."""
+    live_indexed = 0
+    i = index.next()
+    for d in entries:
+        while i is not None and i.path < d.path:
+            live_indexed += _index_only(m, i)
+            i = index.next()
+        m.result.files += 1
+        m.result.bytes += d.size
+        if i is None or d.path < i.path:
+            m.rec.add(d, None)
+            continue
+        if not i.deleted:
+            live_indexed += 1
+        if not m.traits.modes and d.kind == KIND_FILE and i.kind == KIND_EXEC:
+            d = d._replace(kind=KIND_EXEC)  # no modes here: the exec bit is the index's
+        if (not i.deleted and i.kind == d.kind and i.size == d.size
+                and i.mtime_ns == d.mtime_ns and i.inode == d.inode):
+            m.result.unchanged += 1
+            m.rec.tick(d)
+        else:
+            # Hashed even when the new mtime is implausible (SPEC: such metadata is not a
+            # change by itself): the content decides, so an implausible mtime alone records
+            # nothing, but it can never hide a same-size content change either.
+            m.rec.add(d, i)
+        i = index.next()
+    if i is not None:
+        index.put_back([i])
+    return live_indexed
+
+
+def _index_only(m: _Merge, i: FileState) -> int:
+    """An index row with no file on disk: a deletion unless ignored or unreadable; returns 1 if
+    the row was live."""
+    if i.deleted:
+        return 0
+    if not m.rules.is_ignored(i.path) and not m.under_unreadable(i.path):
+        m.deletions.append(i)
+    return 1
 
 
 def _merge_dirs(m: _Merge, dirs: list[tuple[str, str]], start: str, recursive: bool) -> None:

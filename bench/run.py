@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 if not __package__:  # run as `python bench/run.py`: import the package from the repository root, as -m does
     sys.path[0] = str(REPO)
 
-from bench import (encryption, front_pull, gc, history, idle_cpu, index_large, latency, latency_big,  # noqa: E402
-                   latency_tls, million, peak_rss, push_100k, rescan_100k, slow_link, sync_100k)
+from bench import (encryption, front_pull, gc, history, idle_cpu, index_100k, index_large, latency,  # noqa: E402
+                   latency_big, latency_tls, million, peak_rss, push_100k, rescan_100k, slow_link, sync_100k)
 from bench.report import RESULTS_DIR, Row, log, print_table  # noqa: E402
 from bench.scale import FULL, QUICK  # noqa: E402
 from bench.syncthing import syncthing_worker  # noqa: E402
@@ -41,6 +41,7 @@ from bench.syncthing import syncthing_worker  # noqa: E402
 BENCHMARKS = {
     "index_large": index_large.measure,
     "rescan_100k": rescan_100k.measure,
+    "index_100k": index_100k.measure,  # issue 14 item 3: first index of 100,000 files vs Syncthing's first scan
     "peak_rss": peak_rss.measure,
     "push_100k": push_100k.measure,
     "sync_100k": sync_100k.measure,
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--syncthing-worker"]:  # internal: runs inside `unshare -n`
         print(json.dumps(syncthing_worker(Path(argv[1]), int(argv[2]))))
+        return 0
+    if argv[:1] == ["--syncthing-scan-worker"]:  # internal: index_100k's baseline, inside `unshare -n`
+        print(json.dumps(index_100k.syncthing_scan_worker(Path(argv[1]), int(argv[2]))))
         return 0
     p = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="scaled down: the whole suite in a few minutes")

@@ -148,3 +148,26 @@ def test_the_walk_kinds_agree_with_disk_kind(root):
     for modes in (True, False):
         for e in walk(root, IgnoreRules(()), lambda rel, err: None, modes=modes):
             assert e.kind == scanner.disk_kind(os.lstat(e.os_path), modes)
+
+
+def test_indexing_clears_read_errors_without_a_statement_per_file(store, root):
+    for i in range(50):
+        write(root, f"f{i:02}.txt", str(i))
+    statements: list[str] = []
+
+    def trace(_cursor, sql, _bindings):
+        statements.append(sql)
+        return True
+
+    store.conn.exec_trace = trace
+    try:
+        assert scan_folder(store, FID, root).added == 50
+    finally:
+        store.conn.exec_trace = None
+    assert sum("DELETE FROM errors" in s for s in statements) == 0
+    # a path that had a read error still loses it once it is read
+    store.record_error(FID, "f07.txt", "read", "cannot read: Permission denied", 0, 60)
+    write(root, "f07.txt", "changed")
+    os.utime(root / "f07.txt", ns=(5, 5))
+    assert scan_folder(store, FID, root).modified == 1
+    assert store.errors(FID) == []

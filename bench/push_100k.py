@@ -18,11 +18,10 @@ from bench.report import Row, log
 from bench.scale import Scale
 
 
-def _copy_baseline(uri: str, n: int, repeats: int) -> list[float]:
-    """Seconds to COPY n changelog-like rows into a plain table (fresh table each time)."""
+def _rows(n: int) -> tuple[str, str, list[tuple]]:
+    """n changelog-like rows (folder_id, path, device_id, incarnation, seq, kind, size, mtime_ns,
+    sha256, deleted, payload) of one device, as a push of n new small files would make."""
     import uuid
-
-    import psycopg
 
     dev, inc = str(uuid.uuid4()), str(uuid.uuid4())
     rows = []
@@ -34,6 +33,14 @@ def _copy_baseline(uri: str, n: int, repeats: int) -> list[float]:
                               "sha256": sha, "target": None, "deleted": False, "base": None,
                               "moved_from": None, "conflict_of": None}, separators=(",", ":"))
         rows.append(("f", path, dev, inc, i + 1, "file", 20, mtime, sha, False, payload))
+    return dev, inc, rows
+
+
+def _copy_baseline(uri: str, n: int, repeats: int) -> list[float]:
+    """Seconds to COPY n changelog-like rows into a plain table (fresh table each time)."""
+    import psycopg
+
+    _, _, rows = _rows(n)
     times = []
     with psycopg.connect(uri, autocommit=True) as conn:
         for k in range(repeats):
@@ -49,6 +56,37 @@ def _copy_baseline(uri: str, n: int, repeats: int) -> list[float]:
                         cp.write_row(r)
             times.append(time.perf_counter() - t)
             conn.execute(f"DROP TABLE copy_bench{k}")
+    return times
+
+
+def _copy_into_hub_tables(server, n: int, repeats: int) -> list[float]:
+    """The machine's limit for storing a push: seconds to COPY the same n rows straight into a
+    fresh hub's changelog and heads (their indexes and checks, one transaction), as its owner."""
+    import hashlib as h
+
+    import psycopg
+
+    dev, inc, rows = _rows(n)
+    times = []
+    for k in range(repeats):
+        uri = create_db(server, f"copyhub{k}")
+        check(run_child(shoal_cmd() + ["hub", "init", "--url", uri], child_env()), "shoal hub init")
+        with psycopg.connect(uri, autocommit=True) as conn:
+            conn.execute("SELECT shoal.register_device(%s, 'copy')", (dev,))
+            space = conn.execute("SELECT space FROM shoal.devices WHERE device_id = %s", (dev,)).fetchone()[0]
+            t = time.perf_counter()
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy("COPY shoal.changes (space, folder_id, path, device_id, incarnation, seq, kind, size,"
+                              " mtime_ns, sha256, deleted, payload_md5, path_hash) FROM STDIN") as cp:
+                    for f, path, d, i, seq, kind, size, mtime, sha, deleted, payload in rows:
+                        cp.write_row((space, f, path, d, i, seq, kind, size, mtime, sha, deleted,
+                                      h.md5(payload.encode()).hexdigest(), h.sha256(path.encode()).digest()))
+                with cur.copy("COPY shoal.heads (space, folder_id, path, path_hash, version, device_id, incarnation,"
+                              " kind, size, mtime_ns, sha256, deleted) FROM STDIN") as cp:
+                    for f, path, d, i, seq, kind, size, mtime, sha, deleted, _ in rows:
+                        cp.write_row((space, f, path, h.sha256(path.encode()).digest(), seq, d, i, kind, size,
+                                      mtime, sha, deleted))
+            times.append(time.perf_counter() - t)
     return times
 
 
@@ -116,6 +154,9 @@ def measure(sc: Scale) -> list[Row]:
         copy_uri = create_db(server, "copybench")
         copy_t = _copy_baseline(copy_uri, n, sc.repeats)
         copy_rate = n / statistics.median(copy_t)
+        log(f"{label}: COPY into a hub's changelog and heads")
+        hub_copy_t = _copy_into_hub_tables(server, n, sc.repeats)
+        hub_copy_rate = n / statistics.median(hub_copy_t)
 
         # 1. the engine's push phase alone, contents already on the hub (device P, hub db 1)
         log(f"{label}: isolated push phase")
@@ -141,7 +182,12 @@ def measure(sc: Scale) -> list[Row]:
             f"({iso['hub_push_calls']} calls, {hub_rate:,.0f} rows/s); COPY median of {len(copy_t)}",
             {"rows": n, **iso, "copy_runs": copy_t}),
         Row(label, "hub_push_only", hub_rate, "rows/s", copy_rate, "COPY", hub_rate / copy_rate, "",
-            None, "time inside hub.push() calls only (JSON encode + shoal.push() on the hub)"),
+            None, "time inside hub.push() calls only (the columns dumped as binary arrays + shoal.push() on the hub)"),
+        Row(label, "push_vs_hub_tables", push_rate, "rows/s", hub_copy_rate, "COPY into hub tables",
+            push_rate / hub_copy_rate, "", None,
+            "the machine's limit for storing these rows as the hub keeps them: COPY straight into a fresh hub's "
+            f"changelog and heads with their indexes and checks, as the owner (median of {len(hub_copy_t)}); "
+            f"hub.push alone: {hub_rate / hub_copy_rate:.2f}x of it", {"copy_hub_runs": hub_copy_t}),
         Row(label, "sync_now_total", n / full.seconds, "rows/s", copy_rate, "COPY", (n / full.seconds) / copy_rate,
             "", None, f"`shoal sync --now` of a fresh device, empty hub: {full.seconds:.1f}s wall, "
             f"{full.cpu_user + full.cpu_sys:.1f}s CPU (scan + upload + push + pull + process start)",

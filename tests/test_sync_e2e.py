@@ -95,11 +95,17 @@ def test_identical_edits_are_no_conflict(trio):
     assert not any(d.store.conflicts() for d in trio)
 
 
-def test_store_restored_from_backup_keeps_syncing(trio, tmp_path):
+@pytest.mark.parametrize("push_batch", [None, 2])
+def test_store_restored_from_backup_keeps_syncing(trio, tmp_path, monkeypatch, push_batch):
     """A store restored from a backup reuses seqs the hub already holds with other content:
-    the device continues as a new incarnation instead of being refused forever."""
+    the device continues as a new incarnation instead of being refused forever. With batches
+    of 2, the refusal comes for the first of several batches pushed one after the other."""
     import shutil
 
+    import shoal.sync.engine as engine_mod
+
+    if push_batch:
+        monkeypatch.setattr(engine_mod, "PUSH_BATCH", push_batch)
     a, b, _ = trio
     a.write("one.txt", "1")
     a.sync()
@@ -118,12 +124,16 @@ def test_store_restored_from_backup_keeps_syncing(trio, tmp_path):
     a.store = open_store(a.state)
     a.engine = SyncEngine(a.config, a.store, a.hub)
     a.write("three.txt", "3")  # the restored store records this under the reused seq 2
-    a.sync()
+    more = [f"more-{i}.txt" for i in range(5)]
+    for name in more:
+        a.write(name, name)
+    report = a.sync()
+    assert report.ok, report.error
     assert a.store.incarnation_id != old_incarnation
     b.sync()
     a.sync()
     heads = assert_converged([a, b])
-    assert set(heads) == {"one.txt", "two.txt", "three.txt"}
+    assert set(heads) == {"one.txt", "two.txt", "three.txt", *more}
 
 
 def test_symlinks_sync_as_links_never_followed(trio, tmp_path):

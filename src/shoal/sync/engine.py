@@ -16,6 +16,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from shoal.model import (CONTENT_KINDS, EMPTY_SHA, KIND_DIR, Change, ErrorKind, 
 from shoal.progress import ProgressSink
 from shoal.sync.apply import Applier
 from shoal.sync.folder_io import FolderWriter, purge_trash
-from shoal.hub.client import Hub
+from shoal.hub.client import Hub, PushResult
 from shoal.sync.sealed import SealedFolderHub, open_folder_key
 from shoal.sync.transfer import Downloader, TransferLimits, UploadStats, upload_contents
 
@@ -326,22 +327,55 @@ class SyncEngine:
                 progress=lambda n: self.progress.advance(0, n), throttle=self.limits.upload)
             fr.bytes_up += stats.bytes_sent
             sendable = [c for c in rows if c.deleted or c.kind not in CONTENT_KINDS or c.sha256 in uploaded]
-            conflicts: list[tuple[Change, HeadVersion]] = []
-            for i in range(0, len(sendable), PUSH_BATCH):
-                batch = sendable[i:i + PUSH_BATCH]
-                conflicts += self._push_batch(hub, f, fr, batch)
-                self.progress.advance(len(batch))
+            conflicts = self._push_batches(hub, f, fr, sendable)
             for ch, head in conflicts:
                 self._resolve(hub, f, ch, head, fr)
             again = again or bool(conflicts)
 
-    def _push_batch(self, hub: Hub, f: FolderConfig, fr: FolderReport,
-                    batch: list[Change]) -> list[tuple[Change, HeadVersion]]:
+    def _push_batches(self, hub: Hub, f: FolderConfig, fr: FolderReport,
+                      rows: list[Change]) -> list[tuple[Change, HeadVersion]]:
+        """Push rows in batches of PUSH_BATCH; returns their conflicts. One batch is at the hub
+        at a time, pushed from a worker thread, while this thread reads the next batch's bases
+        and marks the last one pushed: the hub's time and the device's overlap (a batch's paths
+        are its own, so neither step waits for the other). A batch the hub refuses or that
+        needs a new incarnation is pushed again alone (_push_batch), nothing else in flight.
+        An encrypted folder's hub reads the store while opening conflict heads: it pushes one
+        batch after the other (the store's connection is not shared between threads)."""
+        batches = [rows[i:i + PUSH_BATCH] for i in range(0, len(rows), PUSH_BATCH)]
+        conflicts: list[tuple[Change, HeadVersion]] = []
+        if len(batches) < 2 or isinstance(hub, SealedFolderHub):
+            for batch in batches:
+                conflicts += self._push_batch(hub, f, fr, batch)
+                self.progress.advance(len(batch))
+            return conflicts
+        with ThreadPoolExecutor(1, thread_name_prefix="shoal-push") as pool:
+            payload = self._batch_payload(f, batches[0])
+            flight = pool.submit(hub.push, f.id, payload)
+            for k, batch in enumerate(batches):
+                following = batches[k + 1] if k + 1 < len(batches) else None
+                next_payload = self._batch_payload(f, following) if following else None
+                try:
+                    results = flight.result()
+                except (HubMismatch, HubRowRefused):
+                    conflicts += self._push_batch(hub, f, fr, batch, payload)
+                    results = None
+                if following:
+                    payload, flight = next_payload, pool.submit(hub.push, f.id, next_payload)
+                if results is not None:
+                    conflicts += self._batch_pushed(f, fr, batch, results)
+                self.progress.advance(len(batch))
+        return conflicts
+
+    def _batch_payload(self, f: FolderConfig, batch: list[Change]) -> list[dict]:
+        bases = self.store.versions_of(f.id, [c.path for c in batch])
+        return [self._payload(c, bases.get(c.path)) for c in batch]
+
+    def _push_batch(self, hub: Hub, f: FolderConfig, fr: FolderReport, batch: list[Change],
+                    payload: list[dict] | None = None) -> list[tuple[Change, HeadVersion]]:
         """Push one batch; returns its conflicts. A batch the hub refuses for the values of a
         row is cut in halves until the refused rows are alone: those are reported and set
         aside (see _refuse_row), every other row is pushed."""
-        bases = self.store.versions_of(f.id, [c.path for c in batch])
-        payload = [self._payload(c, bases.get(c.path)) for c in batch]
+        payload = payload if payload is not None else self._batch_payload(f, batch)
         try:
             try:
                 results = hub.push(f.id, payload)
@@ -357,6 +391,11 @@ class SyncEngine:
             half = len(batch) // 2
             return (self._push_batch(hub, f, fr, batch[:half])
                     + self._push_batch(hub, f, fr, batch[half:]))
+        return self._batch_pushed(f, fr, batch, results)
+
+    def _batch_pushed(self, f: FolderConfig, fr: FolderReport, batch: list[Change],
+                      results: list[PushResult]) -> list[tuple[Change, HeadVersion]]:
+        """Record what the hub took of a batch; returns the batch's conflicts."""
         by_seq = {c.seq: c for c in batch}
         done = [r for r in results if r.status is not PushStatus.CONFLICT]
         # Marked pushed only now, after the hub committed them.

@@ -92,3 +92,49 @@ def test_every_space_table_has_the_space_in_every_key(hub_url):
     assert rows, "no space tables found"
     assert [r for r in rows if not r[2]] == []
     assert {"changes", "heads", "contents", "devices", "device_folders"} <= {r[0] for r in rows}
+
+
+H = "0123456789abcdef" * 4  # a well-formed SHA-256 in hex
+
+
+@pytest.mark.parametrize("value, ok", [
+    (H, True), (H.upper(), False), (H[:63], False), (H + "0", False), ("g" + H[1:], False), ("", False),
+    ("é" + H[2:], False), (H[:62] + "\n0", False),
+])
+def test_the_tables_take_only_64_lowercase_hex_digits_as_a_hash(hub_url, value, ok):
+    """The tables' own checks (a second line behind the API's): a hash column holds 64 lowercase
+    hex digits, as the regex '^[0-9a-f]{64}$' said before these checks were made cheaper."""
+    statements = [
+        ("INSERT INTO shoal.blocks(sha256, data) VALUES (%s, '')", (value,)),
+        ("INSERT INTO shoal.block_spaces(space, sha256) VALUES ('s', %s)", (value,)),
+        ("INSERT INTO shoal.contents(space, sha256, size, block_size, blocks) VALUES ('s', %s, 0, 1, '{}')", (value,)),
+        ("INSERT INTO shoal.heads(space, folder_id, path, path_hash, version, device_id, incarnation, kind, size,"
+         " mtime_ns, sha256, deleted) VALUES ('s', 'f', 'p', '\\x00', 1, gen_random_uuid(), gen_random_uuid(),"
+         " 'file', 0, 0, %s, false)", (value,)),
+        ("INSERT INTO shoal.changes(space, folder_id, path, path_hash, device_id, incarnation, seq, kind, size,"
+         " mtime_ns, sha256, deleted, payload_md5) VALUES ('s', 'f', 'p', '\\x00', gen_random_uuid(),"
+         " gen_random_uuid(), 1, 'file', 0, 0, %s, false, '')", (value,)),
+    ]
+    with psycopg.connect(hub_url) as conn:
+        for statement, args in statements:
+            with conn.transaction(force_rollback=True):
+                if ok:
+                    conn.execute(statement, args)
+                else:
+                    with pytest.raises(psycopg.errors.CheckViolation):
+                        conn.execute(statement, args)
+
+
+@pytest.mark.parametrize("blocks, ok", [
+    ([], True), ([H], True), ([H, H, H], True), ([H[:63]], False), ([H[:63], H + "0"], False),
+    ([H, ""], False), ([H, None], False), ([H + "," + H], False), ([H.upper()], False), ([H, "x" * 64], False),
+])
+def test_a_content_lists_only_well_formed_block_hashes(hub_url, blocks, ok):
+    with psycopg.connect(hub_url) as conn, conn.transaction(force_rollback=True):
+        statement = ("INSERT INTO shoal.contents(space, sha256, size, block_size, blocks)"
+                     " VALUES ('s', %s, 0, 1, %s::text[])")
+        if ok:
+            conn.execute(statement, (H, blocks))
+        else:
+            with pytest.raises(psycopg.errors.CheckViolation):
+                conn.execute(statement, (H, blocks))

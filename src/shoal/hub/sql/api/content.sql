@@ -81,12 +81,15 @@ BEGIN
     END IF;
     INSERT INTO shoal.blocks(sha256, data) SELECT DISTINCT ON (s) s, d FROM unnest(p_shas, p_data) AS t(s, d)
     ON CONFLICT DO NOTHING;
+    -- What the space gained: its new blocks' sizes, joined by hash (a lookup into the arrays per
+    -- block made a batch of n blocks cost n^2).
     WITH ins AS (
         INSERT INTO shoal.block_spaces(space, sha256) SELECT DISTINCT p_space, s FROM unnest(p_shas) AS s
         ON CONFLICT DO NOTHING RETURNING sha256
+    ), sizes AS (
+        SELECT DISTINCT ON (u.s) u.s, octet_length(u.d) AS len FROM unnest(p_shas, p_data) AS u(s, d)
     )
-    SELECT count(*), coalesce(sum(octet_length(t.d)), 0) INTO n, gained
-      FROM ins JOIN LATERAL (SELECT d FROM unnest(p_shas, p_data) AS u(s, d) WHERE u.s = ins.sha256 LIMIT 1) t ON true;
+    SELECT count(*), coalesce(sum(z.len), 0) INTO n, gained FROM ins JOIN sizes z ON z.s = ins.sha256;
     PERFORM shoal.add_usage(p_space, 0, gained);
     RETURN n;
 END $$;

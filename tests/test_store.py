@@ -603,4 +603,37 @@ def test_opening_a_healthy_store_does_not_leave_extra_files(state_dir):
     s.close()
     names = set(os.listdir(state_dir))
     assert STORE_FILENAME in names
-    assert names <= {STORE_FILENAME, f"{STORE_FILENAME}-wal", f"{STORE_FILENAME}-shm"}
+    # the database, its WAL files, and the stamp a clean close leaves (see _check_existing)
+    assert names <= {STORE_FILENAME, f"{STORE_FILENAME}-wal", f"{STORE_FILENAME}-shm", f"{STORE_FILENAME}.closed"}
+
+
+# -- when the integrity check runs ----------------------------------------------------------------
+
+
+def test_a_store_as_shoal_closed_it_is_not_checked_again_at_open(state_dir):
+    """The check reads the whole store (as long as a `find` of the folder): it runs when the
+    store may have changed outside shoal, not at every `shoal status`."""
+    make_big_store(state_dir)
+    s = open_store(state_dir)
+    assert not s.checked_at_open
+    s.close()
+
+
+def test_a_store_written_by_a_process_that_did_not_close_it_is_checked(state_dir):
+    make_big_store(state_dir)
+    crashed = open_store(state_dir)  # writes, then "dies": never closed
+    crashed.ensure_folder("g", "/g")
+    s = open_store(state_dir)
+    assert s.checked_at_open
+    s.close()
+    crashed.conn.close()
+
+
+def test_a_store_changed_by_another_program_is_checked_and_refused(state_dir):
+    make_big_store(state_dir)
+    path = state_dir / STORE_FILENAME
+    page_size = int.from_bytes(path.read_bytes()[16:18], "big")
+    with open(path, "r+b") as f:  # same size, another mtime
+        f.seek(3 * page_size)
+        f.write(random.Random(3).randbytes(page_size))
+    assert_refused_untouched(state_dir)

@@ -55,7 +55,7 @@ BENCHMARKS = {
     "million": million.measure,  # issue 14 item 7: 1,000,000 files against 100,000 in the same run
     "gc": gc.measure,  # issue 12: `shoal hub gc` on a hub of 1,000,000 changes
     "history": history.measure,  # issue 12: `shoal log` of a path with 10,000 versions
-    "slow_link": slow_link.measure,  # issue 14: round trips per cycle behind a 40 ms link
+    "slow_link": slow_link.measure,  # issue 14: round trips, first sync and latency behind a 40 ms / 20 Mbit/s link
 }
 
 

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 if not __package__:  # run as `python bench/run.py`: import the package from the repository root, as -m does
     sys.path[0] = str(REPO)
 
-from bench import (encryption, front_pull, gc, history, idle_cpu, index_100k, index_large, latency,  # noqa: E402
-                   latency_big, latency_tls, million, peak_rss, push_100k, rescan_100k, slow_link, sync_100k)
+from bench import (big_file, encryption, front_pull, gc, history, idle_cpu, index_100k, index_large,  # noqa: E402
+                   latency, latency_big, latency_tls, million, peak_rss, push_100k, rescan_100k, slow_link, sync_100k)
 from bench.report import RESULTS_DIR, Row, log, print_table  # noqa: E402
 from bench.scale import FULL, QUICK  # noqa: E402
 from bench.syncthing import syncthing_worker  # noqa: E402
@@ -56,6 +56,7 @@ BENCHMARKS = {
     "gc": gc.measure,  # issue 12: `shoal hub gc` on a hub of 1,000,000 changes
     "history": history.measure,  # issue 12: `shoal log` of a path with 10,000 versions
     "slow_link": slow_link.measure,  # issue 14: round trips, first sync and latency behind a 40 ms / 20 Mbit/s link
+    "big_file": big_file.measure,  # issue 14 item 5: a 1 GiB file A -> B, then a 1 MiB edit in its middle
 }
 
 

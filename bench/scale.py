@@ -24,8 +24,9 @@ class Scale:
     repeats: int
     pull_bytes: int = GiB  # front_pull: how much device B pulls (through the TLS front, and over the socket)
     link_files: int = 10_000  # slow_link: small files synced A -> B across the slow link
+    big_file: int = GiB  # big_file: the one file synced A -> B, then edited in its middle
 
 
 FULL = Scale(False, 8, 128 * MiB, 100_000, 4 * GiB, 30, 100_000, 30.0, 3)
 QUICK = Scale(True, 4, 64 * MiB, 10_000, 512 * MiB, 15, 20_000, 10.0, 2, pull_bytes=256 * MiB,
-              link_files=2_000)
+              link_files=2_000, big_file=256 * MiB)

@@ -379,25 +379,34 @@ class Store:
         ).fetchone()
         return _file(row) if row else None
 
+    def find_by_shas(self, shas: Iterable[str]) -> dict[str, list[FileState]]:
+        """find_by_sha for many contents at once: sha256 -> live index rows holding it (every
+        sha asked about is a key; most have none)."""
+        out: dict[str, list[FileState]] = {sha: [] for sha in shas}
+        wanted = list(out)
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            for r in self.conn.execute(f"SELECT {_FILE_COLS} FROM files WHERE sha256 IN ({','.join('?' * len(chunk))})"
+                                       " AND deleted=0 AND kind IN ('file', 'exec')", chunk):
+                out[r[6]].append(_file(r))
+        return out
+
     def find_by_sha(self, sha256: str) -> list[FileState]:
         """Live index rows (any folder) whose content has this SHA-256: local copies to reuse."""
-        return [
-            _file(r)
-            for r in self.conn.execute(
-                f"SELECT {_FILE_COLS} FROM files WHERE sha256=? AND deleted=0 AND kind IN ('file', 'exec')",
-                (sha256,)
-            )
-        ]
+        return self.find_by_shas([sha256])[sha256]
+
+    _PUT_FILE = (f"INSERT INTO files({_FILE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                 " ON CONFLICT(folder_id, path) DO UPDATE SET kind=excluded.kind, size=excluded.size,"
+                 " mtime_ns=excluded.mtime_ns, inode=excluded.inode, sha256=excluded.sha256,"
+                 " deleted=excluded.deleted, target=excluded.target, version=excluded.version")
 
     def put_file(self, fs: FileState) -> None:
-        self.conn.execute(
-            f"INSERT INTO files({_FILE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
-            " ON CONFLICT(folder_id, path) DO UPDATE SET kind=excluded.kind, size=excluded.size,"
-            " mtime_ns=excluded.mtime_ns, inode=excluded.inode, sha256=excluded.sha256,"
-            " deleted=excluded.deleted, target=excluded.target, version=excluded.version",
-            (fs.folder_id, fs.path, fs.kind, fs.size, fs.mtime_ns, fs.inode, fs.sha256,
-             int(fs.deleted), fs.target, fs.version),
-        )
+        self.put_files([fs])
+
+    def put_files(self, files: Iterable[FileState]) -> None:
+        """Index many states (one statement prepared once, not one per file)."""
+        self.conn.executemany(self._PUT_FILE, [(f.folder_id, f.path, f.kind, f.size, f.mtime_ns, f.inode, f.sha256,
+                                                int(f.deleted), f.target, f.version) for f in files])
 
     def set_version(self, folder_id: str, path: str, version: int | None) -> None:
         self.conn.execute(
@@ -414,19 +423,27 @@ class Store:
 
     # -- outbox -----------------------------------------------------------------
 
+    _RECORD = ("INSERT INTO outbox(folder_id, path, kind, size, mtime_ns, sha256, target, deleted,"
+               " moved_from, conflict_of, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+
     def record_change(self, fs: FileState, *, moved_from: str | None = None,
                       conflict_of: str | None = None, now: int | None = None) -> int:
         """Index `fs` and append its changelog row, in one transaction; returns the seq."""
         # Inside a caller's transaction (a scan batch) a nested savepoint would only cost time.
         with (self.conn if self.conn.get_autocommit() else contextlib.nullcontext()):
             self.put_file(fs)
-            self.conn.execute(
-                "INSERT INTO outbox(folder_id, path, kind, size, mtime_ns, sha256, target, deleted,"
-                " moved_from, conflict_of, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (fs.folder_id, fs.path, fs.kind, fs.size, fs.mtime_ns, fs.sha256, fs.target,
-                 int(fs.deleted), moved_from, conflict_of, int(now if now is not None else time.time())),
-            )
+            self.conn.execute(self._RECORD, (fs.folder_id, fs.path, fs.kind, fs.size, fs.mtime_ns, fs.sha256,
+                                             fs.target, int(fs.deleted), moved_from, conflict_of,
+                                             int(now if now is not None else time.time())))
             return self.conn.last_insert_rowid()
+
+    def record_changes(self, files: list[FileState], now: int) -> None:
+        """record_change for many states (no moves, no conflicts), in one transaction and two
+        prepared statements: the changelog rows get seqs in the list's order."""
+        with (self.conn if self.conn.get_autocommit() else contextlib.nullcontext()):
+            self.put_files(files)
+            self.conn.executemany(self._RECORD, [(f.folder_id, f.path, f.kind, f.size, f.mtime_ns, f.sha256, f.target,
+                                                  int(f.deleted), None, None, now) for f in files])
 
     def pending_changes(self, folder_id: str, limit: int = 1000, after_seq: int = 0) -> list[Change]:
         """Pending outbox rows of a folder in seq order."""
@@ -551,9 +568,15 @@ class Store:
                 (folder_id, path, ErrorKind(kind).value),
             )
 
-    def clear_errors(self, folder_id: str, paths: Iterable[str], kind: ErrorKind) -> None:
-        """Forget the `kind` errors of these paths: the folder's few paths with one are read
-        first, so a push of thousands of paths costs one query, not one per path."""
+    def clear_errors(self, folder_id: str, paths: Iterable[str], kind: ErrorKind | None = None) -> None:
+        """Forget the errors (of `kind`, or all) of these paths: the folder's few paths with one
+        are read first, so thousands of paths cost one query, not one per path."""
+        if kind is None:
+            have = {r[0] for r in self.conn.execute("SELECT path FROM errors WHERE folder_id=?", (folder_id,))}
+            gone = [(folder_id, p) for p in paths if p in have]
+            if gone:
+                self.conn.executemany("DELETE FROM errors WHERE folder_id=? AND path=?", gone)
+            return
         kind = ErrorKind(kind)
         have = {r[0] for r in self.conn.execute("SELECT path FROM errors WHERE folder_id=? AND kind=?",
                                                 (folder_id, kind.value))}

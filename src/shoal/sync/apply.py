@@ -376,7 +376,7 @@ class Applier:
         return None
 
     def _write_all(self, writes: list[tuple[Change, os.stat_result | None]]) -> None:
-        local = {ch.sha256: self.store.find_by_sha(ch.sha256) for ch, _ in writes if ch.kind in CONTENT_KINDS}
+        local = self.store.find_by_shas(ch.sha256 for ch, _ in writes if ch.kind in CONTENT_KINDS)
         need_hub = [sha for sha, found in local.items() if not found]
         if need_hub:
             self.downloader.prefetch(need_hub)
@@ -456,17 +456,16 @@ class Applier:
             self.downloader.drop_cached(ch.sha256)
             installed.append((ch, new_st))
         self.writer.fsync_touched_dirs()
+        # Conflict copies are left to the next scan to index: they sync like any file.
+        indexed = [(ch, st) for ch, st in installed if ch.path not in self._copies]
         with self.store.transaction():
-            for ch, st in installed:
-                if ch.path in self._copies:
-                    self.stats.written += 1  # left to the next scan to index: it syncs like any file
-                    continue
-                self.store.put_file(FileState(self.folder_id, ch.path, ch.kind, st.st_size, st.st_mtime_ns,
-                                              st.st_ino, ch.sha256, False, ch.target, ch.version))
-                self.store.clear_error(self.folder_id, ch.path)
-                self.stats.written += 1
+            self.store.put_files(FileState(self.folder_id, ch.path, ch.kind, st.st_size, st.st_mtime_ns, st.st_ino,
+                                           ch.sha256, False, ch.target, ch.version) for ch, st in indexed)
+            self.store.clear_errors(self.folder_id, (ch.path for ch, _ in indexed))
+            for ch, _ in indexed:
                 self.stats.bytes += ch.size
                 if ch.conflict_of:
                     self.stats.conflicts_seen.append(ch.path)
                     self.store.record_conflict(self.folder_id, ch.conflict_of, ch.path, None,
                                                ch.device_name, int(self.now()), ch.version)
+        self.stats.written += len(installed)

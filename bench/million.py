@@ -66,8 +66,13 @@ def measure(sc: Scale) -> list[Row]:
         t_small, t_big = s["runs"][step].seconds, b["runs"][step].seconds
         ratio = t_big / (10 * t_small)
         rows.append(Row(name, step, t_big, "s", 10 * t_small, f"10 x {small:,} files", ratio, "<= 1.1x (linear)",
-                        ratio <= 1.1, f"{small:,} files: {t_small:.2f}s; CPU {_cpu(b['runs'][step]):.1f}s "
-                        f"vs {_cpu(s['runs'][step]):.1f}s", {"small_s": t_small, "big_s": t_big}))
+                        ratio <= 1.1, f"wall time; {small:,} files: {t_small:.2f}s", {"small_s": t_small, "big_s": t_big}))
+        # CPU seconds of the `shoal` process: what the load of other processes changes least
+        c_small, c_big = _cpu(s["runs"][step]), _cpu(b["runs"][step])
+        ratio = c_big / (10 * c_small)
+        rows.append(Row(name, f"{step}_cpu", c_big, "s", 10 * c_small, f"10 x {small:,} files", ratio,
+                        "<= 1.1x (linear)", ratio <= 1.1,
+                        f"CPU (user + sys) of the `shoal` process; {small:,} files: {c_small:.2f}s (hub server not counted)"))
     for step in STEPS:
         mb_small, mb_big = s["runs"][step].maxrss_kb / 1024, b["runs"][step].maxrss_kb / 1024
         flat = mb_big <= 100 and mb_big - mb_small <= 20

@@ -404,6 +404,8 @@ class _Recorder:
         hashed = [big[e.path].result() if e.path in big else hash_entry(e) for e, _ in self.batch]
         now_i = int(self.now)
         recorded: list[str] = []
+        changes: list[FileState] = []  # recorded together: their seqs in the batch's order
+        refreshed: list[FileState] = []  # same content: indexed, no change
         with self.store.transaction():
             for entry, digest, target, err in hashed:
                 old = olds[entry.path]
@@ -418,28 +420,33 @@ class _Recorder:
                 if digest is None:
                     self.result.deferred += 1
                     continue
-                self._record(entry, digest, target, old)
+                (changes if self._record(entry, digest, target, old) else refreshed).append(
+                    FileState(self.folder_id, entry.path, entry.kind, entry.size, entry.mtime_ns, entry.inode,
+                              digest, False, target, old.version if old else None))
                 recorded.append(entry.path)
+            # Two statements prepared once for the batch, not two per file (they were most of a
+            # first index's time). A batch's paths are distinct: the order between the lists is
+            # free; within `changes` it is the seqs' order.
+            self.store.put_files(refreshed)
+            self.store.record_changes(changes, now=int(self.now))
             # Read, so no longer unreadable: the folder's few paths with an error are looked up
             # once per batch (a DELETE per file was a tenth of a first index's time).
             self.store.clear_errors(self.folder_id, recorded, ErrorKind.READ)
         self.batch.clear()
         self.batch_bytes = 0
 
-    def _record(self, entry: DiskEntry, digest: str, target: str | None, old: FileState | None) -> None:
-        fs = FileState(self.folder_id, entry.path, entry.kind, entry.size, entry.mtime_ns, entry.inode,
-                       digest, False, target, old.version if old else None)
+    def _record(self, entry: DiskEntry, digest: str, target: str | None, old: FileState | None) -> bool:
+        """Counts a hashed file; returns whether it is a change (else only a metadata refresh)."""
         if old is not None and not old.deleted and old.sha256 == digest and old.kind == entry.kind:
-            self.store.put_file(fs)  # same content: metadata refresh only, not a change
-            self.result.unchanged += 1
-            return
+            self.result.unchanged += 1  # same content: metadata refresh only, not a change
+            return False
         if old is not None and not old.deleted:
             self.result.modified += 1
         else:
             self.result.added += 1
             if self.track_moves:
                 self.added_by_sha.setdefault(digest, entry.path)
-        self.store.record_change(fs, now=int(self.now))
+        return True
 
 
 def scan_folder(store: Store, folder_id: str, root: Path, ignore: tuple[str, ...] = (), *,

@@ -1,0 +1,114 @@
+"""The scanner's writes and reads of the index as a first index and a rescan of many files use
+them (issue 14 items 2 and 3): a batch of changed files is recorded with a statement prepared
+once (Store.record_changes), not two statements per file, and a rescan reads the index as plain
+key tuples, not a FileState per row. What must not change: the outbox rows, their order (seqs in
+walk order), moves, metadata refreshes that are not changes, tombstones.
+
+Real folders under tmp_path and a real store, as in tests/test_scanner.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from shoal.localstore import open_store
+from shoal.localstore.store import Store
+from shoal.scan.scanner import scan_folder
+
+FID = "docs"
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(tmp_path / "state")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    r = tmp_path / "folder"
+    r.mkdir()
+    return r
+
+
+def write(root: Path, rel: str, data: str) -> Path:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(data)
+    return p
+
+
+def outbox(store, after: int = 0) -> list[tuple]:
+    return store.conn.execute(
+        "SELECT path, kind, size, sha256, deleted, moved_from FROM outbox WHERE folder_id=? AND seq>?"
+        " AND kind <> 'dir' ORDER BY seq", (FID, after)).fetchall()
+
+
+def last_seq(store) -> int:
+    return store.conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
+
+
+@pytest.fixture
+def per_file_calls(monkeypatch):
+    """Counts Store.record_change calls for files (not directories) and Store.record_changes calls."""
+    calls = {"record_change": 0, "record_changes": 0}
+    one, many = Store.record_change, Store.record_changes
+
+    def record_change(self, fs, **kw):
+        if fs.kind != "dir":
+            calls["record_change"] += 1
+        return one(self, fs, **kw)
+
+    def record_changes(self, files, now):
+        calls["record_changes"] += 1
+        return many(self, files, now)
+
+    monkeypatch.setattr(Store, "record_change", record_change)
+    monkeypatch.setattr(Store, "record_changes", record_changes)
+    return calls
+
+
+def test_a_first_index_records_its_files_in_batches_not_one_call_per_file(store, root, per_file_calls):
+    for i in range(60):
+        write(root, f"d{i % 3}/f{i:02}.txt", f"content {i}")
+    r = scan_folder(store, FID, root, now=1000)
+    assert r.added == 60
+    assert per_file_calls["record_change"] == 0
+    assert per_file_calls["record_changes"] == 1
+    rows = outbox(store)
+    assert [p for p, *_ in rows] == sorted(f"d{i % 3}/f{i:02}.txt" for i in range(60))  # seqs in walk order
+    assert store.conn.execute("SELECT DISTINCT created_at FROM outbox").fetchall() == [(1000,)]
+    indexed = {f.path: f for f in store.iter_files(FID, dirs=False)}
+    for path, kind, size, sha, deleted, moved_from in rows:
+        f = indexed[path]
+        assert (f.kind, f.size, f.sha256, f.deleted, f.version) == (kind, size, sha, 0, None)
+        assert (f.mtime_ns, f.inode) == (os.lstat(root / path).st_mtime_ns, os.lstat(root / path).st_ino)
+        assert moved_from is None and deleted == 0
+
+
+def test_a_rescan_batch_keeps_changes_refreshes_moves_and_tombstones(store, root, per_file_calls):
+    for name in ("a.txt", "b.txt", "c.txt", "d.txt"):
+        write(root, name, f"was {name}")
+    scan_folder(store, FID, root, now=1000)
+    store.conn.execute("UPDATE files SET version=7 WHERE folder_id=?", (FID,))
+    before = last_seq(store)
+    write(root, "b.txt", "new b")  # modified
+    os.utime(root / "c.txt", ns=(5, 5))  # touched: same content, a metadata refresh only
+    os.rename(root / "d.txt", root / "e.txt")  # a move: tombstone of d, add of e moved from d
+    write(root, "0.txt", "added")
+    per_file_calls["record_changes"] = per_file_calls["record_change"] = 0
+    r = scan_folder(store, FID, root, now=2000)
+    assert (r.added, r.modified, r.deleted, r.moved, r.unchanged) == (2, 1, 1, 1, 2)
+    assert per_file_calls["record_change"] == 1  # the tombstone, recorded after the walk
+    rows = outbox(store, before)
+    assert [(p, deleted, moved_from) for p, _, _, _, deleted, moved_from in rows] == [
+        ("0.txt", 0, None), ("b.txt", 0, None), ("e.txt", 0, "d.txt"), ("d.txt", 1, None)]
+    indexed = {f.path: f for f in store.iter_files(FID, dirs=False)}
+    assert indexed["c.txt"].mtime_ns == 5 and indexed["c.txt"].version == 7
+    assert indexed["b.txt"].version == 7  # a change is based on the version it replaces
+    assert indexed["0.txt"].version is None and indexed["e.txt"].version is None
+    assert indexed["d.txt"].deleted and indexed["d.txt"].version == 7

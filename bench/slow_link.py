@@ -262,6 +262,10 @@ class DelayProxy:
                 return
 
     def close(self) -> None:
+        try:  # wakes the accept thread (a bare close leaves it blocked, the socket listening)
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
 
 
@@ -318,6 +322,7 @@ def check_link(link: Link, size: int = 2_500_000) -> dict:
             trips.append(time.perf_counter() - t)
         out["rtt_ms"] = statistics.median(trips) * 1000
     proxy.close()
+    sink.shutdown(socket.SHUT_RDWR)
     sink.close()
     return out
 
@@ -394,16 +399,16 @@ def _shoal_first_sync(base: Path, server, proxy: DelayProxy, n: int) -> dict:
 
 
 def _syncthing_pair(base: Path, link: Link, name: str, folders: dict[str, Path], proxies: list, **kw):
-    """Syncthing A in the link's "dev" namespace, B in "hub", each dialling the other through a
-    delaying proxy in "hub" (so every connection crosses the veth once, delayed each way)."""
+    """Syncthing A in the link's "dev" namespace, B in "hub"; A dials B through a delaying proxy
+    in "hub" (so the connection crosses the veth once, delayed each way). Only A dials: when
+    both did, they sometimes closed each other's connections (duplicates) and waited a minute."""
     from bench.syncthing import SyncthingPair
 
     a_to_b = DelayProxy(tcp_upstream("127.0.0.1", 22002, link.hub), host=link.HUB_IP, ns=link.hub, delay=ONE_WAY)
-    b_to_a = DelayProxy(tcp_upstream(link.DEV_IP, 22001, link.hub), host="127.0.0.1", ns=link.hub, delay=ONE_WAY)
-    proxies += [a_to_b, b_to_a]
+    proxies.append(a_to_b)
     return SyncthingPair(base / name, folders, listen={"a": f"tcp://{link.DEV_IP}:22001", "b": "tcp://127.0.0.1:22002"},
-                         reach={"a": f"tcp://127.0.0.1:{b_to_a.port}", "b": f"tcp://{link.HUB_IP}:{a_to_b.port}"},
-                         netns={"a": link.dev, "b": link.hub}, **kw)
+                         reach={"a": "dynamic", "b": f"tcp://{link.HUB_IP}:{a_to_b.port}"},
+                         netns={"a": link.dev, "b": link.hub}, reconnect_s=1, **kw)
 
 
 def _syncthing_first_sync(base: Path, link: Link, n: int) -> dict:

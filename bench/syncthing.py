@@ -35,9 +35,11 @@ def available() -> bool:
 
 def _syncthing_config(home: Path, me: str, other: str, other_name: str, gui: str, listen: str,
                       other_address: str, folder: Path, apikey: str, watcher: bool = False,
-                      watcher_delay_s: int = 10) -> None:
+                      watcher_delay_s: int = 10, reconnect_s: int | None = None) -> None:
     """Local-only Syncthing config: no discovery, relays, NAT, upgrades or usage reports; the
-    other device reachable at `other_address` only; one folder shared with it."""
+    other device reachable at `other_address` only ("dynamic": never dialled, as discovery is
+    off); one folder shared with it. reconnect_s: how soon a failed dial is retried (its
+    default is 60 s)."""
     import xml.etree.ElementTree as ET
 
     path = home / "config.xml"
@@ -47,10 +49,13 @@ def _syncthing_config(home: Path, me: str, other: str, other_name: str, gui: str
     gui_el.find("address").text = gui
     gui_el.find("apikey").text = apikey
     opts = cfg.find("options")
-    for key, value in (("listenAddress", listen), ("globalAnnounceEnabled", "false"),
-                       ("localAnnounceEnabled", "false"), ("relaysEnabled", "false"), ("natEnabled", "false"),
-                       ("urAccepted", "-1"), ("autoUpgradeIntervalH", "0"), ("crashReportingEnabled", "false"),
-                       ("startBrowser", "false"), ("setLowPriority", "false")):
+    settings = [("listenAddress", listen), ("globalAnnounceEnabled", "false"),
+                ("localAnnounceEnabled", "false"), ("relaysEnabled", "false"), ("natEnabled", "false"),
+                ("urAccepted", "-1"), ("autoUpgradeIntervalH", "0"), ("crashReportingEnabled", "false"),
+                ("startBrowser", "false"), ("setLowPriority", "false")]
+    if reconnect_s:
+        settings.append(("reconnectionIntervalS", str(reconnect_s)))
+    for key, value in settings:
         el = opts.find(key)
         if el is None:
             el = ET.SubElement(opts, key)
@@ -70,16 +75,19 @@ class SyncthingPair:
     """Syncthing instances "a" and "b" sharing folder `FOLDER`.
 
     folders: each instance's folder; listen: the address each listens on (tcp://HOST:PORT);
-    reach: the address the *other* instance dials to reach this one (a delaying proxy, say);
+    reach: the address the *other* instance dials to reach this one (a delaying proxy, say;
+    "dynamic": it never dials this one, which then dials it);
     gui: each one's REST address (HOST:PORT); netns: the named network namespace
     (`ip netns`) each runs in, None for the current one. watcher: Syncthing's filesystem watcher
-    (off: A's files are found by its first scan, changes by `scan()`).
+    (off: A's files are found by its first scan, changes by `scan()`). reconnect_s: Syncthing's
+    retry interval for a failed dial (default 60 s: a dial before the other listens costs a minute).
     Use as a context manager: the instances are stopped (and their process trees killed) on exit.
     """
 
     def __init__(self, base: Path, folders: dict[str, Path], *, listen: dict[str, str] | None = None,
                  reach: dict[str, str] | None = None, gui: dict[str, str] | None = None,
-                 netns: dict[str, str | None] | None = None, watcher: bool = False, watcher_delay_s: int = 10):
+                 netns: dict[str, str | None] | None = None, watcher: bool = False, watcher_delay_s: int = 10,
+                 reconnect_s: int | None = None):
         self.base = base
         self.folders = folders
         self.listen = listen or {"a": "tcp://127.0.0.1:22001", "b": "tcp://127.0.0.1:22002"}
@@ -88,6 +96,7 @@ class SyncthingPair:
         self.netns = netns or {"a": None, "b": None}
         self.watcher = watcher
         self.watcher_delay_s = watcher_delay_s
+        self.reconnect_s = reconnect_s
         self.procs: dict[str, subprocess.Popen] = {}
         self.started = 0.0
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never an HTTP proxy
@@ -111,7 +120,7 @@ class SyncthingPair:
         for me, other in (("a", "b"), ("b", "a")):
             _syncthing_config(homes[me], ids[me], ids[other], other, self.gui[me], self.listen[me],
                               self.reach[other], self.folders[me], f"bench-{me}", self.watcher,
-                              self.watcher_delay_s)
+                              self.watcher_delay_s, self.reconnect_s)
         env = dict(os.environ, STNOUPGRADE="1", STNORESTART="1")
         self.started = time.perf_counter()
         for name in ("a", "b"):

@@ -112,3 +112,57 @@ def test_a_rescan_batch_keeps_changes_refreshes_moves_and_tombstones(store, root
     assert indexed["b.txt"].version == 7  # a change is based on the version it replaces
     assert indexed["0.txt"].version is None and indexed["e.txt"].version is None
     assert indexed["d.txt"].deleted and indexed["d.txt"].version == 7
+
+
+@pytest.fixture
+def file_states_read(monkeypatch):
+    """Index rows of files (not directories) the store turned into FileState objects."""
+    from shoal.localstore import store as store_module
+    made: list[str] = []
+    real = store_module._file
+
+    def counting(row):
+        fs = real(row)
+        if fs.kind != "dir":
+            made.append(fs.path)
+        return fs
+
+    monkeypatch.setattr(store_module, "_file", counting)
+    return made
+
+
+def test_a_no_change_rescan_makes_no_file_state_per_indexed_file(store, root, file_states_read):
+    for i in range(300):
+        write(root, f"d{i % 4}/s{i % 2}/f{i:03}.txt", f"content {i}")
+    scan_folder(store, FID, root)
+    file_states_read.clear()
+    r = scan_folder(store, FID, root)
+    assert (r.files, r.unchanged, r.changes) == (300, 300, 0)
+    assert file_states_read == []
+
+
+def test_changes_in_the_middle_of_runs_and_at_the_end_of_the_index_are_found(store, root):
+    for i in range(200):
+        write(root, f"d{i % 2}/f{i:03}.txt", f"content {i}")
+    write(root, "d0/sub/inner.txt", "inner")
+    scan_folder(store, FID, root)
+    before = last_seq(store)
+    write(root, "d0/f100.txt", "changed")
+    os.utime(root / "d0/f100.txt", ns=(7, 7))
+    os.unlink(root / "d1/f101.txt")
+    write(root, "d1/f101a.txt", "new")
+    for i in range(150, 200):  # the index's last rows, gone from disk
+        (root / f"d{i % 2}/f{i:03}.txt").unlink()
+    r = scan_folder(store, FID, root, allow_mass_delete=True)
+    assert (r.added, r.modified, r.deleted, r.unchanged) == (1, 1, 51, 149)
+    rows = outbox(store, before)
+    assert [(p, d) for p, _, _, _, d, _ in rows] == (
+        [("d0/f100.txt", 0), ("d1/f101a.txt", 0)]
+        + [(p, 1) for p in sorted(["d1/f101.txt"] + [f"d{i % 2}/f{i:03}.txt" for i in range(150, 200)])])
+    # a part that is not recursive compares only that directory's files, not its subdirectory's
+    (root / "d0/sub/inner.txt").write_text("inner changed")
+    os.utime(root / "d0/sub/inner.txt", ns=(9, 9))
+    write(root, "d0/f000.txt", "changed too")
+    os.utime(root / "d0/f000.txt", ns=(8, 8))
+    r = scan_folder(store, FID, root, only=[("d0", False)])
+    assert (r.modified, r.deleted, r.unchanged) == (1, 0, 74)

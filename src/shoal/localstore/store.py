@@ -138,6 +138,34 @@ def folder_key_meta(folder_id: str) -> str:
     return f"folder_key:{folder_id}"
 
 
+class FileKeys:
+    """Store.file_keys: index rows as key tuples, read in order from one snapshot; `states`
+    reads the full rows of a stretch of them from the same snapshot."""
+
+    def __init__(self, path: Path, where: str, args: tuple):
+        self._where, self._args = where, args
+        self._conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        self._conn.setbusytimeout(10_000)
+        self._conn.execute("BEGIN")  # one read transaction: a consistent snapshot
+        self.rows: Iterator[tuple] = self._conn.execute(
+            f"SELECT path, kind, size, mtime_ns, inode, deleted FROM files WHERE {where} ORDER BY path", args)
+
+    def states(self, first: str, last: str) -> list[FileState]:
+        """The rows from path `first` to `last` (both included) of this snapshot, as FileStates."""
+        return [_file(r) for r in self._conn.execute(
+            f"SELECT {_FILE_COLS} FROM files WHERE {self._where} AND path >= ? AND path <= ? ORDER BY path",
+            self._args + (first, last))]
+
+    def close(self) -> None:
+        self._conn.close()  # ends the read transaction
+
+    def __enter__(self) -> FileKeys:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class Store:
     """One open store. Thread-safe (APSW serialises access to a connection)."""
 
@@ -362,6 +390,23 @@ class Store:
                     yield _file(row)
         finally:
             reader.close()
+
+    def file_keys(self, folder_id: str, *, under: str = "", recursive: bool = True) -> FileKeys:
+        """The index's files and symlinks (not directories) of a folder, or of its directory
+        `under` (only its own files when not `recursive`), tombstones included, in path order, as
+        plain tuples (path, kind, size, mtime_ns, inode, deleted): what a rescan compares with the
+        disk, with no object made per row. FileKeys.states turns some of them into FileStates.
+        One read snapshot on a second connection, as iter_files; close it (or use `with`)."""
+        where = "folder_id=? AND kind <> 'dir'"
+        args: tuple = (folder_id,)
+        prefix = f"{under}/" if under else ""
+        if prefix:  # a range on the primary key: '0' is the character after '/'
+            where += " AND path >= ? AND path < ?"
+            args += (prefix, f"{under}0")
+        if not recursive:
+            where += " AND instr(substr(path, ?), '/') = 0"
+            args += (len(prefix) + 1,)
+        return FileKeys(self.path, where, args)
 
     def versions_of(self, folder_id: str, paths: list[str]) -> dict[str, int | None]:
         """path -> index version for many paths at once (the bases of a push batch)."""

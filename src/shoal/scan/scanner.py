@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import compress, islice, repeat
-from operator import add, and_, attrgetter, itemgetter
+from operator import add, and_, attrgetter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -153,7 +153,8 @@ class DiskRun(NamedTuple):
 
     def entries(self) -> list[DiskEntry]:
         prefix, os_dir = self.prefix, self.os_dir
-        return [DiskEntry(prefix + name, os.path.join(os_dir, os_name), kind, st.st_size, st.st_mtime_ns, st.st_ino)
+        os_dir += "" if os_dir.endswith("/") else "/"  # os.path.join's result for a listed name, cheaper
+        return [DiskEntry(prefix + name, os_dir + os_name, kind, st.st_size, st.st_mtime_ns, st.st_ino)
                 for name, os_name, kind, st in zip(self.names, self.os_names, self.kinds, self.stats)]
 
 
@@ -558,41 +559,50 @@ class _Merge(NamedTuple):
     replaced: dict[str, int | None]  # path -> base version where a file and a directory traded places
 
 
-#: What must be equal between an index row and the disk for a file to be unchanged, as a tuple:
-#: (path, kind, size, mtime_ns, inode, deleted) of a FileState; see _run_keys for the disk's.
-_ROW_KEY = itemgetter(1, 2, 3, 4, 5, 7)
-
-
 def _run_keys(run: DiskRun) -> list[tuple]:
-    """_ROW_KEY of each file of a run as the index would hold it unchanged (built without a
-    Python step per file)."""
+    """The index's key tuple (path, kind, size, mtime_ns, inode, deleted: Store.file_keys) of each
+    file of a run as the index would hold it unchanged (built without a Python step per file)."""
     stats = run.stats
     return list(zip(map(add, repeat(run.prefix), run.names), run.kinds, map(_SIZE, stats), map(_MTIME, stats),
                     map(_INODE, stats), repeat(0)))
 
 
 class _IndexRows:
-    """The index rows of a part in path order, read ahead a run at a time; rows read ahead and
-    not matched are put back for the next run."""
+    """The index rows of a part in path order, read ahead a run at a time as key tuples
+    (Store.file_keys); rows read ahead and not matched are put back as FileStates, read in one
+    query per stretch, for the file-by-file merge."""
 
-    def __init__(self, rows: Iterator[FileState]):
-        self._rows = rows
+    PAGE = 256  # rows made FileStates at once when the merge asks for them one by one
+
+    def __init__(self, keys):
+        self._keys = keys
         self._back: list[FileState] = []  # put back, last first
 
-    def take(self, n: int) -> list[FileState]:
+    def take(self, n: int) -> list[tuple]:
+        """The next n rows (fewer at the end) as key tuples."""
         if not self._back:
-            return list(islice(self._rows, n))
+            return list(islice(self._keys.rows, n))
         got = self._back[::-1][:n]
         del self._back[len(self._back) - len(got):]
+        keys = [(f.path, f.kind, f.size, f.mtime_ns, f.inode, f.deleted) for f in got]
         if len(got) < n:
-            got += islice(self._rows, n - len(got))
-        return got
+            keys += islice(self._keys.rows, n - len(got))
+        return keys
 
-    def put_back(self, rows: list[FileState]) -> None:
-        self._back += reversed(rows)
+    def put_back(self, keys: list[tuple]) -> None:
+        """Rows taken as keys, back in front of the rest (as FileStates)."""
+        if keys:
+            states = self._keys.states(keys[0][0], keys[-1][0])
+            self._back += reversed(states)
+
+    def unget(self, row: FileState) -> None:
+        """A row `next` gave, back in front of the rest."""
+        self._back.append(row)
 
     def next(self) -> FileState | None:
-        return self._back.pop() if self._back else next(self._rows, None)
+        if not self._back:
+            self.put_back(list(islice(self._keys.rows, self.PAGE)))
+        return self._back.pop() if self._back else None
 
 
 def _merge(m: _Merge, start: str, recursive: bool) -> int:
@@ -604,25 +614,26 @@ def _merge(m: _Merge, start: str, recursive: bool) -> int:
     run is merged file by file."""
     live_indexed = 0
     dirs: list[tuple[str, str]] = []  # (path, path on disk)
-    index = _IndexRows(m.store.iter_files(m.folder_id, under=start, recursive=recursive, dirs=False))
-    for run in walk_runs(m.root, m.rules, m.on_error, start=start, recursive=recursive, modes=m.traits.modes,
-                         on_dir=lambda rel, os_path: dirs.append((rel, os_path))):
-        n = len(run.names)
-        rows = index.take(n)
-        if len(rows) == n and list(map(_ROW_KEY, rows)) == _run_keys(run):
-            nbytes = sum(map(_SIZE, run.stats))
-            m.result.files += n
-            m.result.bytes += nbytes
-            m.result.unchanged += n
-            live_indexed += n
-            m.rec.tick_many(n, nbytes, run.prefix + run.names[-1])
-            continue
-        index.put_back(rows)
-        live_indexed += _merge_entries(m, run.entries(), index)
-    i = index.next()
-    while i is not None:  # on the index only: gone from disk
-        live_indexed += _index_only(m, i)
+    with m.store.file_keys(m.folder_id, under=start, recursive=recursive) as keys:
+        index = _IndexRows(keys)
+        for run in walk_runs(m.root, m.rules, m.on_error, start=start, recursive=recursive, modes=m.traits.modes,
+                             on_dir=lambda rel, os_path: dirs.append((rel, os_path))):
+            n = len(run.names)
+            rows = index.take(n)
+            if len(rows) == n and rows == _run_keys(run):
+                nbytes = sum(map(_SIZE, run.stats))
+                m.result.files += n
+                m.result.bytes += nbytes
+                m.result.unchanged += n
+                live_indexed += n
+                m.rec.tick_many(n, nbytes, run.prefix + run.names[-1])
+                continue
+            index.put_back(rows)
+            live_indexed += _merge_entries(m, run.entries(), index)
         i = index.next()
+        while i is not None:  # on the index only: gone from disk
+            live_indexed += _index_only(m, i)
+            i = index.next()
     _merge_dirs(m, sorted(dirs, key=lambda t: t[0]), start, recursive)
     return live_indexed
 
@@ -656,7 +667,7 @@ def _merge_entries(m: _Merge, entries: list[DiskEntry], index: _IndexRows) -> in
             m.rec.add(d, i)
         i = index.next()
     if i is not None:
-        index.put_back([i])
+        index.unget(i)
     return live_indexed
 
 

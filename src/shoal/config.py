@@ -20,9 +20,8 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pathspec
-import platformdirs
 import yaml
 
 from shoal.core.conditions import HOURS_HINT, RunConditions, parse_hours
@@ -31,6 +30,9 @@ from shoal.core.rates import RATE_HINT, parse_rate
 from shoal.errors import ConfigError, ShoalError, UsageError
 from shoal.model import ConflictPolicy, FolderMode
 from shoal.platform import is_termux, write_file_atomic
+
+if TYPE_CHECKING:
+    import platformdirs
 
 MODES = tuple(mode.value for mode in FolderMode)
 CONFLICT_POLICIES = tuple(policy.value for policy in ConflictPolicy)
@@ -116,6 +118,8 @@ class Config:
 def _platform_dirs(env: Mapping[str, str]) -> platformdirs.PlatformDirs:
     # platformdirs picks its Android layout (app-private dirs outside $HOME) when SHELL and
     # PREFIX are unset, as under some service runners; SPEC wants the $HOME layout on Termux.
+    import platformdirs  # here, not at start: a config that names its paths never needs it
+
     if is_termux(env):
         from platformdirs.unix import Unix
 
@@ -552,6 +556,8 @@ def _overlap(path: Path, other: Path) -> str | None:
 
 
 def _bad_pattern(pattern: str) -> bool:
+    import pathspec  # here, not at start: only a folder with ignore patterns needs it
+
     try:
         pathspec.GitIgnoreSpec.from_lines([pattern])
     except (ValueError, re.error):

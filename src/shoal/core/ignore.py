@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pathspec
-
 from shoal.core.paths import SHOAL_DIR
 
 _DIR_CACHE_LIMIT = 10_000
@@ -34,7 +32,11 @@ class IgnoreRules:
         if isinstance(patterns, (str, bytes)):
             raise TypeError("IgnoreRules takes a sequence of patterns, not one string")
         self.patterns = tuple(patterns)
-        self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
+        self._spec = None
+        if self.patterns:  # without patterns it is never asked, and pathspec is not imported
+            import pathspec
+
+            self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
         # A rescan asks about every file; the directory verdicts repeat, so remember them.
         self._dir_cache: dict[str, bool] = {}
 

@@ -88,7 +88,8 @@ def test_generated_remote_paths_never_escape_the_folder(tmp_path_factory, rogue,
         stats = ap.apply([ch])
     store.close()
     after_outside = _tree(sandbox) - {str(p.relative_to(sandbox)) for p in root.rglob("*")}
-    assert after_outside - before_outside <= {"state", "state/shoal.db", "state/shoal.db-wal", "state/shoal.db-shm"}
+    assert after_outside - before_outside <= {"state", "state/shoal.db", "state/shoal.db-wal", "state/shoal.db-shm",
+                                              "state/shoal.db.closed"}
     assert not any((sandbox / "canary").iterdir()), "a write escaped through the symlink"
     try:
         validate_remote_path(path)

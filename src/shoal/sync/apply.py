@@ -38,6 +38,7 @@ log = logging.getLogger("shoal.apply")
 WRITE_RETRY_SECONDS = 30
 WRITE_RETRY_CAP = 3600
 WRITE_THREADS = 4
+SMALL_RUN = 64  # small files written per task of the write threads
 
 
 @dataclass
@@ -375,6 +376,17 @@ class Applier:
             self.writer.discard_temp(name)
         return None
 
+    def _write_smalls(self, changes: list[Change]) -> dict[str, str | Exception]:
+        """Write fetched small contents into temp files (in a worker thread): path -> temp name,
+        or the error that file met (raised again for that file alone)."""
+        out: dict[str, str | Exception] = {}
+        for ch in changes:
+            try:
+                out[ch.path] = self.downloader.write_small(ch.sha256, ch.mtime_ns)
+            except (OSError, FileProblem) as e:
+                out[ch.path] = e
+        return out
+
     def _write_all(self, writes: list[tuple[Change, os.stat_result | None]]) -> None:
         local = self.store.find_by_shas(ch.sha256 for ch, _ in writes if ch.kind in CONTENT_KINDS)
         need_hub = [sha for sha, found in local.items() if not found]
@@ -382,15 +394,20 @@ class Applier:
             self.downloader.prefetch(need_hub)
         ready: list[tuple[Change, os.stat_result | None, str]] = []
         fetched: dict[str, str] = {}  # sha256 -> temp name, for contents repeated in the page
-        # Small contents already fetched are written by a few threads: creating many files is
-        # syscall-bound, and the syscalls release the GIL.
-        small = {ch.path: self._pool.submit(self.downloader.write_small, ch.sha256, ch.mtime_ns)
-                 for ch, _ in writes
-                 if ch.kind in CONTENT_KINDS and not local[ch.sha256] and self.downloader.has_small(ch.sha256)}
+        # Small contents already fetched are written by a few threads, a run of files per task:
+        # creating many files is syscall-bound, and the syscalls release the GIL.
+        runs = [ch for ch, _ in writes
+                if ch.kind in CONTENT_KINDS and not local[ch.sha256] and self.downloader.has_small(ch.sha256)]
+        small = {}
+        for i in range(0, len(runs), SMALL_RUN):
+            task = self._pool.submit(self._write_smalls, runs[i:i + SMALL_RUN])
+            small.update((ch.path, task) for ch in runs[i:i + SMALL_RUN])
         for ch, st in writes:
             try:
                 if ch.path in small:
-                    tmp = small[ch.path].result()
+                    tmp = small[ch.path].result()[ch.path]
+                    if isinstance(tmp, Exception):
+                        raise tmp
                     if self.progress:
                         self.progress(ch.size)
                 elif ch.kind == KIND_SYMLINK:

@@ -26,6 +26,7 @@ from shoal.core.debounce import Debouncer
 from shoal.core.durations import format_duration
 from shoal.daemon.conditions import ConditionProbe
 from shoal.daemon.control import ControlServer, socket_path
+from shoal.daemon.kept_hub import KeptHub
 from shoal.daemon.watcher import FolderWatcher
 from shoal.errors import AlreadyRunning, ConfigError, FolderPaused, HubUnreachable, ShoalError
 from shoal.progress import ProgressSink
@@ -119,7 +120,8 @@ class Daemon:
         self._config_stamp = self._stamp()
         self.device = LocalDevice(config)
         self.sink = _ProgressRelay(self)
-        self.engine = SyncEngine(config, self.device.store, self.device.open_hub, progress=self.sink)
+        self.kept_hub = KeptHub(self.device.open_hub)  # one connection from cycle to cycle
+        self.engine = self._engine(config)
         self.device_id = self.device.store.device_id  # for the listener thread (the store is not its)
         self.stopping = threading.Event()
         self.wake = threading.Event()
@@ -156,6 +158,10 @@ class Daemon:
             return (st.st_mtime_ns, st.st_size, st.st_ino)
         except OSError:
             return None
+
+    def _engine(self, config: Config) -> SyncEngine:
+        return SyncEngine(config, self.device.store, self.kept_hub.get, progress=self.sink,
+                          release_hub=self.kept_hub.release)
 
     def stop(self, *_args) -> None:
         self.stopping.set()
@@ -215,6 +221,7 @@ class Daemon:
             if self.front_check is not None:
                 self.front_check.close()
             self.control.stop()
+            self.kept_hub.close()
             self.device.close()
             log.info("shoal daemon stopped")
 
@@ -431,7 +438,8 @@ class Daemon:
             for f in new.folders:
                 self.device.store.ensure_folder(f.id, str(f.path))
             self.device.config = new
-            self.engine = SyncEngine(new, self.device.store, self.device.open_hub, progress=self.sink)
+            self.kept_hub.close()  # the hub's URL or login may be another now
+            self.engine = self._engine(new)
             with self.events_lock:
                 self.debouncer = Debouncer(new.sync.debounce)
             logging.getLogger().setLevel(getattr(logging, new.log.level.upper(), logging.INFO))

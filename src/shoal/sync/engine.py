@@ -97,10 +97,14 @@ class SyncEngine:
     """Runs cycles for one device (one store, one config)."""
 
     def __init__(self, config: Config, store: Store, hub_factory: Callable[[], Hub], *,
-                 clock: Callable[[], float] = time.time, progress: ProgressSink | None = None):
+                 clock: Callable[[], float] = time.time, progress: ProgressSink | None = None,
+                 release_hub: Callable[[Hub, bool], None] | None = None):
+        """`release_hub(hub, ok)` gives back a hub from `hub_factory` after a cycle (ok: the cycle
+        completed); by default it is closed (the daemon keeps it: daemon.kept_hub)."""
         self.config = config
         self.store = store
         self.hub_factory = hub_factory
+        self.release_hub = release_hub or (lambda hub, ok: hub.close())
         self.clock = clock
         self.progress = progress or ProgressSink()
         # sync.max_*_rate: one Throttle per direction, shared by every folder (a reload makes a new engine)
@@ -181,6 +185,7 @@ class SyncEngine:
                 return report
             self.store.update_run(run_id, phase="connect")
             hub = self.hub_factory()
+            completed = False
             try:
                 active = [f for f, fr in zip(folders, report.folders) if not (fr.paused or fr.held)]
                 hub_id = hub.register(self.device_name, [f.id for f in active if f.id not in self._sealers
@@ -206,6 +211,7 @@ class SyncEngine:
                                          if n)
                     hub.log_sync(f.id, "partial" if problems else "ok", fr.pushed, fr.pulled, started,
                                  f"{problems} (see shoal status on {self.device_name})" if problems else None)
+                completed = True
             except ShoalError as e:
                 # The other devices see this device's last error (`shoal devices`), unless the hub
                 # itself is what failed.
@@ -217,7 +223,7 @@ class SyncEngine:
                         pass
                 raise
             finally:
-                hub.close()
+                self.release_hub(hub, completed)
         except ShoalError as e:
             report.error = str(e)
             self.store.update_run(run_id, status="failed", error=str(e), finished_at=int(self.clock()))

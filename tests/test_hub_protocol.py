@@ -384,3 +384,21 @@ def test_two_concurrent_hub_inits_on_a_fresh_database_both_succeed(pg_dsn, attem
     finally:
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_syncing_device_gets_its_own_rows_back_as_stubs(hubs):
+    """What a device pushed comes back in its pulls (the cursor passes over it) but is skipped:
+    with stub_own, as the engine pulls, those rows carry no path, hash or payload (across a slow
+    link they were most of a first sync's download). Another device's rows come whole."""
+    a, b = hubs("alpha"), hubs("beta")
+    data = b"mine"
+    a.put_small_contents([(_sha(data), data)], BLOCK)
+    a.push(FOLDER, [_row(1, "mine.txt", data)])
+    b.put_small_contents([(_sha(data), data)], BLOCK)
+    b.push(FOLDER, [_row(1, "theirs.txt", data)])
+    mine, theirs = a.pull(FOLDER, 0, stub_own=True)
+    assert (mine.device_id, mine.seq, mine.path, mine.sha256, mine.device_name) == (a.device_id, 1, None, None, None)
+    assert (theirs.path, theirs.sha256, theirs.device_id) == ("theirs.txt", _sha(data), b.device_id)
+    assert [c.path for c in a.pull(FOLDER, 0)] == ["mine.txt", "theirs.txt"]  # whole, when asked so
+    _, page = a.horizon_and_pull(FOLDER, 0, stub_own=True)
+    assert [c.path for c in page] == [None, "theirs.txt"]

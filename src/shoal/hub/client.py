@@ -204,17 +204,21 @@ class Hub:
         return [PushResult(s, PushStatus(st), v, _head_version(h)) for s, st, v, h in got]
 
     _PULL = ("SELECT id, path, device_id::text, device_name, kind, size, mtime_ns, sha256, target,"
-             " deleted, moved_from, conflict_of, incarnation::text, seq, sealed FROM shoal.pull(%s, %s, %s, %s)")
+             " deleted, moved_from, conflict_of, incarnation::text, seq, sealed FROM shoal.pull(%s, %s, %s, %s, %s)")
 
-    def pull(self, folder_id: str, after: int, limit: int = 1000) -> list[Change]:
-        return self._changes(folder_id, self._rows("pull", self._PULL, (self.device_id, folder_id, after, limit)))
+    def pull(self, folder_id: str, after: int, limit: int = 1000, *, stub_own: bool = False) -> list[Change]:
+        """A page of changes after `after`; with `stub_own`, this device's own rows come as stubs
+        (version, device, incarnation, seq: no path, hash or payload), for a caller that skips them."""
+        return self._changes(folder_id, self._rows("pull", self._PULL,
+                                                   (self.device_id, folder_id, after, limit, stub_own)))
 
-    def horizon_and_pull(self, folder_id: str, after: int, limit: int = 1000) -> tuple[int, list[Change]]:
+    def horizon_and_pull(self, folder_id: str, after: int, limit: int = 1000, *,
+                         stub_own: bool = False) -> tuple[int, list[Change]]:
         """The last change id the hub's garbage collection removed from the folder (0: none) and
         the first pull page after `after`, in one round trip."""
         horizon, got = self._pipeline("pull", [
             ("SELECT shoal.folder_horizon(%s, %s)", (self.device_id, folder_id)),
-            (self._PULL, (self.device_id, folder_id, after, limit))])
+            (self._PULL, (self.device_id, folder_id, after, limit, stub_own))])
         return horizon[0][0], self._changes(folder_id, got)
 
     @staticmethod

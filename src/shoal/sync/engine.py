@@ -523,12 +523,12 @@ class SyncEngine:
         cursor = row.pull_cursor if row else 0
         self._retry_failed(hub, f, fr)
         # The first page comes with the folder's GC horizon: one round trip for a cycle's pull.
-        horizon, first = hub.horizon_and_pull(f.id, cursor, PULL_PAGE)
+        horizon, first = hub.horizon_and_pull(f.id, cursor, PULL_PAGE, stub_own=True)
         if cursor > 0 and f.mode.applies and cursor < horizon:
             cursor = self._resync_from_heads(hub, f, fr, cursor, allow_mass_delete=allow_mass_delete)
             if cursor is None:
                 return
-            first = hub.pull(f.id, cursor, PULL_PAGE)
+            first = hub.pull(f.id, cursor, PULL_PAGE, stub_own=True)
         read: list[list[Change]] = [first]
         upto: int | None = None  # changes after this were not weighed by the guard: next cycle
         if f.mode.applies and not allow_mass_delete:
@@ -544,7 +544,7 @@ class SyncEngine:
         while True:
             page = next(ahead, None)
             if page is None:
-                page = hub.pull(f.id, cursor, PULL_PAGE)
+                page = hub.pull(f.id, cursor, PULL_PAGE, stub_own=True)
             last = len(page) < PULL_PAGE  # nothing more for now: no need to ask for an empty page
             if upto is not None:
                 page = [c for c in page if c.version <= upto]
@@ -625,7 +625,7 @@ class SyncEngine:
         devices: set[str] = set()
         after = cursor
         while True:
-            page = first if after == cursor else hub.pull(f.id, after, PULL_PAGE)
+            page = first if after == cursor else hub.pull(f.id, after, PULL_PAGE, stub_own=True)
             if len(kept) < GUARD_KEEP_PAGES and (not kept or len(kept[-1]) == PULL_PAGE):
                 kept.append(page)
             if not page:

@@ -131,10 +131,10 @@ class SealedFolderHub:
                       seq=c.seq, version=c.version, device_id=c.device_id, device_name=c.device_name,
                       moved_from=row.moved_from, conflict_of=row.conflict_of, incarnation=c.incarnation)
 
-    def pull(self, folder_id: str, after: int, limit: int = 1000) -> list[Change]:
+    def pull(self, folder_id: str, after: int, limit: int = 1000, *, stub_own: bool = False) -> list[Change]:
         """The page, opened and checked; this device's own rows come as the hub has them (the
         engine never applies them: opening them would only cost time)."""
-        return self._opened_page(folder_id, self.hub.pull(folder_id, after, limit))
+        return self._opened_page(folder_id, self.hub.pull(folder_id, after, limit, stub_own=stub_own))
 
     def _opened_page(self, folder_id: str, page: list[Change]) -> list[Change]:
         page = [c if c.device_id == self.device_id else self._open_change(c) for c in page]
@@ -171,8 +171,9 @@ class SealedFolderHub:
                             st.later)
                 for st in self.hub.restore_plan(folder_id, mode, when, device_name)]
 
-    def horizon_and_pull(self, folder_id: str, after: int, limit: int = 1000) -> tuple[int, list[Change]]:
-        horizon, page = self.hub.horizon_and_pull(folder_id, after, limit)
+    def horizon_and_pull(self, folder_id: str, after: int, limit: int = 1000, *,
+                         stub_own: bool = False) -> tuple[int, list[Change]]:
+        horizon, page = self.hub.horizon_and_pull(folder_id, after, limit, stub_own=stub_own)
         return horizon, self._opened_page(folder_id, page)
 
     # -- contents and blocks ----------------------------------------------------------

@@ -1,5 +1,9 @@
--- Changes of a folder after a cursor, in id order, with the pushing device's name.
-CREATE OR REPLACE FUNCTION shoal.pull(p_device uuid, p_folder text, p_after bigint, p_limit integer)
+-- Changes of a folder after a cursor, in id order, with the pushing device's name. With
+-- p_stub_own, the calling device's own rows come as stubs (id, device, incarnation, seq, kind,
+-- size, mtime, deleted; no path, name, hash, target or sealed payload): a syncing device skips
+-- them, and across a slow link its own pushes coming back were most of a first sync's download.
+CREATE OR REPLACE FUNCTION shoal.pull(p_device uuid, p_folder text, p_after bigint, p_limit integer,
+                                      p_stub_own boolean)
 RETURNS TABLE (id bigint, path text, device_id uuid, device_name text, kind text, size bigint,
                mtime_ns bigint, sha256 text, target text, deleted boolean, moved_from text,
                conflict_of text, incarnation uuid, seq bigint, sealed bytea)
@@ -8,9 +12,14 @@ DECLARE
     v_space text := shoal.enter(p_device);
 BEGIN
     RETURN QUERY
-        SELECT c.id, c.path, c.device_id, d.name, c.kind, c.size, c.mtime_ns, c.sha256, c.target,
-               c.deleted, c.moved_from, c.conflict_of, c.incarnation, c.seq, c.sealed
+        SELECT c.id, CASE WHEN s.stub THEN NULL ELSE c.path END, c.device_id,
+               CASE WHEN s.stub THEN NULL ELSE d.name END, c.kind, c.size, c.mtime_ns,
+               CASE WHEN s.stub THEN NULL ELSE c.sha256 END, CASE WHEN s.stub THEN NULL ELSE c.target END,
+               c.deleted, CASE WHEN s.stub THEN NULL ELSE c.moved_from END,
+               CASE WHEN s.stub THEN NULL ELSE c.conflict_of END, c.incarnation, c.seq,
+               CASE WHEN s.stub THEN NULL ELSE c.sealed END
           FROM shoal.changes c JOIN shoal.devices d ON d.space = c.space AND d.device_id = c.device_id
+         CROSS JOIN LATERAL (SELECT coalesce(p_stub_own, false) AND c.device_id = p_device AS stub) s
          WHERE c.space = v_space AND c.folder_id = p_folder AND c.id > p_after
          ORDER BY c.id LIMIT p_limit;
 END $$;

@@ -166,3 +166,26 @@ def test_changes_in_the_middle_of_runs_and_at_the_end_of_the_index_are_found(sto
     os.utime(root / "d0/f000.txt", ns=(8, 8))
     r = scan_folder(store, FID, root, only=[("d0", False)])
     assert (r.modified, r.deleted, r.unchanged) == (1, 0, 74)
+
+
+def test_file_keys_read_one_snapshot_in_path_order_and_states_match_them(store):
+    from shoal.model import FileState
+    store.ensure_folder(FID, "/x")
+    rows = [FileState(FID, p, kind, 3, 10 + i, 100 + i, "a" * 64, deleted, None, 5)
+            for i, (p, kind, deleted) in enumerate([("a/x", "file", 0), ("a/sub/y", "file", 0), ("a", "dir", 0),
+                                                    ("a/z", "symlink", 1), ("a.b", "exec", 0), ("b/q", "file", 0)])]
+    store.put_files(rows)
+    with store.file_keys(FID) as keys:
+        first = next(keys.rows)
+        store.put_files([rows[0]._replace(path="a/w")])  # written while reading: not in this snapshot
+        got = [first, *keys.rows]
+        assert got == [("a.b", "exec", 3, 14, 104, 0), ("a/sub/y", "file", 3, 11, 101, 0),
+                       ("a/x", "file", 3, 10, 100, 0), ("a/z", "symlink", 3, 13, 103, 1), ("b/q", "file", 3, 15, 105, 0)]
+        assert [(f.path, f.kind, f.size, f.mtime_ns, f.inode, f.deleted) for f in keys.states("a/sub/y", "a/z")] \
+            == got[1:4]
+    with store.file_keys(FID, under="a", recursive=False) as keys:
+        assert [k[0] for k in keys.rows] == ["a/w", "a/x", "a/z"]
+        assert [f.path for f in keys.states("a/w", "a/z")] == ["a/w", "a/x", "a/z"]
+        assert keys.states("a/w", "a/z")[0].version == 5
+    with store.file_keys(FID, under="a") as keys:
+        assert [k[0] for k in keys.rows] == ["a/sub/y", "a/w", "a/x", "a/z"]

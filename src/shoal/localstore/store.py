@@ -138,6 +138,21 @@ def folder_key_meta(folder_id: str) -> str:
     return f"folder_key:{folder_id}"
 
 
+def _under(folder_id: str, under: str, recursive: bool) -> tuple[str, tuple]:
+    """WHERE clause and arguments for a folder's index rows, or those of its directory `under`
+    (only that directory's own rows when not `recursive`)."""
+    where = "folder_id=?"
+    args: tuple = (folder_id,)
+    prefix = f"{under}/" if under else ""
+    if prefix:  # a range on the primary key: '0' is the character after '/'
+        where += " AND path >= ? AND path < ?"
+        args += (prefix, f"{under}0")
+    if not recursive:
+        where += " AND instr(substr(path, ?), '/') = 0"
+        args += (len(prefix) + 1,)
+    return where, args
+
+
 class FileKeys:
     """Store.file_keys: index rows as key tuples, read in order from one snapshot; `states`
     reads the full rows of a stretch of them from the same snapshot."""
@@ -368,15 +383,8 @@ class Store:
         Rows stream from a second connection holding one read snapshot (WAL), so the caller
         may write to the store while iterating and never has the whole folder in memory.
         """
-        sql = f"SELECT {_FILE_COLS} FROM files WHERE folder_id=?"
-        args: tuple = (folder_id,)
-        prefix = f"{under}/" if under else ""
-        if prefix:  # a range on the primary key: '0' is the character after '/'
-            sql += " AND path >= ? AND path < ?"
-            args += (prefix, f"{under}0")
-        if not recursive:
-            sql += " AND instr(substr(path, ?), '/') = 0"
-            args += (len(prefix) + 1,)
+        where, args = _under(folder_id, under, recursive)
+        sql = f"SELECT {_FILE_COLS} FROM files WHERE {where}"
         if not include_deleted:
             sql += " AND deleted=0"
         if dirs is not None:
@@ -397,16 +405,8 @@ class Store:
         plain tuples (path, kind, size, mtime_ns, inode, deleted): what a rescan compares with the
         disk, with no object made per row. FileKeys.states turns some of them into FileStates.
         One read snapshot on a second connection, as iter_files; close it (or use `with`)."""
-        where = "folder_id=? AND kind <> 'dir'"
-        args: tuple = (folder_id,)
-        prefix = f"{under}/" if under else ""
-        if prefix:  # a range on the primary key: '0' is the character after '/'
-            where += " AND path >= ? AND path < ?"
-            args += (prefix, f"{under}0")
-        if not recursive:
-            where += " AND instr(substr(path, ?), '/') = 0"
-            args += (len(prefix) + 1,)
-        return FileKeys(self.path, where, args)
+        where, args = _under(folder_id, under, recursive)
+        return FileKeys(self.path, where + " AND kind <> 'dir'", args)
 
     def versions_of(self, folder_id: str, paths: list[str]) -> dict[str, int | None]:
         """path -> index version for many paths at once (the bases of a push batch)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["tests.fixtures.server", "tests.fixtures.hubs", "tests.fixtures.devices",
-                  "tests.fixtures.exfat"]
+                  "tests.fixtures.exfat", "tests.fixtures.scanning"]
 
 
 @pytest.fixture

@@ -14,25 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from shoal.localstore import open_store
 from shoal.localstore.store import Store
 from shoal.scan.scanner import scan_folder
 
 FID = "docs"
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "state")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def root(tmp_path) -> Path:
-    r = tmp_path / "folder"
-    r.mkdir()
-    return r
 
 
 def write(root: Path, rel: str, data: str) -> Path:

@@ -13,10 +13,7 @@ import os
 import unicodedata
 from pathlib import Path
 
-import pytest
-
 from shoal.core.ignore import IgnoreRules
-from shoal.localstore import open_store
 from shoal.model import KIND_EXEC, KIND_FILE, FsTraits
 from shoal.scan import scanner
 from shoal.scan.scanner import scan_folder, walk
@@ -24,18 +21,6 @@ from shoal.scan.scanner import scan_folder, walk
 FID = "docs"
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "state")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def root(tmp_path) -> Path:
-    r = tmp_path / "folder"
-    r.mkdir()
-    return r
 
 
 def write(root: Path, rel: str, data: str = "x") -> Path:

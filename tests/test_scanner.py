@@ -33,18 +33,6 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "state")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def root(tmp_path) -> Path:
-    r = tmp_path / "folder"
-    r.mkdir()
-    return r
 
 
 def write(root: Path, rel: str, data: bytes | str, *, mtime_ns: int | None = None) -> Path:

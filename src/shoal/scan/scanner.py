@@ -250,6 +250,24 @@ def _one_per_name(entries: list, prefix: str, on_error) -> list:
     return out
 
 
+def _open_frame(name: str, dir_fd: int | None, flags: int, rel: str, os_path: str, rules: IgnoreRules,
+                on_error: Callable[[str, OSError], None], modes: bool) -> _DirFrame | None:
+    """Open and list the directory `rel` of the walk (`name` relative to `dir_fd`, or a path);
+    None when it cannot be (reported through on_error)."""
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError as e:
+        on_error(rel, e)
+        return None
+    try:
+        files, dirs = _read_dir(fd, rel, os_path, rules, on_error, modes)
+    except OSError as e:
+        os.close(fd)
+        on_error(rel, e)
+        return None
+    return _DirFrame(fd, f"{rel}/" if rel else "", os_path, files, dirs)
+
+
 def walk_runs(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None], *,
               start: str = "", recursive: bool = True, modes: bool = True,
               on_dir: Callable[[str, str], None] | None = None) -> Iterator[DiskRun]:
@@ -271,20 +289,11 @@ def walk_runs(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError],
             return
     else:
         os_start = str(root)
-    try:
-        fd = os.open(os_start, _DIR_FLAGS)
-    except OSError as e:
-        on_error(start, e)
+    top = _open_frame(os_start, None, _DIR_FLAGS, start, os_start, rules, on_error, modes)
+    if top is None:
         return
-    stack: list[_DirFrame] = []
+    stack: list[_DirFrame] = [top]
     try:
-        try:
-            files, dirs = _read_dir(fd, start, os_start, rules, on_error, modes)
-        except OSError as e:
-            os.close(fd)
-            on_error(start, e)
-            return
-        stack.append(_DirFrame(fd, f"{start}/" if start else "", os_start, files, dirs))
         while stack:
             frame = stack[-1]
             if frame.next_dir == len(frame.dirs):
@@ -303,21 +312,13 @@ def walk_runs(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError],
                 on_dir(rel, os_path)
             if not recursive:
                 continue
-            try:
-                fd = os.open(os_name, _DIR_FLAGS | _NOFOLLOW, dir_fd=frame.fd)
-            except OSError as e:
-                on_error(rel, e)
-                continue
-            try:
-                files, dirs = _read_dir(fd, rel, os_path, rules, on_error, modes)
-            except OSError as e:
-                os.close(fd)
-                on_error(rel, e)
-                continue
-            stack.append(_DirFrame(fd, rel + "/", os_path, files, dirs))
+            sub = _open_frame(os_name, frame.fd, _DIR_FLAGS | _NOFOLLOW, rel, os_path, rules, on_error, modes)
+            if sub is not None:
+                stack.append(sub)
     finally:
         for frame in stack:  # the consumer stopped early
             os.close(frame.fd)
+
 
 
 def walk(root: Path, rules: IgnoreRules, on_error: Callable[[str, OSError], None], *,

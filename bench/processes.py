@@ -42,16 +42,23 @@ class ChildRun:
 
 
 def run_child(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600) -> ChildRun:
-    """Run a command; wall time and that child's own rusage (peak RSS, CPU) via wait4.
+    """Run a command; wall time and that child's own rusage (CPU) via wait4, and its peak RSS.
 
     wait4 gives exactly the RUSAGE_CHILDREN figures of this one child (and whatever it
-    waited for), without mixing in earlier children of the bench process.
+    waited for), without mixing in earlier children of the bench process. Its ru_maxrss,
+    though, is at least the bench process's own RSS when the child was forked (the kernel keeps
+    the high-water mark of the memory the child had before exec): after a benchmark that grew
+    the bench process (push_100k works in-process), every child looked that big. The peak RSS
+    is therefore the child's VmHWM (its memory after exec) read from /proc every 20 ms while it
+    runs; ru_maxrss only for a child gone before the first reading.
     """
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
     deadline = started + timeout
+    hwm_kb = 0
+    polls = 0
     while True:
         pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -60,13 +67,28 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None, timeout: float 
             proc.kill()
             pid, status, ru = os.wait4(proc.pid, 0)
             break
+        if polls % 10 == 0:
+            hwm_kb = max(hwm_kb, _vm_hwm_kb(proc.pid))
+        polls += 1
         time.sleep(0.002)
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     out.seek(0)
     err.seek(0)
-    return ChildRun(seconds, proc.returncode, ru.ru_maxrss, ru.ru_utime, ru.ru_stime,
+    return ChildRun(seconds, proc.returncode, hwm_kb or ru.ru_maxrss, ru.ru_utime, ru.ru_stime,
                     out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    """A running process's peak resident set (VmHWM, kB); 0 if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def check(run: ChildRun, what: str) -> ChildRun:

@@ -8,7 +8,7 @@ both instances until B has the file, then from asking A to rescan until B's file
 and bytes moved (shoal: counted at a relaying proxy between the devices and the hub's Unix
 socket, each way, plus the blocks the hub stored new; Syncthing: its REST
 `/rest/system/connections` totals). Also the peak RSS of A's and B's `shoal sync --now` of the
-whole file (wait4) and, for information, Syncthing's (VmHWM).
+whole file (VmHWM, bench.processes.run_child) and, for information, Syncthing's (VmHWM).
 Targets: time <= 0.5x Syncthing; the edit moves no more blocks than it touches (2 at 1 GiB);
 peak RSS <= 100 MB each. Loopback only: shoal's devices reach the hub at 127.0.0.1 through the
 counting proxy; Syncthing runs in a private network namespace with only loopback.
@@ -211,5 +211,5 @@ def measure(sc: Scale) -> list[Row]:
         mb = sh["first"][who]["maxrss_mb"]
         rows.append(Row("big_file", f"{who.upper()}_peak_rss", mb, "MB",
                         st["first"]["rss_mb"][who] if st else None, "Syncthing (VmHWM)" if st else "", None,
-                        "<= 100 MB", mb <= 100, f"{who.upper()}'s `shoal sync --now` of the {mib} file (wait4)"))
+                        "<= 100 MB", mb <= 100, f"{who.upper()}'s `shoal sync --now` of the {mib} file (VmHWM)"))
     return rows

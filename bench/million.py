@@ -77,7 +77,7 @@ def measure(sc: Scale) -> list[Row]:
         mb_small, mb_big = s["runs"][step].maxrss_kb / 1024, b["runs"][step].maxrss_kb / 1024
         flat = mb_big <= 100 and mb_big - mb_small <= 20
         rows.append(Row(name, f"{step}_peak_rss", mb_big, "MB", mb_small, f"{small:,} files", mb_big / mb_small,
-                        "<= 100 MB, +20 MB at most", flat, "peak RSS of the `shoal` process (wait4)"))
+                        "<= 100 MB, +20 MB at most", flat, "peak RSS of the `shoal` process (VmHWM)"))
     rows.append(Row(name, "hub_size", b["hub_mb"], "MB", s["hub_mb"], f"{small:,} files", b["hub_mb"] / s["hub_mb"],
                     "", None, f"pg_database_size of the hub after A and B synced ({b['hub_mb'] / big * 1e6:.0f} "
                     f"bytes per file)"))

@@ -73,9 +73,9 @@ def measure(sc: Scale) -> list[Row]:
                         + f"; {shoal_cpu}", details))
     rows.append(Row(label, "A_push", ra.seconds, "s", note="A: `shoal sync --now` (scan, upload, push)"))
     rows.append(Row(label, "B_pull_apply", rb.seconds, "s", note="B: `shoal sync --now` (pull, fetch, write, index)"))
-    # Issue 14 item 6: memory while syncing (wait4's peak RSS of each `shoal sync --now`).
+    # Issue 14 item 6: memory while syncing (peak RSS of each `shoal sync --now`: its VmHWM).
     for who, run in (("A", ra), ("B", rb)):
         mb = run.maxrss_kb / 1024
         rows.append(Row(label, f"{who}_peak_rss", mb, "MB", target="<= 100 MB", ok=mb <= 100,
-                        note=f"{who}'s `shoal sync --now`, peak RSS (wait4)"))
+                        note=f"{who}'s `shoal sync --now`, peak RSS (VmHWM)"))
     return rows

@@ -25,24 +25,13 @@ import time
 import uuid
 
 from bench.fixtures import create_db, postgres, workdir
-from bench.processes import check, child_env, process_tree, run_child, shoal_cmd
+from bench.processes import check, child_env, proc_status_kb, process_tree, run_child, shoal_cmd
 from bench.report import Row, log
 from bench.scale import Scale
 
 FOLDERS = 4
 DAYS = 90
 TABLES = ("changes", "heads", "contents", "block_spaces", "blocks")
-
-
-def _rss_anon_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 class MemorySampler:
@@ -56,7 +45,7 @@ class MemorySampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            sizes = [_rss_anon_kb(p) for p in process_tree(self.root_pid)]
+            sizes = [proc_status_kb(p, "RssAnon") for p in process_tree(self.root_pid)]
             self.peak_total_kb = max(self.peak_total_kb, sum(sizes))
             self.peak_one_kb = max(self.peak_one_kb, max(sizes, default=0))
             self._stop.wait(self.interval)

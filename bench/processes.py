@@ -68,7 +68,7 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None, timeout: float 
             pid, status, ru = os.wait4(proc.pid, 0)
             break
         if polls % 10 == 0:
-            hwm_kb = max(hwm_kb, _vm_hwm_kb(proc.pid))
+            hwm_kb = max(hwm_kb, proc_status_kb(proc.pid, "VmHWM"))
         polls += 1
         time.sleep(0.002)
     seconds = time.perf_counter() - started
@@ -79,12 +79,13 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None, timeout: float 
                     out.read().decode(errors="replace"), err.read().decode(errors="replace"))
 
 
-def _vm_hwm_kb(pid: int) -> int:
-    """A running process's peak resident set (VmHWM, kB); 0 if it cannot be read."""
+def proc_status_kb(pid: int, field: str) -> int:
+    """A kB figure of a running process from /proc/PID/status (e.g. VmHWM, its peak resident
+    set; RssAnon); 0 if it cannot be read."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1])
     except (OSError, ValueError, IndexError):
         pass
